@@ -1,0 +1,559 @@
+//! Conversions between the generated proto types and the domain, in one place. Incoming values
+//! are validated here (unknown or unspecified enums, malformed ids and paths become
+//! [`ValidationError`]s); outgoing values are plain mappings.
+
+use crate::domain::{
+    self, AccessQuery, AppScopes, ConsentState, Decision, GrantView, Manifest, ManifestParts,
+    PermissionRequest, RawAccessQuery, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
+    Revision, Timestamp, Valid, ValidationError,
+};
+use crate::proto;
+
+/// Decodes a proto enum value, rejecting unknown numbers.
+fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Valid<E> {
+    E::try_from(value)
+        .map_err(|_| ValidationError::new(field, format_args!("{value} is not a known value")))
+}
+
+/// A required `Role`.
+pub fn role_from_proto(field: &str, value: i32) -> Valid<domain::Role> {
+    use proto::Role as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "a role is required (ROLE_UNSPECIFIED given)",
+        )),
+        P::GeneralAdmin => Ok(domain::Role::GeneralAdmin),
+        P::UserAdmin => Ok(domain::Role::UserAdmin),
+        P::PermissionManager => Ok(domain::Role::PermissionManager),
+        P::Delegate => Ok(domain::Role::Delegate),
+    }
+}
+
+/// A `Role` for the wire.
+pub fn role_to_proto(role: domain::Role) -> proto::Role {
+    match role {
+        domain::Role::GeneralAdmin => proto::Role::GeneralAdmin,
+        domain::Role::UserAdmin => proto::Role::UserAdmin,
+        domain::Role::PermissionManager => proto::Role::PermissionManager,
+        domain::Role::Delegate => proto::Role::Delegate,
+    }
+}
+
+/// A required `Right`.
+pub fn right_from_proto(field: &str, value: i32) -> Valid<domain::Right> {
+    use proto::Right as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "a right is required (RIGHT_UNSPECIFIED given)",
+        )),
+        P::Read => Ok(domain::Right::Read),
+        P::Write => Ok(domain::Right::Write),
+        P::Manage => Ok(domain::Right::Manage),
+        P::FullControl => Ok(domain::Right::FullControl),
+    }
+}
+
+/// A `Right` for the wire.
+pub fn right_to_proto(right: domain::Right) -> proto::Right {
+    match right {
+        domain::Right::Read => proto::Right::Read,
+        domain::Right::Write => proto::Right::Write,
+        domain::Right::Manage => proto::Right::Manage,
+        domain::Right::FullControl => proto::Right::FullControl,
+    }
+}
+
+/// A required `ScopeLevel`.
+pub fn scope_level_from_proto(field: &str, value: i32) -> Valid<domain::ScopeLevel> {
+    use proto::ScopeLevel as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "a scope level is required (SCOPE_LEVEL_UNSPECIFIED given)",
+        )),
+        P::Tenancy => Ok(domain::ScopeLevel::Tenancy),
+        P::SiteCollection => Ok(domain::ScopeLevel::SiteCollection),
+        P::Web => Ok(domain::ScopeLevel::Web),
+        P::List => Ok(domain::ScopeLevel::List),
+    }
+}
+
+/// A `ScopeLevel` for the wire.
+pub fn scope_level_to_proto(level: domain::ScopeLevel) -> proto::ScopeLevel {
+    match level {
+        domain::ScopeLevel::Tenancy => proto::ScopeLevel::Tenancy,
+        domain::ScopeLevel::SiteCollection => proto::ScopeLevel::SiteCollection,
+        domain::ScopeLevel::Web => proto::ScopeLevel::Web,
+        domain::ScopeLevel::List => proto::ScopeLevel::List,
+    }
+}
+
+/// A required `AppKind`.
+pub fn app_kind_from_proto(field: &str, value: i32) -> Valid<domain::AppKind> {
+    use proto::AppKind as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "a kind is required (APP_KIND_UNSPECIFIED given)",
+        )),
+        P::Standard => Ok(domain::AppKind::Standard),
+        P::Custom => Ok(domain::AppKind::Custom),
+    }
+}
+
+/// An `AppKind` for the wire.
+pub fn app_kind_to_proto(kind: domain::AppKind) -> proto::AppKind {
+    match kind {
+        domain::AppKind::Standard => proto::AppKind::Standard,
+        domain::AppKind::Custom => proto::AppKind::Custom,
+    }
+}
+
+/// A `RunAs`; unspecified is USER_CONTEXT.
+pub fn run_as_from_proto(field: &str, value: i32) -> Valid<domain::RunAs> {
+    use proto::RunAs as P;
+    Ok(match known::<P>(field, value)? {
+        P::Unspecified | P::UserContext => domain::RunAs::UserContext,
+        P::SystemUser => domain::RunAs::SystemUser,
+    })
+}
+
+/// A `RunAs` for the wire.
+pub fn run_as_to_proto(run_as: domain::RunAs) -> proto::RunAs {
+    match run_as {
+        domain::RunAs::UserContext => proto::RunAs::UserContext,
+        domain::RunAs::SystemUser => proto::RunAs::SystemUser,
+    }
+}
+
+/// A manifest `Policy`; unspecified is USER_AND_APP, and APP_ONLY is never set in a manifest.
+pub fn policy_from_proto(field: &str, value: i32) -> Valid<domain::Policy> {
+    use proto::Policy as P;
+    match known::<P>(field, value)? {
+        P::Unspecified | P::UserAndApp => Ok(domain::Policy::UserAndApp),
+        P::UserOnly => Ok(domain::Policy::UserOnly),
+        P::AppOnly => Err(ValidationError::new(
+            field,
+            "POLICY_APP_ONLY is only ever reported; ask for app-only calls with allow_app_only",
+        )),
+    }
+}
+
+/// A manifest `Policy` for the wire.
+pub fn policy_to_proto(policy: domain::Policy) -> proto::Policy {
+    match policy {
+        domain::Policy::UserAndApp => proto::Policy::UserAndApp,
+        domain::Policy::UserOnly => proto::Policy::UserOnly,
+    }
+}
+
+/// A reported policy for the wire.
+pub fn reported_policy_to_proto(policy: ReportedPolicy) -> proto::Policy {
+    match policy {
+        ReportedPolicy::UserAndApp => proto::Policy::UserAndApp,
+        ReportedPolicy::UserOnly => proto::Policy::UserOnly,
+        ReportedPolicy::AppOnly => proto::Policy::AppOnly,
+    }
+}
+
+/// A `ContentAccess`; unspecified is OWN_CONTENT.
+pub fn content_access_from_proto(field: &str, value: i32) -> Valid<domain::ContentAccess> {
+    use proto::ContentAccess as P;
+    Ok(match known::<P>(field, value)? {
+        P::Unspecified | P::OwnContent => domain::ContentAccess::OwnContent,
+        P::OnBehalfOfManagedUsers => domain::ContentAccess::OnBehalfOfManagedUsers,
+    })
+}
+
+/// A `ContentAccess` for the wire.
+pub fn content_access_to_proto(access: domain::ContentAccess) -> proto::ContentAccess {
+    match access {
+        domain::ContentAccess::OwnContent => proto::ContentAccess::OwnContent,
+        domain::ContentAccess::OnBehalfOfManagedUsers => {
+            proto::ContentAccess::OnBehalfOfManagedUsers
+        }
+    }
+}
+
+/// A required `ManagerAccess`.
+pub fn manager_access_from_proto(field: &str, value: i32) -> Valid<domain::ManagerAccess> {
+    use proto::ManagerAccess as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "an access is required (MANAGER_ACCESS_UNSPECIFIED given)",
+        )),
+        P::Read => Ok(domain::ManagerAccess::Read),
+        P::ReadWrite => Ok(domain::ManagerAccess::ReadWrite),
+    }
+}
+
+/// A `ManagerAccess` for the wire.
+pub fn manager_access_to_proto(access: domain::ManagerAccess) -> proto::ManagerAccess {
+    match access {
+        domain::ManagerAccess::Read => proto::ManagerAccess::Read,
+        domain::ManagerAccess::ReadWrite => proto::ManagerAccess::ReadWrite,
+    }
+}
+
+/// A required `Capability`.
+pub fn capability_from_proto(field: &str, value: i32) -> Valid<domain::Capability> {
+    use proto::Capability as P;
+    match known::<P>(field, value)? {
+        P::Unspecified => Err(ValidationError::new(
+            field,
+            "a capability is required (CAPABILITY_UNSPECIFIED given)",
+        )),
+        P::Query => Ok(domain::Capability::Query),
+        P::Admin => Ok(domain::Capability::Admin),
+        P::AppManager => Ok(domain::Capability::AppManager),
+        P::AssertUser => Ok(domain::Capability::AssertUser),
+    }
+}
+
+/// A `Capability` for the wire.
+pub fn capability_to_proto(cap: domain::Capability) -> proto::Capability {
+    match cap {
+        domain::Capability::Query => proto::Capability::Query,
+        domain::Capability::Admin => proto::Capability::Admin,
+        domain::Capability::AppManager => proto::Capability::AppManager,
+        domain::Capability::AssertUser => proto::Capability::AssertUser,
+    }
+}
+
+/// A decision `Reason` for the wire.
+pub fn reason_to_proto(reason: Reason) -> proto::Reason {
+    match reason {
+        Reason::Allowed => proto::Reason::Allowed,
+        Reason::UnknownTenant => proto::Reason::UnknownTenant,
+        Reason::UnknownApp => proto::Reason::UnknownApp,
+        Reason::AppNotWhitelisted => proto::Reason::AppNotWhitelisted,
+        Reason::NoConsent => proto::Reason::NoConsent,
+        Reason::ConsentRevoked => proto::Reason::ConsentRevoked,
+        Reason::ReapprovalRequired => proto::Reason::ReapprovalRequired,
+        Reason::ScopeNotGranted => proto::Reason::ScopeNotGranted,
+        Reason::ImpersonationNotAllowed => proto::Reason::ImpersonationNotAllowed,
+        Reason::UserRequired => proto::Reason::UserRequired,
+        Reason::AppPermissionInsufficient => proto::Reason::AppPermissionInsufficient,
+        Reason::UserPermissionInsufficient => proto::Reason::UserPermissionInsufficient,
+    }
+}
+
+/// A `ConsentState` for the wire.
+pub fn consent_status_to_proto(state: &ConsentState) -> proto::ConsentStatus {
+    match state {
+        ConsentState::NotConsented => proto::ConsentStatus::NotConsented,
+        ConsentState::Revoked => proto::ConsentStatus::Revoked,
+        ConsentState::ReapprovalRequired(_) => proto::ConsentStatus::ReapprovalRequired,
+        ConsentState::Approved => proto::ConsentStatus::Approved,
+    }
+}
+
+/// A timestamp for the wire.
+pub fn timestamp_to_proto(t: Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = t.to_seconds_nanos();
+    prost_types::Timestamp { seconds, nanos }
+}
+
+/// A timestamp from the wire: nanos within a second, and representable in microseconds.
+pub fn timestamp_from_proto(field: &str, t: &prost_types::Timestamp) -> Valid<Timestamp> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(ValidationError::new(
+            field,
+            format_args!("nanos {} is outside 0..1e9", t.nanos),
+        ));
+    }
+    Timestamp::from_seconds_nanos(t.seconds, t.nanos).ok_or_else(|| {
+        ValidationError::new(field, format_args!("{} seconds is out of range", t.seconds))
+    })
+}
+
+/// A manifest from the wire, validated.
+pub fn manifest_from_proto(field: &str, m: Option<&proto::Manifest>) -> Valid<Manifest> {
+    let Some(m) = m else {
+        return Err(ValidationError::new(field, "a manifest is required"));
+    };
+    let permission_requests = m
+        .permission_requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let item = format!("{field}.permission_requests[{i}]");
+            Ok(PermissionRequest {
+                scope_level: scope_level_from_proto(&format!("{item}.scope_level"), r.scope_level)?,
+                right: right_from_proto(&format!("{item}.right"), r.right)?,
+            })
+        })
+        .collect::<Valid<_>>()?;
+    Manifest::parse(ManifestParts {
+        run_as: run_as_from_proto(&format!("{field}.run_as"), m.run_as)?,
+        webhooks: m.webhooks,
+        database_mirroring: m.database_mirroring,
+        scopes: m.scopes.clone(),
+        permission_requests,
+        allow_app_only: m.allow_app_only,
+        policy: policy_from_proto(&format!("{field}.policy"), m.policy)?,
+    })
+    .map_err(|e| e.within(field))
+}
+
+/// A manifest for the wire.
+pub fn manifest_to_proto(m: &Manifest) -> proto::Manifest {
+    proto::Manifest {
+        run_as: run_as_to_proto(m.run_as).into(),
+        webhooks: m.webhooks,
+        database_mirroring: m.database_mirroring,
+        scopes: m.scopes.iter().map(|s| s.to_string()).collect(),
+        permission_requests: m.requests().map(permission_request_to_proto).collect(),
+        allow_app_only: m.allow_app_only,
+        policy: policy_to_proto(m.policy).into(),
+    }
+}
+
+/// A permission request for the wire.
+pub fn permission_request_to_proto(r: PermissionRequest) -> proto::PermissionRequest {
+    proto::PermissionRequest {
+        scope_level: scope_level_to_proto(r.scope_level).into(),
+        right: right_to_proto(r.right).into(),
+    }
+}
+
+/// Resolved requests from the wire, each well-formed (matching them to a manifest is the domain's job).
+pub fn resolved_requests_from_proto(
+    field: &str,
+    items: &[proto::ResolvedRequest],
+) -> Valid<Vec<ResolvedRequest>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let item = format!("{field}[{i}]");
+            Ok(ResolvedRequest {
+                scope_level: scope_level_from_proto(&format!("{item}.scope_level"), r.scope_level)?,
+                right: right_from_proto(&format!("{item}.right"), r.right)?,
+                resource: ResourcePath::parse(&format!("{item}.resource"), &r.resource)?,
+            })
+        })
+        .collect()
+}
+
+/// A resolved request for the wire.
+pub fn resolved_request_to_proto(r: &ResolvedRequest) -> proto::ResolvedRequest {
+    proto::ResolvedRequest {
+        scope_level: scope_level_to_proto(r.scope_level).into(),
+        right: right_to_proto(r.right).into(),
+        resource: r.resource.to_string(),
+    }
+}
+
+/// A CheckAccess request, validated. Its consistency is the service's business.
+pub fn access_query_from_proto(req: &proto::CheckAccessRequest) -> Valid<AccessQuery> {
+    AccessQuery::parse(&RawAccessQuery {
+        tenant_id: &req.tenant_id,
+        app_id: &req.app_id,
+        user_id: &req.user_id,
+        on_behalf_of: &req.on_behalf_of,
+        scope: &req.scope,
+        permission: &req.permission,
+        resource: &req.resource,
+        explain: req.explain,
+    })
+}
+
+/// A decision for the wire, evaluated at `checked_at`.
+pub fn decision_to_proto(d: Decision, checked_at: Revision) -> proto::CheckAccessResponse {
+    proto::CheckAccessResponse {
+        allowed: d.allowed,
+        reason: reason_to_proto(d.reason).into(),
+        message: d.message,
+        checked_at: checked_at.token(),
+        trace: d
+            .trace
+            .into_iter()
+            .map(|s| proto::TraceStep {
+                step: s.step.as_str().to_owned(),
+                passed: s.passed,
+                detail: s.detail,
+            })
+            .collect(),
+    }
+}
+
+/// A GetAppScopes report for the wire.
+pub fn app_scopes_to_proto(r: AppScopes, checked_at: Revision) -> proto::GetAppScopesResponse {
+    proto::GetAppScopesResponse {
+        whitelisting_enabled: r.whitelisting_enabled,
+        whitelisted: r.whitelisted,
+        consent: Some(proto::ConsentInfo {
+            status: consent_status_to_proto(&r.consent.state).into(),
+            approved_by: r
+                .consent
+                .approved_by
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            approved_at: r.consent.approved_at.map(timestamp_to_proto),
+            approved_manifest_revision: r.consent.approved_manifest_revision,
+            current_manifest_revision: r.consent.current_manifest_revision,
+        }),
+        effective_scopes: r.effective_scopes.iter().map(|s| s.to_string()).collect(),
+        pending_scopes: r.pending_scopes.iter().map(|s| s.to_string()).collect(),
+        pending_permission_requests: r
+            .pending_permission_requests
+            .into_iter()
+            .map(permission_request_to_proto)
+            .collect(),
+        pending_allow_app_only: r.pending_allow_app_only,
+        pending_policy: r
+            .pending_policy
+            .map_or(proto::Policy::Unspecified, policy_to_proto)
+            .into(),
+        content_access: content_access_to_proto(r.content_access).into(),
+        run_as: run_as_to_proto(r.run_as).into(),
+        webhooks: r.webhooks,
+        database_mirroring: r.database_mirroring,
+        app_grants: r.app_grants.iter().map(resolved_request_to_proto).collect(),
+        policy: reported_policy_to_proto(r.policy).into(),
+        allow_app_only: r.allow_app_only,
+        reapproval_required: !r.reapproval_reasons.is_empty(),
+        reapproval_reasons: r
+            .reapproval_reasons
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+        checked_at: checked_at.token(),
+    }
+}
+
+/// A user's external permission grant for the wire.
+pub fn grant_to_proto(g: &GrantView) -> proto::ExternalPermissionGrant {
+    proto::ExternalPermissionGrant {
+        permission_id: g.permission_id.to_string(),
+        group_id: g.group_id.to_string(),
+        group_name: g.group_name.clone(),
+        name: g.name.clone(),
+        external_id: g.external_id.clone(),
+        granted_by: g.granted_by.to_string(),
+        granted_at: Some(timestamp_to_proto(g.granted_at)),
+        expires_at: g.expires_at.map(timestamp_to_proto),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_and_unknown_enums_are_rejected_where_required() {
+        assert!(
+            role_from_proto("roles[0]", 0)
+                .unwrap_err()
+                .problem
+                .contains("required")
+        );
+        assert!(
+            role_from_proto("roles[0]", 99)
+                .unwrap_err()
+                .problem
+                .contains("99")
+        );
+        assert!(right_from_proto("right", 0).is_err());
+        assert!(scope_level_from_proto("scope_level", 0).is_err());
+        assert!(app_kind_from_proto("kind", 0).is_err());
+        assert!(manager_access_from_proto("access", 0).is_err());
+        assert!(capability_from_proto("capabilities[0]", 0).is_err());
+    }
+
+    #[test]
+    fn unspecified_defaults_apply_where_the_contract_says() {
+        assert_eq!(
+            run_as_from_proto("run_as", 0).unwrap(),
+            domain::RunAs::UserContext
+        );
+        assert_eq!(
+            policy_from_proto("policy", 0).unwrap(),
+            domain::Policy::UserAndApp
+        );
+        assert_eq!(
+            content_access_from_proto("c", 0).unwrap(),
+            domain::ContentAccess::OwnContent
+        );
+        assert!(policy_from_proto("policy", proto::Policy::AppOnly as i32).is_err());
+        assert!(run_as_from_proto("run_as", 7).is_err());
+    }
+
+    #[test]
+    fn manifests_round_trip_and_name_the_nested_field_at_fault() {
+        let wire = proto::Manifest {
+            run_as: proto::RunAs::SystemUser as i32,
+            webhooks: true,
+            database_mirroring: false,
+            scopes: vec!["b".into(), "a".into()],
+            permission_requests: vec![proto::PermissionRequest {
+                scope_level: proto::ScopeLevel::Web as i32,
+                right: proto::Right::Write as i32,
+            }],
+            allow_app_only: true,
+            policy: proto::Policy::UserOnly as i32,
+        };
+        let m = manifest_from_proto("manifest", Some(&wire)).unwrap();
+        let back = manifest_to_proto(&m);
+        assert_eq!(back.scopes, ["a", "b"]);
+        assert_eq!(manifest_from_proto("manifest", Some(&back)).unwrap(), m);
+
+        let bad = proto::Manifest {
+            scopes: vec!["a".into(), "a".into()],
+            ..wire.clone()
+        };
+        assert_eq!(
+            manifest_from_proto("manifest", Some(&bad))
+                .unwrap_err()
+                .field,
+            "manifest.scopes[1]"
+        );
+        let bad = proto::Manifest {
+            permission_requests: vec![proto::PermissionRequest {
+                scope_level: 0,
+                right: 1,
+            }],
+            ..wire
+        };
+        assert_eq!(
+            manifest_from_proto("manifest", Some(&bad))
+                .unwrap_err()
+                .field,
+            "manifest.permission_requests[0].scope_level"
+        );
+        assert!(manifest_from_proto("manifest", None).is_err());
+    }
+
+    #[test]
+    fn timestamps_round_trip_and_reject_bad_nanos() {
+        let t = Timestamp::from_micros(1_234_567);
+        assert_eq!(
+            timestamp_from_proto("t", &timestamp_to_proto(t)).unwrap(),
+            t
+        );
+        assert!(
+            timestamp_from_proto(
+                "t",
+                &prost_types::Timestamp {
+                    seconds: 0,
+                    nanos: -1
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            timestamp_from_proto(
+                "t",
+                &prost_types::Timestamp {
+                    seconds: i64::MAX,
+                    nanos: 0
+                }
+            )
+            .is_err()
+        );
+    }
+}

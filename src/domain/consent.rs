@@ -1,0 +1,203 @@
+//! Consent: a tenant administrator's approval of an application, with the manifest they saw and
+//! its permission requests resolved to concrete resources.
+
+use std::collections::BTreeMap;
+
+use super::app::{Manifest, ScopeLevel};
+use super::error::{Valid, ValidationError};
+use super::external::Principal;
+use super::path::ResourcePath;
+use super::rights::Right;
+use super::time::Timestamp;
+
+/// A permission request resolved by the approver to one resource whose depth matches its level.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResolvedRequest {
+    /// The level of the request.
+    pub scope_level: ScopeLevel,
+    /// The right granted there: no higher than requested.
+    pub right: Right,
+    /// The resource: `/` for TENANCY, depth 1 for SITE_COLLECTION, 2 for WEB, 3 for LIST.
+    pub resource: ResourcePath,
+}
+
+/// An application's consent in a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// `user:<id>`, or `client:<id>` for an app-manager activation.
+    pub approved_by: Principal,
+    /// When it was approved.
+    pub approved_at: Timestamp,
+    /// The manifest revision the approver saw.
+    pub approved_manifest_revision: i64,
+    /// The manifest as approved.
+    pub approved_manifest: Manifest,
+    /// The approved requests, resolved to resources, ordered by level.
+    pub resolved_requests: Vec<ResolvedRequest>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl Consent {
+    /// Whether the consent is in force (not revoked).
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// Checks that `resolved` resolves each of `manifest`'s permission requests exactly once, to a
+/// resource of the right depth, with a right no higher than requested; returns them by level.
+pub fn resolve_requests(
+    manifest: &Manifest,
+    resolved: Vec<ResolvedRequest>,
+) -> Valid<Vec<ResolvedRequest>> {
+    let mut by_level = BTreeMap::new();
+    for (i, r) in resolved.into_iter().enumerate() {
+        let field = format!("resolved_requests[{i}]");
+        let Some(&requested) = manifest.permission_requests.get(&r.scope_level) else {
+            return Err(ValidationError::new(
+                field,
+                format_args!(
+                    "the manifest requests nothing at the level {}",
+                    r.scope_level
+                ),
+            ));
+        };
+        if r.right > requested {
+            return Err(ValidationError::new(
+                field,
+                format_args!(
+                    "grants {} but the manifest requests at most {requested} at {}",
+                    r.right, r.scope_level
+                ),
+            ));
+        }
+        let want = r.scope_level.depth();
+        if r.resource.depth() != want {
+            return Err(ValidationError::new(
+                field,
+                format_args!(
+                    "{} is at depth {}; a {} request resolves to a path of depth {want}",
+                    r.resource,
+                    r.resource.depth(),
+                    r.scope_level
+                ),
+            ));
+        }
+        if by_level.insert(r.scope_level, r).is_some() {
+            return Err(ValidationError::new(
+                field,
+                "resolves a level that was already resolved",
+            ));
+        }
+    }
+    if let Some(missing) = manifest
+        .permission_requests
+        .keys()
+        .find(|l| !by_level.contains_key(l))
+    {
+        return Err(ValidationError::new(
+            "resolved_requests",
+            format_args!("the manifest's request at the level {missing} is not resolved"),
+        ));
+    }
+    Ok(by_level.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::app::ManifestParts;
+    use crate::domain::app::PermissionRequest;
+
+    fn manifest(requests: &[(ScopeLevel, Right)]) -> Manifest {
+        Manifest::parse(ManifestParts {
+            permission_requests: requests
+                .iter()
+                .map(|&(scope_level, right)| PermissionRequest { scope_level, right })
+                .collect(),
+            ..ManifestParts::default()
+        })
+        .unwrap()
+    }
+
+    fn rr(scope_level: ScopeLevel, right: Right, path: &str) -> ResolvedRequest {
+        ResolvedRequest {
+            scope_level,
+            right,
+            resource: ResourcePath::parse("r", path).unwrap(),
+        }
+    }
+
+    #[test]
+    fn resolves_each_request_once_at_its_depth() {
+        let m = manifest(&[
+            (ScopeLevel::Web, Right::Write),
+            (ScopeLevel::Tenancy, Right::Read),
+        ]);
+        let got = resolve_requests(
+            &m,
+            vec![
+                rr(ScopeLevel::Web, Right::Read, "/hr/web1"),
+                rr(ScopeLevel::Tenancy, Right::Read, "/"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got[0].scope_level, ScopeLevel::Tenancy);
+        assert_eq!(got[1].resource.as_str(), "/hr/web1");
+    }
+
+    #[test]
+    fn rejects_wrong_depth_higher_right_missing_extra_and_repeated() {
+        let m = manifest(&[
+            (ScopeLevel::List, Right::Write),
+            (ScopeLevel::SiteCollection, Right::Read),
+        ]);
+        let ok_site = rr(ScopeLevel::SiteCollection, Right::Read, "/hr");
+        let cases = [
+            (
+                vec![
+                    rr(ScopeLevel::List, Right::Write, "/hr/web"),
+                    ok_site.clone(),
+                ],
+                "depth 3",
+            ),
+            (
+                vec![
+                    rr(ScopeLevel::List, Right::Manage, "/a/b/c"),
+                    ok_site.clone(),
+                ],
+                "at most WRITE",
+            ),
+            (
+                vec![rr(ScopeLevel::List, Right::Read, "/a/b/c")],
+                "SITE_COLLECTION is not resolved",
+            ),
+            (
+                vec![
+                    rr(ScopeLevel::List, Right::Read, "/a/b/c"),
+                    ok_site.clone(),
+                    rr(ScopeLevel::Web, Right::Read, "/a/b"),
+                ],
+                "requests nothing",
+            ),
+            (
+                vec![
+                    rr(ScopeLevel::List, Right::Read, "/a/b/c"),
+                    ok_site.clone(),
+                    rr(ScopeLevel::List, Right::Read, "/a/b/d"),
+                ],
+                "already resolved",
+            ),
+        ];
+        for (resolved, why) in cases {
+            let err = resolve_requests(&m, resolved).unwrap_err();
+            assert!(err.problem.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_requests_needs_no_resolution() {
+        assert_eq!(resolve_requests(&manifest(&[]), vec![]).unwrap(), vec![]);
+    }
+}

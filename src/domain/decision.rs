@@ -1,0 +1,540 @@
+//! CheckAccess: the ordered steps of DESIGN.md §3. The first failing step decides; with
+//! `explain`, every evaluated step is traced. Pure: facts in, a [`Decision`] out.
+
+use std::fmt;
+
+use super::app::Policy;
+use super::effective::{AppSnapshot, ConsentState};
+use super::ids::{AppId, Scope, TenantId, UserId};
+use super::path::ResourcePath;
+use super::rights::{PermissionName, Right};
+use super::tenant::{Role, UserSnapshot};
+use super::whitelist::ContentAccess;
+
+/// One step of the decision, in evaluation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// The tenant exists.
+    Tenant,
+    /// The application is registered.
+    App,
+    /// Whitelisting lets the application in.
+    Whitelist,
+    /// The consent is in force.
+    Consent,
+    /// The scope asked for is effective.
+    Scope,
+    /// A user is present, or the application may act app-only.
+    User,
+    /// Acting on behalf of another user is allowed.
+    OnBehalfOf,
+    /// The permission is held at the resource.
+    Permission,
+}
+
+impl Step {
+    /// Every step, in evaluation order.
+    pub const ALL: [Step; 8] = [
+        Step::Tenant,
+        Step::App,
+        Step::Whitelist,
+        Step::Consent,
+        Step::Scope,
+        Step::User,
+        Step::OnBehalfOf,
+        Step::Permission,
+    ];
+
+    /// The fixed token a trace names the step by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Tenant => "TENANT",
+            Step::App => "APP",
+            Step::Whitelist => "WHITELIST",
+            Step::Consent => "CONSENT",
+            Step::Scope => "SCOPE",
+            Step::User => "USER",
+            Step::OnBehalfOf => "ON_BEHALF_OF",
+            Step::Permission => "PERMISSION",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a check was decided as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // each variant is documented by DESIGN.md §3 and the proto enum
+pub enum Reason {
+    Allowed,
+    UnknownTenant,
+    UnknownApp,
+    AppNotWhitelisted,
+    NoConsent,
+    ConsentRevoked,
+    ReapprovalRequired,
+    ScopeNotGranted,
+    ImpersonationNotAllowed,
+    UserRequired,
+    AppPermissionInsufficient,
+    UserPermissionInsufficient,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 12] = [
+        Reason::Allowed,
+        Reason::UnknownTenant,
+        Reason::UnknownApp,
+        Reason::AppNotWhitelisted,
+        Reason::NoConsent,
+        Reason::ConsentRevoked,
+        Reason::ReapprovalRequired,
+        Reason::ScopeNotGranted,
+        Reason::ImpersonationNotAllowed,
+        Reason::UserRequired,
+        Reason::AppPermissionInsufficient,
+        Reason::UserPermissionInsufficient,
+    ];
+
+    /// The step that fails with this reason; `None` for ALLOWED.
+    pub fn step(self) -> Option<Step> {
+        Some(match self {
+            Reason::Allowed => return None,
+            Reason::UnknownTenant => Step::Tenant,
+            Reason::UnknownApp => Step::App,
+            Reason::AppNotWhitelisted => Step::Whitelist,
+            Reason::NoConsent | Reason::ConsentRevoked | Reason::ReapprovalRequired => {
+                Step::Consent
+            }
+            Reason::ScopeNotGranted => Step::Scope,
+            Reason::UserRequired => Step::User,
+            Reason::ImpersonationNotAllowed => Step::OnBehalfOf,
+            Reason::AppPermissionInsufficient | Reason::UserPermissionInsufficient => {
+                Step::Permission
+            }
+        })
+    }
+
+    /// The reason's name without the proto prefix, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "ALLOWED",
+            Reason::UnknownTenant => "UNKNOWN_TENANT",
+            Reason::UnknownApp => "UNKNOWN_APP",
+            Reason::AppNotWhitelisted => "APP_NOT_WHITELISTED",
+            Reason::NoConsent => "NO_CONSENT",
+            Reason::ConsentRevoked => "CONSENT_REVOKED",
+            Reason::ReapprovalRequired => "REAPPROVAL_REQUIRED",
+            Reason::ScopeNotGranted => "SCOPE_NOT_GRANTED",
+            Reason::ImpersonationNotAllowed => "IMPERSONATION_NOT_ALLOWED",
+            Reason::UserRequired => "USER_REQUIRED",
+            Reason::AppPermissionInsufficient => "APP_PERMISSION_INSUFFICIENT",
+            Reason::UserPermissionInsufficient => "USER_PERMISSION_INSUFFICIENT",
+        }
+    }
+}
+
+/// A validated access question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessQuery {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The application.
+    pub app_id: AppId,
+    /// The signed-in user; `None` for an app-only call.
+    pub user_id: Option<UserId>,
+    /// The user to act on behalf of.
+    pub on_behalf_of: Option<UserId>,
+    /// An API scope the call needs.
+    pub scope: Option<Scope>,
+    /// A permission needed at `resource`.
+    pub permission: Option<PermissionName>,
+    /// The resource (`/` when not given).
+    pub resource: ResourcePath,
+    /// Trace every evaluated step.
+    pub explain: bool,
+}
+
+/// One evaluated step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep {
+    /// The step.
+    pub step: Step,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub detail: String,
+}
+
+/// The answer to an access question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether access is allowed.
+    pub allowed: bool,
+    /// ALLOWED, or the first failing step's reason.
+    pub reason: Reason,
+    /// A human-readable explanation: the failing step's finding, or a summary of the grant.
+    pub message: String,
+    /// Every evaluated step, in order, when the query asked to explain.
+    pub trace: Vec<TraceStep>,
+}
+
+/// The facts about the users a check involves, as the store or cache loaded them. `None` is a
+/// user the tenant does not know (no roles, no rights).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserFacts<'a> {
+    /// The signed-in user.
+    pub user: Option<&'a UserSnapshot>,
+    /// The user named in `on_behalf_of`.
+    pub target: Option<&'a UserSnapshot>,
+}
+
+/// Collects the trace while the steps run; formats details only when explaining.
+struct Eval {
+    explain: bool,
+    trace: Vec<TraceStep>,
+}
+
+impl Eval {
+    fn pass(&mut self, step: Step, detail: impl FnOnce() -> String) {
+        if self.explain {
+            self.trace.push(TraceStep {
+                step,
+                passed: true,
+                detail: detail(),
+            });
+        }
+    }
+
+    fn deny(mut self, step: Step, reason: Reason, detail: String) -> Decision {
+        debug_assert_eq!(reason.step(), Some(step));
+        if self.explain {
+            self.trace.push(TraceStep {
+                step,
+                passed: false,
+                detail: detail.clone(),
+            });
+        }
+        Decision {
+            allowed: false,
+            reason,
+            message: detail,
+            trace: self.trace,
+        }
+    }
+
+    fn allow(self, message: String) -> Decision {
+        Decision {
+            allowed: true,
+            reason: Reason::Allowed,
+            message,
+            trace: self.trace,
+        }
+    }
+}
+
+static UNKNOWN_USER: std::sync::LazyLock<UserSnapshot> =
+    std::sync::LazyLock::new(UserSnapshot::default);
+
+/// Decides `query` against the facts of one snapshot (DESIGN.md §3).
+pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>) -> Decision {
+    let mut eval = Eval {
+        explain: query.explain,
+        trace: Vec::new(),
+    };
+    let (tenant_id, app_id) = (&query.tenant_id, &query.app_id);
+
+    // 1. Tenant and application.
+    if app.tenant.is_none() {
+        return eval.deny(
+            Step::Tenant,
+            Reason::UnknownTenant,
+            format!("tenant {tenant_id} does not exist"),
+        );
+    }
+    eval.pass(Step::Tenant, || format!("tenant {tenant_id} exists"));
+    let Some(registered) = &app.app else {
+        return eval.deny(
+            Step::App,
+            Reason::UnknownApp,
+            format!("app {app_id} is not registered"),
+        );
+    };
+    eval.pass(Step::App, || {
+        format!(
+            "app {app_id} is registered ({}, manifest revision {})",
+            registered.kind.as_str(),
+            registered.manifest_revision
+        )
+    });
+
+    // 2. Whitelisting.
+    if app.blocked_by_whitelist() {
+        return eval.deny(
+            Step::Whitelist,
+            Reason::AppNotWhitelisted,
+            format!(
+                "whitelisting is enabled in tenant {tenant_id} and app {app_id} is not whitelisted"
+            ),
+        );
+    }
+    eval.pass(Step::Whitelist, || {
+        if app.whitelisting_enabled() {
+            format!(
+                "app {app_id} is whitelisted (content access {})",
+                app.content_access().as_str()
+            )
+        } else {
+            "whitelisting is disabled".to_owned()
+        }
+    });
+
+    // 3. Consent.
+    let grant = match (app.consent_state(), app.effective(), &app.consent) {
+        (ConsentState::Approved, Some(grant), Some(consent)) => {
+            eval.pass(Step::Consent, || {
+                format!(
+                    "approved by {} at manifest revision {}",
+                    consent.approved_by, consent.approved_manifest_revision
+                )
+            });
+            grant
+        }
+        (ConsentState::Revoked, _, Some(consent)) => {
+            let at = consent
+                .revoked_at
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default();
+            return eval.deny(
+                Step::Consent,
+                Reason::ConsentRevoked,
+                format!("the consent for app {app_id} in tenant {tenant_id} was revoked{at}"),
+            );
+        }
+        (ConsentState::ReapprovalRequired(reasons), _, _) => {
+            let reasons: Vec<_> = reasons.iter().map(|r| r.as_str()).collect();
+            return eval.deny(
+                Step::Consent,
+                Reason::ReapprovalRequired,
+                format!("app {app_id} escalated since approval ({}); an administrator must approve it again", reasons.join(", ")),
+            );
+        }
+        _ => {
+            return eval.deny(
+                Step::Consent,
+                Reason::NoConsent,
+                format!("no administrator has approved app {app_id} in tenant {tenant_id}"),
+            );
+        }
+    };
+
+    // 4. Scope.
+    match &query.scope {
+        None => eval.pass(Step::Scope, || "no scope asked for".to_owned()),
+        Some(scope) if grant.scopes.contains(scope) => {
+            eval.pass(Step::Scope, || format!("scope {scope} is granted"))
+        }
+        Some(scope) => {
+            return eval.deny(
+                Step::Scope,
+                Reason::ScopeNotGranted,
+                scope_refusal(scope, app),
+            );
+        }
+    }
+
+    // 5. User or app-only.
+    let app_only = query.user_id.is_none();
+    match &query.user_id {
+        Some(user) => eval.pass(Step::User, || format!("signed-in user {user}")),
+        None if grant.system_user => eval.pass(Step::User, || {
+            "app-only call by a system-user app".to_owned()
+        }),
+        None if grant.allow_app_only => eval.pass(Step::User, || {
+            "app-only call, allowed by allow_app_only".to_owned()
+        }),
+        None => {
+            return eval.deny(
+                Step::User,
+                Reason::UserRequired,
+                format!("the call has no user_id and app {app_id} may not act app-only"),
+            );
+        }
+    }
+
+    // 6. On behalf of.
+    let user_facts = users.user.unwrap_or(&UNKNOWN_USER);
+    let mut subject = (query.user_id.as_ref(), user_facts);
+    if let Some(target) = &query.on_behalf_of {
+        let target_facts = users.target.unwrap_or(&UNKNOWN_USER);
+        if let Err(why) = impersonation(
+            query.user_id.as_ref(),
+            user_facts,
+            target,
+            target_facts,
+            app.content_access(),
+        ) {
+            return eval.deny(Step::OnBehalfOf, Reason::ImpersonationNotAllowed, why);
+        }
+        eval.pass(Step::OnBehalfOf, || {
+            format!(
+                "{} acts on behalf of managed user {target}",
+                query.user_id.as_ref().map_or("", UserId::as_str)
+            )
+        });
+        subject = (Some(target), target_facts);
+    } else {
+        eval.pass(Step::OnBehalfOf, || "not asked for".to_owned());
+    }
+
+    // 7. Permission.
+    let Some(permission) = query.permission else {
+        eval.pass(Step::Permission, || "no permission asked for".to_owned());
+        return eval.allow(format!("app {app_id} may act in tenant {tenant_id}"));
+    };
+    let resource = &query.resource;
+    let need = permission.required_right();
+    let app_has = || grant.app_right_at(resource);
+    let user_has = || subject.1.right_at(resource);
+    let shortfall = |who: &str, held: Option<Right>| match held {
+        Some(r) => format!("{who} holds {r} at {resource}; {permission} needs {need}"),
+        None => format!("{who} holds no right at {resource}; {permission} needs {need}"),
+    };
+    let app_who = format!("app {app_id}");
+    let user_who = subject.0.map_or_else(String::new, |u| format!("user {u}"));
+    let policy = if grant.system_user {
+        "system user"
+    } else if app_only {
+        "APP_ONLY"
+    } else {
+        grant.policy.as_str()
+    };
+    let app_needed = grant.system_user || app_only || grant.policy == Policy::UserAndApp;
+    let user_needed = !grant.system_user && !app_only;
+    if app_needed && app_has().is_none_or(|r| r < need) {
+        return eval.deny(
+            Step::Permission,
+            Reason::AppPermissionInsufficient,
+            shortfall(&app_who, app_has()),
+        );
+    }
+    if user_needed && user_has().is_none_or(|r| r < need) {
+        return eval.deny(
+            Step::Permission,
+            Reason::UserPermissionInsufficient,
+            shortfall(&user_who, user_has()),
+        );
+    }
+    let summary = format!("{permission} at {resource} is allowed under the {policy} policy");
+    eval.pass(Step::Permission, || summary.clone());
+    eval.allow(summary)
+}
+
+/// Why a scope is not effective: never requested, pending approval, withdrawn, or whitelisted out.
+fn scope_refusal(scope: &Scope, app: &AppSnapshot) -> String {
+    let requested = app
+        .app
+        .as_ref()
+        .is_some_and(|a| a.manifest.scopes.contains(scope));
+    let approved = app
+        .consent
+        .as_ref()
+        .is_some_and(|c| c.approved_manifest.scopes.contains(scope));
+    let why = match (requested, approved) {
+        (false, false) => "the app does not request it",
+        (true, false) => "it is requested but not approved (pending re-approval)",
+        (false, true) => "the app no longer requests it",
+        (true, true) => "the tenant's whitelist entry does not allow it",
+    };
+    format!("scope {scope} is not granted: {why}")
+}
+
+/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6); the refusal says why.
+fn impersonation(
+    actor: Option<&UserId>,
+    actor_facts: &UserSnapshot,
+    target: &UserId,
+    target_facts: &UserSnapshot,
+    access: ContentAccess,
+) -> Result<(), String> {
+    let Some(actor) = actor else {
+        return Err(format!(
+            "acting on behalf of {target} needs a signed-in user_id"
+        ));
+    };
+    if access != ContentAccess::OnBehalfOfManagedUsers {
+        return Err(format!(
+            "the app's content access is {}; acting on behalf of users needs ON_BEHALF_OF_MANAGED_USERS",
+            access.as_str()
+        ));
+    }
+    if !(actor_facts.roles.has(Role::Delegate) || actor_facts.roles.is_admin()) {
+        return Err(format!(
+            "user {actor} holds neither DELEGATE nor an administrator role"
+        ));
+    }
+    if !target_facts.known {
+        return Err(format!("user {target} is not known in the tenant"));
+    }
+    if let Some(role) = target_facts
+        .roles
+        .effective()
+        .roles()
+        .find(|r| !actor_facts.roles.has(*r))
+    {
+        return Err(format!(
+            "user {target} holds {role}, which {actor} lacks, so is not a managed user"
+        ));
+    }
+    Ok(())
+}
+
+/// An access question as the caller sent it, before validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawAccessQuery<'a> {
+    /// The tenant (required).
+    pub tenant_id: &'a str,
+    /// The application (required).
+    pub app_id: &'a str,
+    /// The signed-in user; empty for app-only.
+    pub user_id: &'a str,
+    /// A user to act on behalf of; empty for none.
+    pub on_behalf_of: &'a str,
+    /// An API scope; empty for none.
+    pub scope: &'a str,
+    /// A permission name; empty for none.
+    pub permission: &'a str,
+    /// A path; empty means `/`.
+    pub resource: &'a str,
+    /// Trace every evaluated step.
+    pub explain: bool,
+}
+
+impl AccessQuery {
+    /// Validates every field; the first problem found is the error.
+    pub fn parse(raw: &RawAccessQuery<'_>) -> super::error::Valid<Self> {
+        Ok(Self {
+            tenant_id: TenantId::parse("tenant_id", raw.tenant_id)?,
+            app_id: AppId::parse("app_id", raw.app_id)?,
+            user_id: UserId::parse_optional("user_id", raw.user_id)?,
+            on_behalf_of: UserId::parse_optional("on_behalf_of", raw.on_behalf_of)?,
+            scope: if raw.scope.is_empty() {
+                None
+            } else {
+                Some(Scope::parse("scope", raw.scope)?)
+            },
+            permission: if raw.permission.is_empty() {
+                None
+            } else {
+                Some(PermissionName::parse("permission", raw.permission)?)
+            },
+            resource: ResourcePath::parse_or_root("resource", raw.resource)?,
+            explain: raw.explain,
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! The domain: plain types for tenants, users, applications, consent, whitelisting, rights and
+//! external permissions, and the pure decision engine over them.
+//!
+//! Architecture invariant: nothing here does I/O, awaits, or knows about tonic, prost or sqlx.
+//! Values are validated once when parsed ([`ids`], [`path`], [`rights`]) and trusted after.
+
+pub mod app;
+pub mod consent;
+pub mod decision;
+pub mod effective;
+pub mod error;
+pub mod external;
+pub mod ids;
+pub mod path;
+pub mod revision;
+pub mod rights;
+pub mod rules;
+pub mod tenant;
+pub mod time;
+pub mod whitelist;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod scenarios;
+
+pub use app::{
+    App, AppKind, Manifest, ManifestParts, PermissionRequest, Policy, RunAs, ScopeLevel,
+};
+pub use consent::{Consent, ResolvedRequest};
+pub use decision::{
+    AccessQuery, Decision, RawAccessQuery, Reason, Step, TraceStep, UserFacts, check_access,
+};
+pub use effective::{
+    AppScopes, AppSnapshot, ConsentState, EffectiveGrant, ReapprovalReason, ReportedPolicy,
+};
+pub use error::{Valid, ValidationError};
+pub use external::{
+    ExternalPermission, GrantView, GroupAcl, ManagerAccess, PermissionGroup, Principal, Viewer,
+};
+pub use ids::{
+    AppId, ClientId, Description, Environment, ExternalId, GroupId, Name, PermissionId, Scope,
+    TenantId, UserId,
+};
+pub use path::ResourcePath;
+pub use revision::Revision;
+pub use rights::{FinePermission, PermissionName, Right};
+pub use rules::{Actor, Caller, Capabilities, Capability, RuleError, TenantBounds};
+pub use tenant::{Role, RoleSet, Tenant, UserSnapshot};
+pub use time::Timestamp;
+pub use whitelist::{ContentAccess, WhitelistEntry};

@@ -1,0 +1,225 @@
+//! Tenants, their users, roles and the rights users hold at resources.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::ids::{Environment, TenantId};
+use super::path::ResourcePath;
+use super::rights::Right;
+
+/// A tenant: one customer environment. Consent is given per tenant, so per environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Free text such as `production`; never changes once the tenant exists.
+    pub environment: Environment,
+    /// Only whitelisted applications may act in the tenant.
+    pub whitelisting_enabled: bool,
+}
+
+/// A role a tenant user holds. Roles grant no resource rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// An administrator; implies every other role.
+    GeneralAdmin,
+    /// An administrator.
+    UserAdmin,
+    /// May create external permission groups ("Manage External Permissions").
+    PermissionManager,
+    /// May act on behalf of managed users.
+    Delegate,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [
+        Role::GeneralAdmin,
+        Role::UserAdmin,
+        Role::PermissionManager,
+        Role::Delegate,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The role's name, as audit records and messages spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::GeneralAdmin => "GENERAL_ADMIN",
+            Role::UserAdmin => "USER_ADMIN",
+            Role::PermissionManager => "PERMISSION_MANAGER",
+            Role::Delegate => "DELEGATE",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The roles a user was given (as given: GENERAL_ADMIN's implications are applied on reading).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// No roles.
+    pub const EMPTY: RoleSet = RoleSet(0);
+
+    /// The set of `roles`.
+    pub fn of(roles: impl IntoIterator<Item = Role>) -> Self {
+        Self(roles.into_iter().fold(0, |bits, r| bits | r.bit()))
+    }
+
+    /// Rebuilds a set from [`Self::bits`]; unknown bits are dropped.
+    pub fn from_bits(bits: u8) -> Self {
+        Self(bits & RoleSet::of(Role::ALL).0)
+    }
+
+    /// The set as bits, for storage.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The roles as given, in declaration order.
+    pub fn roles(self) -> impl Iterator<Item = Role> {
+        Role::ALL.into_iter().filter(move |r| self.0 & r.bit() != 0)
+    }
+
+    /// Whether no role was given.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The roles in effect: GENERAL_ADMIN implies every other role.
+    pub fn effective(self) -> Self {
+        if self.0 & Role::GeneralAdmin.bit() != 0 {
+            RoleSet::of(Role::ALL)
+        } else {
+            self
+        }
+    }
+
+    /// Whether the user holds `role`, directly or through GENERAL_ADMIN.
+    pub fn has(self, role: Role) -> bool {
+        self.effective().0 & role.bit() != 0
+    }
+
+    /// Whether the user is an administrator (GENERAL_ADMIN or USER_ADMIN).
+    pub fn is_admin(self) -> bool {
+        self.has(Role::GeneralAdmin) || self.has(Role::UserAdmin)
+    }
+
+    /// Whether every role in effect for `self` is also in effect for `other`.
+    pub fn is_within(self, other: RoleSet) -> bool {
+        self.effective().0 & !other.effective().0 == 0
+    }
+}
+
+/// What a check knows about one user in one tenant: their roles and rights.
+/// A user the tenant does not know is [`UserSnapshot::default`]: no roles, no rights.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserSnapshot {
+    /// Whether the tenant knows the user.
+    pub known: bool,
+    /// The user's roles.
+    pub roles: RoleSet,
+    /// The level the user holds at each path (one per path).
+    pub rights: HashMap<ResourcePath, Right>,
+}
+
+impl UserSnapshot {
+    /// A known user with `roles` and `rights`.
+    pub fn new(roles: RoleSet, rights: impl IntoIterator<Item = (ResourcePath, Right)>) -> Self {
+        Self {
+            known: true,
+            roles,
+            rights: rights.into_iter().collect(),
+        }
+    }
+
+    /// The highest level held at `path` or any ancestor, if any.
+    pub fn right_at(&self, path: &ResourcePath) -> Option<Right> {
+        if self.rights.is_empty() {
+            return None;
+        }
+        path.self_and_ancestors()
+            .filter_map(|p| self.rights.get(p).copied())
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ResourcePath {
+        ResourcePath::parse("r", s).unwrap()
+    }
+
+    #[test]
+    fn general_admin_implies_every_role() {
+        let ga = RoleSet::of([Role::GeneralAdmin]);
+        for role in Role::ALL {
+            assert!(ga.has(role));
+        }
+        assert!(ga.is_admin());
+        assert_eq!(ga.roles().collect::<Vec<_>>(), [Role::GeneralAdmin]);
+    }
+
+    #[test]
+    fn user_admin_is_an_administrator_without_other_roles() {
+        let ua = RoleSet::of([Role::UserAdmin]);
+        assert!(ua.is_admin());
+        assert!(!ua.has(Role::Delegate));
+        assert!(!ua.has(Role::PermissionManager));
+        assert!(!RoleSet::of([Role::Delegate, Role::PermissionManager]).is_admin());
+    }
+
+    #[test]
+    fn role_sets_round_trip_through_bits() {
+        let set = RoleSet::of([Role::UserAdmin, Role::Delegate]);
+        assert_eq!(RoleSet::from_bits(set.bits()), set);
+        assert_eq!(RoleSet::from_bits(0xF0), RoleSet::EMPTY);
+    }
+
+    #[test]
+    fn within_compares_effective_roles() {
+        let ga = RoleSet::of([Role::GeneralAdmin]);
+        let delegate = RoleSet::of([Role::Delegate]);
+        assert!(delegate.is_within(ga));
+        assert!(!ga.is_within(delegate));
+        assert!(RoleSet::EMPTY.is_within(delegate));
+        assert!(RoleSet::of(Role::ALL).is_within(ga));
+        assert!(!ga.is_within(RoleSet::of([
+            Role::UserAdmin,
+            Role::Delegate,
+            Role::PermissionManager
+        ])));
+    }
+
+    #[test]
+    fn rights_are_inherited_down_the_path_and_the_highest_wins() {
+        let user = UserSnapshot::new(
+            RoleSet::EMPTY,
+            [
+                (p("/hr"), Right::Read),
+                (p("/hr/team"), Right::Manage),
+                (p("/fin"), Right::Write),
+            ],
+        );
+        assert_eq!(user.right_at(&p("/hr")), Some(Right::Read));
+        assert_eq!(user.right_at(&p("/hr/other/x")), Some(Right::Read));
+        assert_eq!(user.right_at(&p("/hr/team/docs")), Some(Right::Manage));
+        assert_eq!(user.right_at(&p("/")), None);
+        assert_eq!(user.right_at(&p("/hrx")), None);
+        let top = UserSnapshot::new(
+            RoleSet::EMPTY,
+            [(p("/"), Right::Write), (p("/a/b"), Right::Read)],
+        );
+        assert_eq!(top.right_at(&p("/a/b/c")), Some(Right::Write));
+    }
+}

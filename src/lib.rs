@@ -1,0 +1,11 @@
+//! consentry: a gRPC permission-query service. Third-party applications get into a customer
+//! tenant only with an administrator's consent; consentry answers whether an application may do
+//! a thing there, which external permissions a user holds, and what an application may do now.
+//!
+//! See `ARCHITECTURE.md` for the layers and the direction data flows.
+
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod domain;
+pub mod proto;

@@ -1,0 +1,5 @@
+//! The `consentry` binary.
+
+fn main() {
+    println!("consentry {}", env!("CARGO_PKG_VERSION"));
+}
