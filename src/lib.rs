@@ -9,3 +9,4 @@
 pub mod convert;
 pub mod domain;
 pub mod proto;
+pub mod store;

@@ -1,0 +1,148 @@
+//! What differs per backend: recognising the database URL, connecting, and the migration set.
+//! Postgres is the production store (shared by many instances); an SQLite file is the embedded
+//! default for one process.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Connection};
+
+use super::SqlStore;
+
+/// The embedded default store: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db";
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A database family consentry can store its facts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL: `postgres://…` or `postgresql://…`.
+    Postgres,
+    /// SQLite: `sqlite://path` or `sqlite::memory:`.
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {:?}: use postgres://… or sqlite://…",
+                redact(url)
+            )
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+        }
+    }
+}
+
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// SQLite URLs create their file unless told otherwise.
+fn normalise(url: &str, backend: Backend) -> String {
+    if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}mode=rwc")
+    } else {
+        url.to_owned()
+    }
+}
+
+fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
+    let options = AnyConnectOptions::from_str(&normalise(url, backend))
+        .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
+    Ok(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// Applies pending migrations to the database at `url` (creating an SQLite file if needed).
+pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let mut conn = options(url, backend)?
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", redact(url)))?;
+    if backend == Backend::Sqlite {
+        // WAL lets readers proceed while one writer commits; the setting persists in the file.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&mut conn)
+            .await?;
+    }
+    backend
+        .migrator()
+        .run(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating {}: {e}", redact(url)))?;
+    conn.close().await?;
+    Ok(backend)
+}
+
+/// Connects to the database at `url`, applying pending migrations first.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    let backend = migrate(url).await?;
+    let pool: AnyPool = AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options(url, backend)?)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", redact(url)))?;
+    Ok(SqlStore::new(pool, backend))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn recognises_backends_and_hides_passwords() {
+        assert_eq!(
+            Backend::of_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert!(Backend::of_url("mysql://h/db").is_err());
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            normalise("sqlite://x.db", Backend::Sqlite),
+            "sqlite://x.db?mode=rwc"
+        );
+        assert_eq!(
+            normalise("sqlite://x.db?mode=ro", Backend::Sqlite),
+            "sqlite://x.db?mode=ro"
+        );
+    }
+}
