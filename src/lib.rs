@@ -6,7 +6,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod convert;
 pub mod domain;
 pub mod proto;
+pub mod service;
+pub mod startup;
 pub mod store;
+pub mod telemetry;

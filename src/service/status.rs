@@ -1,0 +1,58 @@
+//! Errors to gRPC statuses, in exactly one place. Database details never reach a caller: they
+//! are logged here and the caller sees a plain `UNAVAILABLE` or `INTERNAL`.
+
+use tonic::Status;
+
+use crate::domain::{RuleError, ValidationError};
+use crate::store::StoreError;
+
+/// Input that does not validate.
+pub fn invalid(e: ValidationError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// A rule that refuses the call.
+pub fn rule(e: RuleError) -> Status {
+    match e {
+        RuleError::Denied(m) => Status::permission_denied(m),
+        RuleError::FailedPrecondition(m) => Status::failed_precondition(m),
+    }
+}
+
+/// A store failure.
+pub fn store(e: StoreError) -> Status {
+    match e {
+        StoreError::NotFound(m) => Status::not_found(m),
+        StoreError::AlreadyExists(m) => Status::already_exists(m),
+        StoreError::Aborted(m) => Status::aborted(m),
+        StoreError::Rule(r) => rule(r),
+        StoreError::Invalid(v) => invalid(v),
+        StoreError::FutureRevision(m) => Status::failed_precondition(m),
+        StoreError::Unavailable(source) => {
+            tracing::error!(error = %source, "store unavailable");
+            Status::unavailable("the store is unavailable; retry later")
+        }
+        StoreError::Corrupt(m) => {
+            tracing::error!(error = %m, "stored data is not readable");
+            Status::internal("stored data is not readable")
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        store(e)
+    }
+}
+
+impl From<RuleError> for Status {
+    fn from(e: RuleError) -> Self {
+        rule(e)
+    }
+}
+
+impl From<ValidationError> for Status {
+    fn from(e: ValidationError) -> Self {
+        invalid(e)
+    }
+}
