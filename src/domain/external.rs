@@ -359,3 +359,111 @@ mod tests {
         );
     }
 }
+
+/// How a query names one external permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PermissionRef {
+    /// By permission id.
+    Id(PermissionId),
+    /// By group and external id.
+    External(GroupId, ExternalId),
+}
+
+/// A tenant's external permission groups and permissions: what the external queries need to
+/// decide visibility and to describe a grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalCatalog {
+    /// Groups by id.
+    pub groups: std::collections::BTreeMap<GroupId, PermissionGroup>,
+    /// Permissions by id.
+    pub permissions: std::collections::HashMap<PermissionId, ExternalPermission>,
+}
+
+/// A user's grant of an external permission, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserGrant {
+    /// The permission.
+    pub permission_id: PermissionId,
+    /// Who granted it.
+    pub granted_by: Principal,
+    /// When.
+    pub granted_at: Timestamp,
+    /// When it expires, if ever.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl ExternalCatalog {
+    /// The grant described for a query, if its permission and group are in the catalog.
+    fn view(&self, grant: &UserGrant) -> Option<(GrantView, &PermissionGroup)> {
+        let permission = self.permissions.get(&grant.permission_id)?;
+        let group = self.groups.get(&permission.group_id)?;
+        Some((
+            GrantView {
+                permission_id: permission.permission_id.clone(),
+                group_id: group.group_id.clone(),
+                group_name: group.name.to_string(),
+                name: permission.name.to_string(),
+                external_id: permission.external_id.to_string(),
+                granted_by: grant.granted_by.clone(),
+                granted_at: grant.granted_at,
+                expires_at: grant.expires_at,
+            },
+            group,
+        ))
+    }
+
+    /// The user's live grants the viewer may see, in (group_id, permission_id) order, starting
+    /// after `after` and at most `limit` of them; the flag says whether more follow.
+    pub fn visible_grants(
+        &self,
+        grants: &[UserGrant],
+        viewer: &Viewer,
+        group: Option<&GroupId>,
+        now: Timestamp,
+        after: Option<(&GroupId, &PermissionId)>,
+        limit: usize,
+    ) -> (Vec<GrantView>, bool) {
+        let mut visible: Vec<GrantView> = grants
+            .iter()
+            .filter_map(|g| self.view(g))
+            .filter(|(view, grp)| {
+                view.is_live(now)
+                    && group.is_none_or(|want| *want == view.group_id)
+                    && grp.acl.is_visible_to(viewer)
+                    && after.is_none_or(|(ag, ap)| (&view.group_id, &view.permission_id) > (ag, ap))
+            })
+            .map(|(view, _)| view)
+            .collect();
+        visible
+            .sort_by(|a, b| (&a.group_id, &a.permission_id).cmp(&(&b.group_id, &b.permission_id)));
+        let more = visible.len() > limit;
+        visible.truncate(limit);
+        (visible, more)
+    }
+
+    /// The permission `which` names, if the viewer may see it.
+    pub fn find_visible(
+        &self,
+        which: &PermissionRef,
+        viewer: &Viewer,
+    ) -> Option<&ExternalPermission> {
+        let permission = match which {
+            PermissionRef::Id(id) => self.permissions.get(id),
+            PermissionRef::External(group, external) => self
+                .permissions
+                .values()
+                .find(|p| p.group_id == *group && p.external_id == *external),
+        }?;
+        let group = self.groups.get(&permission.group_id)?;
+        group.acl.is_visible_to(viewer).then_some(permission)
+    }
+
+    /// The user's grant of the permission, if any (expired or not).
+    pub fn grant_of(&self, grants: &[UserGrant], permission: &PermissionId) -> Option<GrantView> {
+        grants
+            .iter()
+            .find(|g| g.permission_id == *permission)
+            .and_then(|g| self.view(g))
+            .map(|(v, _)| v)
+    }
+}

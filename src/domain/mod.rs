@@ -36,7 +36,8 @@ pub use effective::{
 };
 pub use error::{Valid, ValidationError};
 pub use external::{
-    ExternalPermission, GrantView, GroupAcl, ManagerAccess, PermissionGroup, Principal, Viewer,
+    ExternalCatalog, ExternalPermission, GrantView, GroupAcl, ManagerAccess, PermissionGroup,
+    PermissionRef, Principal, UserGrant, Viewer,
 };
 pub use ids::{
     AppId, ClientId, Description, Environment, ExternalId, GroupId, Name, PermissionId, Scope,

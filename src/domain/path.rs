@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn lists_self_and_ancestors_from_the_root() {
-        let got: Vec<_> = p("/hr/team/docs").self_and_ancestors().collect();
+        let docs = p("/hr/team/docs");
+        let got: Vec<_> = docs.self_and_ancestors().collect();
         assert_eq!(got, ["/", "/hr", "/hr/team", "/hr/team/docs"]);
         assert_eq!(p("/").self_and_ancestors().collect::<Vec<_>>(), ["/"]);
     }
