@@ -150,3 +150,20 @@ $$;
 CREATE TRIGGER audit_events_append_only
     BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+
+-- The change log: the cache keys each write touched, by revision. Every instance applies it in
+-- revision order to invalidate its caches; old rows are pruned.
+CREATE TABLE changes (
+    revision BIGINT NOT NULL,
+    key      TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (revision, key)
+);
+
+-- Each committed write announces its revision (the payload stays small; readers read the log).
+CREATE FUNCTION notify_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('consentry_revision', NEW.value::text);
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER revision_notify AFTER UPDATE ON revision FOR EACH ROW EXECUTE FUNCTION notify_revision();

@@ -141,3 +141,11 @@ CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN
     SELECT RAISE(ABORT, 'audit_events is append-only');
 END;
+
+-- The change log: the cache keys each write touched, by revision (applied in order by the
+-- process's cache; old rows are pruned).
+CREATE TABLE changes (
+    revision BIGINT NOT NULL,
+    key      TEXT NOT NULL,
+    PRIMARY KEY (revision, key)
+);

@@ -22,12 +22,21 @@ pub fn rule(e: RuleError) -> Status {
 /// A store failure.
 pub fn store(e: StoreError) -> Status {
     match e {
+        StoreError::Rule(r) => rule(r),
+        StoreError::Invalid(v) => invalid(v),
+        other => store_ref(&other),
+    }
+}
+
+fn store_ref(e: &StoreError) -> Status {
+    match e {
         StoreError::NotFound(m) => Status::not_found(m),
         StoreError::AlreadyExists(m) => Status::already_exists(m),
         StoreError::Aborted(m) => Status::aborted(m),
-        StoreError::Rule(r) => rule(r),
-        StoreError::Invalid(v) => invalid(v),
+        StoreError::Rule(r) => rule(r.clone()),
+        StoreError::Invalid(v) => invalid(v.clone()),
         StoreError::FutureRevision(m) => Status::failed_precondition(m),
+        StoreError::Shared(inner) => store_ref(inner),
         StoreError::Unavailable(source) => {
             tracing::error!(error = %source, "store unavailable");
             Status::unavailable("the store is unavailable; retry later")

@@ -11,6 +11,7 @@
 //! transaction, appends its audit event, and commits, or leaves no trace at all.
 
 pub mod backend;
+pub mod change;
 mod json;
 mod sql;
 
@@ -18,12 +19,13 @@ use async_trait::async_trait;
 
 use crate::domain::{
     App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent, Description,
-    ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId, Manifest, Name, PermissionGroup,
-    PermissionId, Principal, ResolvedRequest, ResourcePath, Revision, Right, RoleSet, RuleError,
-    Tenant, TenantBounds, TenantId, Timestamp, UserId, UserSnapshot, ValidationError, Viewer,
-    WhitelistEntry,
+    ExternalCatalog, ExternalPermission, GrantView, GroupAcl, GroupId, Manifest, Name,
+    PermissionGroup, PermissionId, Principal, ResolvedRequest, ResourcePath, Revision, Right,
+    RoleSet, RuleError, Tenant, TenantBounds, TenantId, Timestamp, UserGrant, UserId, UserSnapshot,
+    ValidationError, Viewer, WhitelistEntry,
 };
 
+pub use crate::domain::PermissionRef;
 pub use backend::{Backend, connect, migrate};
 pub use sql::SqlStore;
 
@@ -54,6 +56,9 @@ pub enum StoreError {
     /// A row could not be read back into the domain.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    /// One failure shared by every caller that waited on the same load.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -92,15 +97,6 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// The key of the last item when the page is full; `None` on the last page.
     pub next: Option<String>,
-}
-
-/// How a user's external permission is named in a check.
-#[derive(Debug, Clone)]
-pub enum PermissionRef {
-    /// By permission id.
-    Id(PermissionId),
-    /// By group and external id.
-    External(GroupId, ExternalId),
 }
 
 /// What to list of a user's external permission grants.
@@ -239,6 +235,30 @@ pub trait Store: Send + Sync + 'static {
         permission: &PermissionRef,
         viewer: &Viewer,
     ) -> StoreResult<(Option<GrantView>, Revision)>;
+
+    /// A tenant's external permission groups and permissions (`None` if the tenant does not
+    /// exist), read at one revision.
+    async fn external_catalog(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<(Option<ExternalCatalog>, Revision)>;
+
+    /// A user's external permission grants in a tenant, expired ones included, read at one revision.
+    async fn user_grants(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<(Vec<UserGrant>, Revision)>;
+
+    /// The change log after `after`, in revision order, up to the newest committed revision
+    /// (returned too). The log may have been pruned: callers check it starts at `after + 1`.
+    async fn changes_since(
+        &self,
+        after: Revision,
+    ) -> StoreResult<(Vec<(Revision, String)>, Revision)>;
+
+    /// Removes change-log rows older than `before`.
+    async fn prune_changes(&self, before: Revision) -> StoreResult<()>;
 
     /// The active client holding the key with this hash.
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>>;

@@ -7,20 +7,20 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Decode, Row, Transaction, Type};
 use subtle::ConstantTimeEq;
 
-use super::json;
 use super::{
     AuditEvent, AuditFilter, Backend, BootstrapOutcome, ClientRecord, GrantQuery, GroupSpec,
     GroupWithPermissions, Page, PageRequest, PermissionRef, Store, StoreError, StoreResult,
     WriteCtx,
 };
+use super::{change, json};
 use crate::domain::consent::resolve_requests;
 use crate::domain::rules;
 use crate::domain::{
     Actor, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent, Description,
-    Environment, ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId, ManagerAccess,
-    Manifest, Name, PermissionGroup, PermissionId, Principal, ResolvedRequest, ResourcePath,
-    Revision, Right, RoleSet, Tenant, TenantBounds, TenantId, Timestamp, UserId, UserSnapshot,
-    Viewer, WhitelistEntry,
+    Environment, ExternalCatalog, ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId,
+    ManagerAccess, Manifest, Name, PermissionGroup, PermissionId, Principal, ResolvedRequest,
+    ResourcePath, Revision, Right, RoleSet, Tenant, TenantBounds, TenantId, Timestamp, UserGrant,
+    UserId, UserSnapshot, Viewer, WhitelistEntry,
 };
 
 /// The actor recorded for writes made by the operator's CLI, which has no client.
@@ -55,7 +55,8 @@ impl WriteTx {
         &mut self.tx
     }
 
-    /// Appends the audit event and commits: the write, its event and its revision together.
+    /// Appends the audit event and the change-log keys, and commits: the write, its event, its
+    /// keys and its revision together.
     async fn commit(
         mut self,
         actor: (&str, Option<&UserId>),
@@ -77,6 +78,13 @@ impl WriteTx {
         .bind(audit.after.map(|v| v.to_string()))
         .execute(&mut *self.tx)
         .await?;
+        for key in change::touched(audit.action, audit.tenant.as_ref(), &audit.target) {
+            sqlx::query("INSERT INTO changes (revision, key) VALUES ($1, $2)")
+                .bind(rev_i64(self.revision))
+                .bind(key)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(self.revision)
     }
@@ -802,6 +810,149 @@ impl Store for SqlStore {
             None => None,
         };
         Ok((grant, rev_from(revision)))
+    }
+
+    async fn external_catalog(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
+        // One statement (one snapshot): the revision, the tenant, its groups, their principals
+        // and permissions, as rows of one shape.
+        let rows = sqlx::query(
+            "SELECT 'R' AS kind, CAST(NULL AS TEXT) AS g, CAST(NULL AS TEXT) AS a, CAST(NULL AS TEXT) AS b, \
+                    CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, 0 AS m FROM revision WHERE id = 1 \
+             UNION ALL SELECT 'T', tenant_id, NULL, NULL, NULL, NULL, 0, 0 FROM tenants WHERE tenant_id = $1 \
+             UNION ALL SELECT 'G', group_id, name, description, NULL, NULL, 0, 0 FROM permission_groups WHERE tenant_id = $1 \
+             UNION ALL SELECT 'P', group_id, relation, principal, NULL, NULL, access, position FROM group_principals \
+                       WHERE tenant_id = $1 \
+             UNION ALL SELECT 'X', group_id, permission_id, name, description, external_id, 0, 0 FROM external_permissions \
+                       WHERE tenant_id = $1 \
+             ORDER BY 1, 2, 8",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut revision = Revision(0);
+        let mut exists = false;
+        let mut catalog = ExternalCatalog::default();
+        let text = |row: &AnyRow, name: &str| -> StoreResult<String> {
+            Ok(col::<Option<String>>(row, name)?.unwrap_or_default())
+        };
+        for row in &rows {
+            let kind = col::<String>(row, "kind")?;
+            let group_id = || stored(GroupId::parse("group_id", &text(row, "g")?));
+            match kind.as_str() {
+                "R" => revision = rev_from(col(row, "n")?),
+                "T" => exists = true,
+                "G" => {
+                    let group = PermissionGroup {
+                        group_id: group_id()?,
+                        name: stored(Name::parse("name", &text(row, "a")?))?,
+                        description: stored(Description::parse("description", &text(row, "b")?))?,
+                        acl: GroupAcl::default(),
+                    };
+                    catalog.groups.insert(group.group_id.clone(), group);
+                }
+                "P" => {
+                    let Some(group) = catalog.groups.get_mut(&group_id()?) else {
+                        continue;
+                    };
+                    let principal = stored(Principal::parse("principal", &text(row, "b")?))?;
+                    match text(row, "a")?.as_str() {
+                        "manager" => {
+                            let access = if col::<i64>(row, "n")? == 2 {
+                                ManagerAccess::ReadWrite
+                            } else {
+                                ManagerAccess::Read
+                            };
+                            group.acl.managers.push((principal, access));
+                        }
+                        "grantor" => group.acl.grantors.push(principal),
+                        _ => group.acl.visible_to.push(principal),
+                    }
+                }
+                _ => {
+                    let permission = ExternalPermission {
+                        permission_id: stored(PermissionId::parse(
+                            "permission_id",
+                            &text(row, "a")?,
+                        ))?,
+                        group_id: group_id()?,
+                        name: stored(Name::parse("name", &text(row, "b")?))?,
+                        description: stored(Description::parse("description", &text(row, "c")?))?,
+                        external_id: stored(ExternalId::parse("external_id", &text(row, "d")?))?,
+                    };
+                    catalog
+                        .permissions
+                        .insert(permission.permission_id.clone(), permission);
+                }
+            }
+        }
+        Ok((exists.then_some(catalog), revision))
+    }
+
+    async fn user_grants(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<(Vec<UserGrant>, Revision)> {
+        let rows = sqlx::query(
+            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
+             FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
+             LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("user grants returned no row".into()))?;
+        let revision = rev_from(col(first, "rev")?);
+        let mut grants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(permission) = col::<Option<String>>(row, "permission_id")? else {
+                continue;
+            };
+            grants.push(UserGrant {
+                permission_id: stored(PermissionId::parse("permission_id", &permission))?,
+                granted_by: stored(Principal::parse(
+                    "granted_by",
+                    &col::<String>(row, "granted_by")?,
+                ))?,
+                granted_at: Timestamp::from_micros(col(row, "granted_at")?),
+                expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+            });
+        }
+        Ok((grants, revision))
+    }
+
+    async fn changes_since(
+        &self,
+        after: Revision,
+    ) -> StoreResult<(Vec<(Revision, String)>, Revision)> {
+        let current = self.revision().await?;
+        if current <= after {
+            return Ok((Vec::new(), current));
+        }
+        let rows = sqlx::query("SELECT revision, key FROM changes WHERE revision > $1 AND revision <= $2 ORDER BY revision, key")
+            .bind(rev_i64(after))
+            .bind(rev_i64(current))
+            .fetch_all(&self.pool)
+            .await?;
+        let changes = rows
+            .iter()
+            .map(|r| Ok((rev_from(col(r, "revision")?), col::<String>(r, "key")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((changes, current))
+    }
+
+    async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
+        sqlx::query("DELETE FROM changes WHERE revision < $1")
+            .bind(rev_i64(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {

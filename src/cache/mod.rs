@@ -1,0 +1,475 @@
+//! The cache: moka caches of the engine's snapshots (never of decisions), in front of the store,
+//! kept in step with every instance's writes through the store's change log.
+//!
+//! Architecture invariant: the cache holds facts exactly as the store returns them; all logic
+//! stays in the domain. Every entry remembers the revision this instance had applied when its
+//! load began (`floor`) and the revision the store read it at (`read_at`). Applying the change
+//! log records, per touched key, the revision that invalidated it (a watermark) and removes the
+//! affected entries; an entry is current while no watermark above its floor covers it. So a
+//! load racing with an invalidation can never leave a stale entry behind, and answers built from
+//! current entries all hold at one revision: the instance's `applied` revision, its `checked_at`.
+
+pub mod sync;
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::domain::{
+    AppId, AppSnapshot, Caller, ExternalCatalog, Revision, TenantId, UserGrant, UserId,
+    UserSnapshot,
+};
+use crate::store::change::{self, CLIENTS, EVERYTHING};
+use crate::store::{Store, StoreError, StoreResult};
+
+/// One cached snapshot with the revisions that say whether it is still current.
+#[derive(Debug)]
+pub struct Entry<T> {
+    /// The facts.
+    pub value: T,
+    /// This instance's applied revision when the load began.
+    pub floor: Revision,
+    /// The revision the store read the facts at.
+    pub read_at: Revision,
+    /// The change-log keys whose changes make this entry stale.
+    keys: Vec<String>,
+}
+
+/// Hit and miss counts of one cache, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Lookups answered from the cache.
+    pub hits: AtomicU64,
+    /// Lookups that went to the store.
+    pub misses: AtomicU64,
+}
+
+/// Sizes and lifetimes of the caches.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Memory budget for all snapshot caches, in bytes (approximate: entries are weighed).
+    pub budget_bytes: u64,
+    /// Longest an entry is kept, whatever happens: a safety net behind invalidation.
+    pub ttl: Duration,
+}
+
+/// The snapshot caches of one instance, and how far it has applied the change log.
+pub struct Caches {
+    store: Arc<dyn Store>,
+    apps: Cache<(TenantId, AppId), Arc<Entry<AppSnapshot>>>,
+    users: Cache<(TenantId, UserId), Arc<Entry<Option<UserSnapshot>>>>,
+    grants: Cache<(TenantId, UserId), Arc<Entry<Vec<UserGrant>>>>,
+    catalogs: Cache<TenantId, Arc<Entry<Option<ExternalCatalog>>>>,
+    clients: Cache<String, Arc<Entry<Option<Caller>>>>,
+    /// Per change-log key, the newest revision that invalidated it (kept long enough to
+    /// outlive any load in flight).
+    watermarks: moka::sync::Cache<String, u64>,
+    applied: AtomicU64,
+    catching_up: tokio::sync::Mutex<()>,
+    /// Counters per cache: apps, users, grants, catalogs, clients.
+    pub counters: [Counters; 5],
+}
+
+const NAMES: [&str; 5] = ["apps", "users", "grants", "catalogs", "clients"];
+
+/// A rough size of a snapshot in bytes, for the memory budget.
+trait Weigh {
+    fn weigh(&self) -> u32;
+}
+
+impl Weigh for AppSnapshot {
+    fn weigh(&self) -> u32 {
+        let manifest = |m: &crate::domain::Manifest| {
+            m.scopes
+                .iter()
+                .map(|s| s.as_str().len() + 48)
+                .sum::<usize>()
+                + 128
+        };
+        let app = self.app.as_ref().map_or(0, |a| manifest(&a.manifest));
+        let consent = self.consent.as_ref().map_or(0, |c| {
+            manifest(&c.approved_manifest) + c.resolved_requests.len() * 64
+        });
+        saturate(512 + app * 2 + consent * 2)
+    }
+}
+
+impl Weigh for Option<UserSnapshot> {
+    fn weigh(&self) -> u32 {
+        saturate(
+            128 + self
+                .as_ref()
+                .map_or(0, |u| u.rights.keys().map(|p| p.as_str().len() + 64).sum()),
+        )
+    }
+}
+
+impl Weigh for Vec<UserGrant> {
+    fn weigh(&self) -> u32 {
+        saturate(
+            64 + self
+                .iter()
+                .map(|g| g.permission_id.as_str().len() + 96)
+                .sum::<usize>(),
+        )
+    }
+}
+
+impl Weigh for Option<ExternalCatalog> {
+    fn weigh(&self) -> u32 {
+        saturate(
+            128 + self
+                .as_ref()
+                .map_or(0, |c| c.groups.len() * 512 + c.permissions.len() * 256),
+        )
+    }
+}
+
+impl Weigh for Option<Caller> {
+    fn weigh(&self) -> u32 {
+        256
+    }
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn build<K, V>(name: &'static str, budget: u64, ttl: Duration) -> Cache<K, Arc<Entry<V>>>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Weigh + Send + Sync + 'static,
+{
+    Cache::builder()
+        .name(name)
+        .max_capacity(budget.max(1024))
+        .weigher(|_, e: &Arc<Entry<V>>| e.value.weigh())
+        .time_to_live(ttl)
+        .support_invalidation_closures()
+        .eviction_listener(move |_, _, cause| {
+            if cause.was_evicted() {
+                metrics::counter!("consentry_cache_evictions_total", "cache" => name).increment(1);
+            }
+        })
+        .build()
+}
+
+fn shared(e: Arc<StoreError>) -> StoreError {
+    StoreError::Shared(e)
+}
+
+impl Caches {
+    /// Empty caches over `store`, starting at the store's current revision.
+    pub async fn new(store: Arc<dyn Store>, config: CacheConfig) -> StoreResult<Arc<Self>> {
+        let b = config.budget_bytes;
+        let ttl = config.ttl;
+        let start = store.revision().await?;
+        Ok(Arc::new(Self {
+            store,
+            apps: build("apps", b * 4 / 10, ttl),
+            users: build("users", b * 3 / 10, ttl),
+            grants: build("grants", b / 10, ttl),
+            catalogs: build("catalogs", b * 15 / 100, ttl),
+            clients: build("clients", b * 5 / 100, ttl),
+            watermarks: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl + Duration::from_secs(60))
+                .build(),
+            applied: AtomicU64::new(start.0),
+            catching_up: tokio::sync::Mutex::new(()),
+            counters: Default::default(),
+        }))
+    }
+
+    /// The newest revision this instance has fully applied: its `checked_at`.
+    pub fn applied(&self) -> Revision {
+        Revision(self.applied.load(Ordering::Acquire))
+    }
+
+    /// Whether `entry` still holds at the applied revision: read no later than it, and not
+    /// invalidated since its load began.
+    pub fn is_current<T>(&self, entry: &Entry<T>, applied: Revision) -> bool {
+        entry.read_at <= applied && self.untouched(entry)
+    }
+
+    fn untouched<T>(&self, entry: &Entry<T>) -> bool {
+        let floor = entry.floor.0;
+        let newer = |key: &str| self.watermarks.get(key).is_some_and(|r| r > floor);
+        !newer(EVERYTHING) && !entry.keys.iter().any(|k| newer(k))
+    }
+
+    async fn lookup<K, V, F>(
+        &self,
+        which: usize,
+        cache: &Cache<K, Arc<Entry<V>>>,
+        key: K,
+        keys: Vec<String>,
+        load: F,
+    ) -> StoreResult<Arc<Entry<V>>>
+    where
+        K: Hash + Eq + Send + Sync + Clone + Debug + 'static,
+        V: Send + Sync + 'static,
+        F: Future<Output = StoreResult<(V, Revision)>>,
+    {
+        if let Some(entry) = cache.get(&key).await {
+            if self.untouched(&entry) {
+                self.counters[which].hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("consentry_cache_hits_total", "cache" => NAMES[which])
+                    .increment(1);
+                return Ok(entry);
+            }
+            cache.invalidate(&key).await;
+        }
+        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("consentry_cache_misses_total", "cache" => NAMES[which]).increment(1);
+        let floor = self.applied();
+        cache
+            .try_get_with(key, async move {
+                let (value, read_at) = load.await?;
+                Ok(Arc::new(Entry {
+                    value,
+                    floor,
+                    read_at,
+                    keys,
+                }))
+            })
+            .await
+            .map_err(shared)
+    }
+
+    /// The snapshot of an application in a tenant.
+    pub async fn app(
+        &self,
+        tenant: &TenantId,
+        app: &AppId,
+    ) -> StoreResult<Arc<Entry<AppSnapshot>>> {
+        let keys = vec![
+            change::tenant(tenant),
+            change::app(app),
+            change::app_in_tenant(tenant, app),
+        ];
+        self.lookup(
+            0,
+            &self.apps,
+            (tenant.clone(), app.clone()),
+            keys,
+            self.store.app_snapshot(tenant, app),
+        )
+        .await
+    }
+
+    /// The snapshot of a user's roles and rights in a tenant (`None`: unknown to it).
+    pub async fn user(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Arc<Entry<Option<UserSnapshot>>>> {
+        let keys = vec![change::tenant(tenant), change::user(tenant, user)];
+        self.lookup(
+            1,
+            &self.users,
+            (tenant.clone(), user.clone()),
+            keys,
+            self.store.user_snapshot(tenant, user),
+        )
+        .await
+    }
+
+    /// A user's external permission grants in a tenant.
+    pub async fn grants(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Arc<Entry<Vec<UserGrant>>>> {
+        let keys = vec![
+            change::tenant(tenant),
+            change::user(tenant, user),
+            change::groups(tenant),
+        ];
+        self.lookup(
+            2,
+            &self.grants,
+            (tenant.clone(), user.clone()),
+            keys,
+            self.store.user_grants(tenant, user),
+        )
+        .await
+    }
+
+    /// A tenant's external permission catalog (`None`: no such tenant).
+    pub async fn catalog(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Arc<Entry<Option<ExternalCatalog>>>> {
+        let keys = vec![change::tenant(tenant), change::groups(tenant)];
+        self.lookup(
+            3,
+            &self.catalogs,
+            tenant.clone(),
+            keys,
+            self.store.external_catalog(tenant),
+        )
+        .await
+    }
+
+    /// The active client holding the key with this hash (`None`: unknown or revoked).
+    pub async fn client(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
+        let store = self.store.clone();
+        let hash = key_hash.to_owned();
+        let load = async move {
+            // The floor is taken before this read, so a revocation racing it is caught.
+            let caller = store.client_by_key_hash(&hash).await?;
+            Ok((caller, Revision(0)))
+        };
+        let entry = self
+            .lookup(
+                4,
+                &self.clients,
+                key_hash.to_owned(),
+                vec![CLIENTS.to_owned()],
+                load,
+            )
+            .await?;
+        Ok(entry.value.clone())
+    }
+
+    /// Catches up if this instance has not yet applied `written` (its own write), so that its
+    /// next read sees the write without a token.
+    pub async fn applied_through(&self, written: Revision) {
+        if self.applied() >= written {
+            return;
+        }
+        if let Err(e) = self.catch_up().await {
+            tracing::warn!(error = %e, "cannot read the change log after a write; clearing the caches");
+            self.clear(written);
+        }
+    }
+
+    /// Applies the change log up to the store's newest revision; returns the applied revision.
+    pub async fn catch_up(&self) -> StoreResult<Revision> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        let applied = self.applied();
+        let (changes, current) = self.store.changes_since(applied).await?;
+        if current <= applied {
+            return Ok(applied);
+        }
+        // Every write records at least one key, so the log is contiguous unless it was pruned.
+        let contiguous = changes.first().is_some_and(|(r, _)| r.0 == applied.0 + 1);
+        if contiguous {
+            for (revision, key) in &changes {
+                self.invalidate(key, *revision).await;
+            }
+        } else {
+            tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
+            self.clear(current);
+        }
+        self.applied.store(current.0, Ordering::Release);
+        metrics::gauge!("consentry_applied_revision").set(current.0 as f64);
+        Ok(current)
+    }
+
+    /// Empties every cache (a lost listener, an unreadable log): nothing cached before `at` is used.
+    pub fn clear(&self, at: Revision) {
+        self.watermarks.insert(EVERYTHING.to_owned(), at.0);
+        self.apps.invalidate_all();
+        self.users.invalidate_all();
+        self.grants.invalidate_all();
+        self.catalogs.invalidate_all();
+        self.clients.invalidate_all();
+    }
+
+    /// Records that `key` changed at `revision` and drops the entries it covers.
+    async fn invalidate(&self, key: &str, revision: Revision) {
+        let previous = self.watermarks.get(key).unwrap_or(0);
+        self.watermarks
+            .insert(key.to_owned(), previous.max(revision.0));
+        let mut parts = key.splitn(3, '/');
+        let (kind, first, second) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let (first, second) = (first.to_owned(), second.to_owned());
+        let dropped = match kind {
+            Some("a") => self
+                .apps
+                .invalidate_entries_if(move |(t, a), _| t.as_str() == first && a.as_str() == second)
+                .map(drop),
+            Some("A") => self
+                .apps
+                .invalidate_entries_if(move |(_, a), _| a.as_str() == first)
+                .map(drop),
+            Some("u") => {
+                let (f2, s2) = (first.clone(), second.clone());
+                self.users
+                    .invalidate_entries_if(move |(t, u), _| {
+                        t.as_str() == first && u.as_str() == second
+                    })
+                    .and_then(|_| {
+                        self.grants.invalidate_entries_if(move |(t, u), _| {
+                            t.as_str() == f2 && u.as_str() == s2
+                        })
+                    })
+                    .map(drop)
+            }
+            Some("g") => {
+                let f2 = first.clone();
+                self.catalogs
+                    .invalidate_entries_if(move |t, _| t.as_str() == first)
+                    .and_then(|_| {
+                        self.grants
+                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f2)
+                    })
+                    .map(drop)
+            }
+            Some("t") => {
+                let (f2, f3, f4) = (first.clone(), first.clone(), first.clone());
+                self.apps
+                    .invalidate_entries_if(move |(t, _), _| t.as_str() == first)
+                    .and_then(|_| {
+                        self.users
+                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f2)
+                    })
+                    .and_then(|_| {
+                        self.grants
+                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f3)
+                    })
+                    .and_then(|_| {
+                        self.catalogs
+                            .invalidate_entries_if(move |t, _| t.as_str() == f4)
+                    })
+                    .map(drop)
+            }
+            Some(CLIENTS) => {
+                self.clients.invalidate_all();
+                Ok(())
+            }
+            _ => {
+                self.clear(revision);
+                Ok(())
+            }
+        };
+        if let Err(e) = dropped {
+            // Watermarks alone keep answers right; this only frees memory sooner.
+            tracing::debug!(error = %e, key, "predicate invalidation unavailable");
+        }
+    }
+
+    /// Lookups and entry counts per cache, for metrics.
+    pub fn report_sizes(&self) {
+        let sizes = [
+            self.apps.entry_count(),
+            self.users.entry_count(),
+            self.grants.entry_count(),
+            self.catalogs.entry_count(),
+            self.clients.entry_count(),
+        ];
+        for (name, size) in NAMES.iter().zip(sizes) {
+            metrics::gauge!("consentry_cache_entries", "cache" => *name).set(size as f64);
+        }
+    }
+}
