@@ -130,7 +130,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CONSENTRY_REQUEST_TIMEOUT_MS", default_value_t = 5_000)]
     pub request_timeout_ms: u64,
     /// Requests served at once; beyond it, requests are shed with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CONSENTRY_MAX_CONCURRENT_REQUESTS", default_value_t = 1_024)]
+    #[arg(
+        long,
+        env = "CONSENTRY_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1_024
+    )]
     pub max_concurrent_requests: usize,
     /// Largest request message, in bytes.
     #[arg(long, env = "CONSENTRY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -151,7 +155,9 @@ impl ServeConfig {
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
         Self {
             listen,
-            db: DatabaseArgs { database_url: database_url.into() },
+            db: DatabaseArgs {
+                database_url: database_url.into(),
+            },
             metrics_listen: None,
             bootstrap_key: None,
             demo: false,
@@ -180,8 +186,16 @@ mod tests {
 
     #[test]
     fn serve_defaults_are_documented_values_and_secrets_do_not_print() {
-        let cli = Cli::try_parse_from(["consentry", "serve", "--bootstrap-key", "0123456789abcdef-secret"]).unwrap();
-        let Command::Serve(cfg) = cli.command else { panic!("not serve") };
+        let cli = Cli::try_parse_from([
+            "consentry",
+            "serve",
+            "--bootstrap-key",
+            "0123456789abcdef-secret",
+        ])
+        .unwrap();
+        let Command::Serve(cfg) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
         assert!(Cli::try_parse_from(["consentry", "serve", "--bootstrap-key", "short"]).is_err());
@@ -190,10 +204,25 @@ mod tests {
     #[test]
     fn client_create_takes_comma_separated_lists() {
         let cli = Cli::try_parse_from([
-            "consentry", "client", "create", "--id", "svc", "--tenants", "a,b", "--capabilities", "query,admin",
+            "consentry",
+            "client",
+            "create",
+            "--id",
+            "svc",
+            "--tenants",
+            "a,b",
+            "--capabilities",
+            "query,admin",
         ])
         .unwrap();
-        let Command::Client(ClientCommand::Create { tenants, capabilities, .. }) = cli.command else { panic!() };
+        let Command::Client(ClientCommand::Create {
+            tenants,
+            capabilities,
+            ..
+        }) = cli.command
+        else {
+            panic!()
+        };
         assert_eq!(tenants, ["a", "b"]);
         assert_eq!(capabilities, ["query", "admin"]);
     }

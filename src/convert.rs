@@ -457,14 +457,23 @@ pub fn client_to_proto(c: &ClientRecord) -> proto::Client {
     proto::Client {
         client_id: c.caller.client_id.to_string(),
         tenants: c.caller.tenants.to_strings(),
-        capabilities: c.caller.capabilities.iter().map(|cap| capability_to_proto(cap).into()).collect(),
+        capabilities: c
+            .caller
+            .capabilities
+            .iter()
+            .map(|cap| capability_to_proto(cap).into())
+            .collect(),
         created_at: Some(timestamp_to_proto(c.created_at)),
         revoked_at: c.revoked_at.map(timestamp_to_proto),
     }
 }
 
 /// A consent for the wire.
-pub fn consent_to_proto(tenant: &domain::TenantId, app: &domain::AppId, c: &domain::Consent) -> proto::Consent {
+pub fn consent_to_proto(
+    tenant: &domain::TenantId,
+    app: &domain::AppId,
+    c: &domain::Consent,
+) -> proto::Consent {
     proto::Consent {
         tenant_id: tenant.to_string(),
         app_id: app.to_string(),
@@ -472,13 +481,21 @@ pub fn consent_to_proto(tenant: &domain::TenantId, app: &domain::AppId, c: &doma
         approved_at: Some(timestamp_to_proto(c.approved_at)),
         approved_manifest_revision: c.approved_manifest_revision,
         approved_manifest: Some(manifest_to_proto(&c.approved_manifest)),
-        resolved_requests: c.resolved_requests.iter().map(resolved_request_to_proto).collect(),
+        resolved_requests: c
+            .resolved_requests
+            .iter()
+            .map(resolved_request_to_proto)
+            .collect(),
         revoked_at: c.revoked_at.map(timestamp_to_proto),
     }
 }
 
 /// A whitelist entry for the wire.
-pub fn whitelist_entry_to_proto(tenant: &domain::TenantId, app: &domain::AppId, e: &domain::WhitelistEntry) -> proto::WhitelistEntry {
+pub fn whitelist_entry_to_proto(
+    tenant: &domain::TenantId,
+    app: &domain::AppId,
+    e: &domain::WhitelistEntry,
+) -> proto::WhitelistEntry {
     proto::WhitelistEntry {
         tenant_id: tenant.to_string(),
         app_id: app.to_string(),
@@ -488,7 +505,11 @@ pub fn whitelist_entry_to_proto(tenant: &domain::TenantId, app: &domain::AppId, 
 }
 
 /// A permission group for the wire, with the permissions given.
-pub fn group_to_proto(tenant: &domain::TenantId, g: &domain::PermissionGroup, permissions: &[domain::ExternalPermission]) -> proto::PermissionGroup {
+pub fn group_to_proto(
+    tenant: &domain::TenantId,
+    g: &domain::PermissionGroup,
+    permissions: &[domain::ExternalPermission],
+) -> proto::PermissionGroup {
     proto::PermissionGroup {
         tenant_id: tenant.to_string(),
         group_id: g.group_id.to_string(),
@@ -498,11 +519,17 @@ pub fn group_to_proto(tenant: &domain::TenantId, g: &domain::PermissionGroup, pe
             .acl
             .managers
             .iter()
-            .map(|(p, a)| proto::Manager { principal: p.to_string(), access: manager_access_to_proto(*a).into() })
+            .map(|(p, a)| proto::Manager {
+                principal: p.to_string(),
+                access: manager_access_to_proto(*a).into(),
+            })
             .collect(),
         grantors: g.acl.grantors.iter().map(|p| p.to_string()).collect(),
         visible_to: g.acl.visible_to.iter().map(|p| p.to_string()).collect(),
-        permissions: permissions.iter().map(external_permission_to_proto).collect(),
+        permissions: permissions
+            .iter()
+            .map(external_permission_to_proto)
+            .collect(),
     }
 }
 
@@ -523,9 +550,17 @@ pub fn audit_event_to_proto(e: &AuditEvent) -> proto::AuditEvent {
         revision: e.revision.token(),
         at: Some(timestamp_to_proto(e.at)),
         actor_client: e.actor_client.clone(),
-        actor_user: e.actor_user.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+        actor_user: e
+            .actor_user
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_default(),
         action: e.action.clone(),
-        tenant_id: e.tenant_id.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+        tenant_id: e
+            .tenant_id
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
         target: e.target.clone(),
         before: e.before.clone().unwrap_or_default(),
         after: e.after.clone().unwrap_or_default(),
@@ -542,7 +577,11 @@ pub fn principals_from_proto(field: &str, items: &[String]) -> Valid<Vec<domain:
 }
 
 /// A group's managers, grantors and visible-to principals from the wire, validated.
-pub fn group_acl_from_proto(managers: &[proto::Manager], grantors: &[String], visible_to: &[String]) -> Valid<domain::GroupAcl> {
+pub fn group_acl_from_proto(
+    managers: &[proto::Manager],
+    grantors: &[String],
+    visible_to: &[String],
+) -> Valid<domain::GroupAcl> {
     let managers = managers
         .iter()
         .enumerate()

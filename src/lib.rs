@@ -9,7 +9,9 @@
 pub mod cache;
 pub mod config;
 pub mod convert;
+pub mod demo;
 pub mod domain;
+pub mod metrics;
 pub mod proto;
 pub mod service;
 pub mod startup;

@@ -30,6 +30,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(config) => {
             let app = App::build(config).await?;
             eprintln!("consentry listening on {}", app.local_addr());
+            if let Some(addr) = app.metrics_addr() {
+                eprintln!("metrics at http://{addr}/metrics");
+            }
+            if let Some(key) = app.demo_key() {
+                eprintln!("demo world loaded; its key (for examples only, never in production):");
+                println!("{key}");
+            }
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate(db) => {
@@ -37,7 +44,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied ({backend:?})");
             Ok(())
         }
-        Command::Client(ClientCommand::Create { id, tenants, capabilities, db }) => {
+        Command::Client(ClientCommand::Create {
+            id,
+            tenants,
+            capabilities,
+            db,
+        }) => {
             let client_id = ClientId::parse("--id", &id)?;
             let tenants = TenantBounds::parse("--tenants", &tenants)?;
             let caps = capabilities
@@ -46,7 +58,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             let store = consentry::store::connect(&db.database_url, 1).await?;
             let key = generate_key()?;
-            store.create_client(None, &client_id, &tenants, Capabilities::of(caps), &hash_key(&key)).await?;
+            store
+                .create_client(
+                    None,
+                    &client_id,
+                    &tenants,
+                    Capabilities::of(caps),
+                    &hash_key(&key),
+                )
+                .await?;
             eprintln!("created client {client_id}; its key (shown once):");
             println!("{key}");
             Ok(())

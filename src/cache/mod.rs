@@ -39,6 +39,40 @@ pub struct Entry<T> {
     keys: Vec<String>,
 }
 
+/// What decides whether a cached entry still holds: its revisions and change-log keys.
+pub trait Stamped: Send + Sync {
+    /// This instance's applied revision when the load began.
+    fn floor(&self) -> Revision;
+    /// The revision the store read the facts at.
+    fn read_at(&self) -> Revision;
+    /// The change-log keys whose changes make the entry stale.
+    fn keys(&self) -> &[String];
+}
+
+impl<T: Send + Sync> Stamped for Entry<T> {
+    fn floor(&self) -> Revision {
+        self.floor
+    }
+    fn read_at(&self) -> Revision {
+        self.read_at
+    }
+    fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
+
+impl<T> Entry<T> {
+    /// An entry read straight from the store at `read_at`, bypassing the cache.
+    pub fn direct(value: T, read_at: Revision) -> Arc<Self> {
+        Arc::new(Self {
+            value,
+            floor: read_at,
+            read_at,
+            keys: Vec::new(),
+        })
+    }
+}
+
 /// Hit and miss counts of one cache, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -192,14 +226,14 @@ impl Caches {
 
     /// Whether `entry` still holds at the applied revision: read no later than it, and not
     /// invalidated since its load began.
-    pub fn is_current<T>(&self, entry: &Entry<T>, applied: Revision) -> bool {
-        entry.read_at <= applied && self.untouched(entry)
+    pub fn is_current(&self, entry: &dyn Stamped, applied: Revision) -> bool {
+        entry.read_at() <= applied && self.untouched(entry)
     }
 
-    fn untouched<T>(&self, entry: &Entry<T>) -> bool {
-        let floor = entry.floor.0;
+    fn untouched(&self, entry: &dyn Stamped) -> bool {
+        let floor = entry.floor().0;
         let newer = |key: &str| self.watermarks.get(key).is_some_and(|r| r > floor);
-        !newer(EVERYTHING) && !entry.keys.iter().any(|k| newer(k))
+        !newer(EVERYTHING) && !entry.keys().iter().any(|k| newer(k))
     }
 
     async fn lookup<K, V, F>(
@@ -216,7 +250,7 @@ impl Caches {
         F: Future<Output = StoreResult<(V, Revision)>>,
     {
         if let Some(entry) = cache.get(&key).await {
-            if self.untouched(&entry) {
+            if self.untouched(&*entry) {
                 self.counters[which].hits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("consentry_cache_hits_total", "cache" => NAMES[which])
                     .increment(1);

@@ -8,8 +8,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
+use crate::cache::Caches;
 use crate::domain::{Caller, Capability, UserId};
-use crate::store::Store;
 
 /// The metadata header naming the acting user (or the viewer, for external permission queries).
 pub const USER_HEADER: &str = "x-consentry-user";
@@ -21,12 +21,18 @@ const KEY_PREFIX: &str = "csk_";
 pub fn generate_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
-    Ok(format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+    Ok(format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
 }
 
 /// The hash a key is stored and looked up by (keys are random, so a plain SHA-256 suffices).
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Who a call comes from, once authenticated.
@@ -38,16 +44,17 @@ pub struct CallContext {
     pub acting_user: Option<UserId>,
 }
 
-/// Authenticates calls against the store's clients.
+/// Authenticates calls against the store's clients, through the cache (a revocation reaches it
+/// through the change log like any other write).
 #[derive(Clone)]
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    caches: Arc<Caches>,
 }
 
 impl Authenticator {
-    /// An authenticator over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    /// An authenticator over the caches.
+    pub fn new(caches: Arc<Caches>) -> Self {
+        Self { caches }
     }
 
     /// The client behind the request's key: `UNAUTHENTICATED` for a missing, unknown or revoked key.
@@ -59,22 +66,34 @@ impl Authenticator {
         let key = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| Status::unauthenticated("the authorization header must be `Bearer <key>`"))?;
-        self.store
-            .client_by_key_hash(&hash_key(key))
+            .ok_or_else(|| {
+                Status::unauthenticated("the authorization header must be `Bearer <key>`")
+            })?;
+        self.caches
+            .client(&hash_key(key))
             .await?
             .ok_or_else(|| Status::unauthenticated("unknown or revoked key"))
     }
 
     /// Authenticates the request, requires `capability`, and reads the acting user.
-    pub async fn context<T>(&self, request: &Request<T>, capability: Capability) -> Result<CallContext, Status> {
+    pub async fn context<T>(
+        &self,
+        request: &Request<T>,
+        capability: Capability,
+    ) -> Result<CallContext, Status> {
         let caller = self.caller(request).await?;
         caller.require(capability)?;
         let acting_user = acting_user(request, &caller)?;
-        Ok(CallContext { caller, acting_user })
+        Ok(CallContext {
+            caller,
+            acting_user,
+        })
     }
 }
 

@@ -20,7 +20,10 @@ struct Token {
 }
 
 fn fingerprint(query: &str) -> String {
-    Sha256::digest(query.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(query.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The page a request asks for. `query` names everything that selects the items (tenant,
@@ -28,19 +31,34 @@ fn fingerprint(query: &str) -> String {
 pub fn page_request(page_size: i32, page_token: &str, query: &str) -> Valid<PageRequest> {
     let limit = match page_size {
         0 => DEFAULT_PAGE_SIZE,
-        n if n < 0 => return Err(ValidationError::new("page_size", format_args!("{n} is negative"))),
+        n if n < 0 => {
+            return Err(ValidationError::new(
+                "page_size",
+                format_args!("{n} is negative"),
+            ));
+        }
         n => u32::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE),
     };
     if page_token.is_empty() {
         return Ok(PageRequest { after: None, limit });
     }
-    let bad = || ValidationError::new("page_token", "is not a token from a previous page of this query");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(page_token).map_err(|_| bad())?;
+    let bad = || {
+        ValidationError::new(
+            "page_token",
+            "is not a token from a previous page of this query",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(page_token)
+        .map_err(|_| bad())?;
     let token: Token = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if token.q != fingerprint(query) {
         return Err(bad());
     }
-    Ok(PageRequest { after: Some(token.a), limit })
+    Ok(PageRequest {
+        after: Some(token.a),
+        limit,
+    })
 }
 
 /// The token for the page after `page`; empty on the last page.
@@ -48,7 +66,10 @@ pub fn next_page_token<T>(page: &Page<T>, query: &str) -> String {
     match &page.next {
         None => String::new(),
         Some(after) => {
-            let token = Token { q: fingerprint(query), a: after.clone() };
+            let token = Token {
+                q: fingerprint(query),
+                a: after.clone(),
+            };
             let json = serde_json::to_vec(&token).unwrap_or_default();
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
         }
@@ -70,11 +91,32 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_only_with_the_same_query() {
-        let page = Page { items: vec![1], next: Some("after-me".to_owned()) };
+        let page = Page {
+            items: vec![1],
+            next: Some("after-me".to_owned()),
+        };
         let token = next_page_token(&page, "tenant=a");
-        assert_eq!(page_request(10, &token, "tenant=a").unwrap().after.as_deref(), Some("after-me"));
-        assert_eq!(page_request(10, &token, "tenant=b").unwrap_err().field, "page_token");
+        assert_eq!(
+            page_request(10, &token, "tenant=a")
+                .unwrap()
+                .after
+                .as_deref(),
+            Some("after-me")
+        );
+        assert_eq!(
+            page_request(10, &token, "tenant=b").unwrap_err().field,
+            "page_token"
+        );
         assert!(page_request(10, "garbage!", "tenant=a").is_err());
-        assert_eq!(next_page_token(&Page::<u8> { items: vec![], next: None }, "q"), "");
+        assert_eq!(
+            next_page_token(
+                &Page::<u8> {
+                    items: vec![],
+                    next: None
+                },
+                "q"
+            ),
+            ""
+        );
     }
 }

@@ -1963,7 +1963,12 @@ impl Store for SqlStore {
         };
         if let TenantBounds::Only(_) = bounds {
             let marks: Vec<String> = (0..only.len()).map(|i| format!("${}", i + 3)).collect();
-            sql.push_str(&format!(" AND tenant_id IN ({})", marks.join(", ")));
+            let marks = if marks.is_empty() {
+                "NULL".to_owned()
+            } else {
+                marks.join(", ")
+            };
+            sql.push_str(&format!(" AND tenant_id IN ({marks})"));
         }
         sql.push_str(" ORDER BY tenant_id LIMIT $2");
         let mut query = sqlx::query(AssertSqlSafe(sql))

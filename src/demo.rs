@@ -1,0 +1,402 @@
+//! The example world of `consentry serve --demo`: `demo/world.json`, loaded through the store's
+//! ordinary audited writes, with a client whose key the README's examples use.
+
+use serde::Deserialize;
+
+use crate::domain::{
+    AppId, AppKind, Caller, Capabilities, ClientId, ContentAccess, Description, Environment,
+    ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess, Manifest, ManifestParts,
+    Name, PermissionId, PermissionRequest, Policy, Principal, ResolvedRequest, ResourcePath, Right,
+    Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds, TenantId, Timestamp, UserId,
+    WhitelistEntry,
+};
+use crate::service::auth::hash_key;
+use crate::store::{GroupSpec, Store, StoreError, WriteCtx};
+
+/// The demo world, compiled in.
+pub const WORLD: &str = include_str!("../demo/world.json");
+
+#[derive(Deserialize)]
+struct World {
+    client_id: String,
+    key: String,
+    tenants: Vec<TenantJson>,
+    users: Vec<UserJson>,
+    rights: Vec<RightJson>,
+    apps: Vec<AppJson>,
+    consents: Vec<ConsentJson>,
+    whitelist: Vec<WhitelistJson>,
+    groups: Vec<GroupJson>,
+    permissions: Vec<PermissionJson>,
+    grants: Vec<GrantJson>,
+}
+
+#[derive(Deserialize)]
+struct TenantJson {
+    tenant_id: String,
+    environment: String,
+    whitelisting_enabled: bool,
+}
+
+#[derive(Deserialize)]
+struct UserJson {
+    tenant_id: String,
+    user_id: String,
+    roles: Vec<String>,
+    by: String,
+}
+
+#[derive(Deserialize)]
+struct RightJson {
+    tenant_id: String,
+    user_id: String,
+    resource: String,
+    right: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ManifestJson {
+    run_as: Option<String>,
+    webhooks: bool,
+    database_mirroring: bool,
+    scopes: Vec<String>,
+    permission_requests: Vec<RequestJson>,
+    allow_app_only: bool,
+    policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RequestJson {
+    scope_level: String,
+    right: String,
+}
+
+#[derive(Deserialize)]
+struct AppJson {
+    app_id: String,
+    name: String,
+    kind: String,
+    manifest: ManifestJson,
+    later_manifest: Option<ManifestJson>,
+}
+
+#[derive(Deserialize)]
+struct ResolvedJson {
+    scope_level: String,
+    right: String,
+    resource: String,
+}
+
+#[derive(Deserialize)]
+struct ConsentJson {
+    tenant_id: String,
+    app_id: String,
+    approver: String,
+    resolved: Vec<ResolvedJson>,
+}
+
+#[derive(Deserialize)]
+struct WhitelistJson {
+    tenant_id: String,
+    app_id: String,
+    allowed_scopes: Vec<String>,
+    content_access: String,
+    by: String,
+}
+
+#[derive(Deserialize)]
+struct ManagerJson {
+    principal: String,
+    access: String,
+}
+
+#[derive(Deserialize)]
+struct GroupJson {
+    tenant_id: String,
+    group_id: String,
+    name: String,
+    description: String,
+    creator: String,
+    managers: Vec<ManagerJson>,
+    grantors: Vec<String>,
+    visible_to: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PermissionJson {
+    tenant_id: String,
+    group_id: String,
+    permission_id: String,
+    name: String,
+    description: String,
+    external_id: String,
+    by: String,
+}
+
+#[derive(Deserialize)]
+struct GrantJson {
+    tenant_id: String,
+    user_id: String,
+    permission_id: String,
+    by: String,
+}
+
+fn right(s: &str) -> anyhow::Result<Right> {
+    Right::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| anyhow::anyhow!("unknown right {s}"))
+}
+
+fn level(s: &str) -> anyhow::Result<ScopeLevel> {
+    ScopeLevel::ALL
+        .into_iter()
+        .find(|l| l.as_str() == s)
+        .ok_or_else(|| anyhow::anyhow!("unknown level {s}"))
+}
+
+fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
+    Ok(Manifest::parse(ManifestParts {
+        run_as: if m.run_as.as_deref() == Some("SYSTEM_USER") {
+            RunAs::SystemUser
+        } else {
+            RunAs::UserContext
+        },
+        webhooks: m.webhooks,
+        database_mirroring: m.database_mirroring,
+        scopes: m.scopes.clone(),
+        permission_requests: m
+            .permission_requests
+            .iter()
+            .map(|r| {
+                Ok(PermissionRequest {
+                    scope_level: level(&r.scope_level)?,
+                    right: right(&r.right)?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        allow_app_only: m.allow_app_only,
+        policy: if m.policy.as_deref() == Some("USER_ONLY") {
+            Policy::UserOnly
+        } else {
+            Policy::UserAndApp
+        },
+    })?)
+}
+
+/// Loads the demo world unless its client already exists; returns the key that works for it.
+pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
+    let world: World = serde_json::from_str(WORLD)?;
+    let client_id = ClientId::parse("client_id", &world.client_id)?;
+    let caller = Caller {
+        client_id: client_id.clone(),
+        tenants: TenantBounds::All,
+        capabilities: Capabilities::all(),
+    };
+    match store
+        .create_client(
+            None,
+            &client_id,
+            &caller.tenants,
+            caller.capabilities,
+            &hash_key(&world.key),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::AlreadyExists(_)) => {
+            if store
+                .client_by_key_hash(&hash_key(&world.key))
+                .await?
+                .is_none()
+            {
+                anyhow::bail!(
+                    "the demo client exists but its key was revoked; use a fresh database for --demo"
+                );
+            }
+            return Ok(world.key);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let as_user = |user: Option<&str>| -> anyhow::Result<WriteCtx> {
+        Ok(WriteCtx {
+            caller: caller.clone(),
+            acting_user: user.map(|u| UserId::parse("user", u)).transpose()?,
+            at: Timestamp::now(),
+        })
+    };
+    let client = as_user(None)?;
+    for t in &world.tenants {
+        let tenant = Tenant {
+            tenant_id: TenantId::parse("tenant_id", &t.tenant_id)?,
+            environment: Environment::parse("environment", &t.environment)?,
+            whitelisting_enabled: t.whitelisting_enabled,
+        };
+        store.put_tenant(&client, &tenant).await?;
+    }
+    for u in &world.users {
+        let roles = u
+            .roles
+            .iter()
+            .map(|r| {
+                Role::ALL
+                    .into_iter()
+                    .find(|x| x.as_str() == r)
+                    .ok_or_else(|| anyhow::anyhow!("unknown role {r}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tenant = TenantId::parse("tenant_id", &u.tenant_id)?;
+        store
+            .put_user(
+                &as_user(Some(&u.by))?,
+                &tenant,
+                &UserId::parse("user_id", &u.user_id)?,
+                RoleSet::of(roles),
+            )
+            .await?;
+    }
+    for r in &world.rights {
+        let tenant = TenantId::parse("tenant_id", &r.tenant_id)?;
+        let user = UserId::parse("user_id", &r.user_id)?;
+        store
+            .grant_user_right(
+                &client,
+                &tenant,
+                &user,
+                &ResourcePath::parse("resource", &r.resource)?,
+                right(&r.right)?,
+            )
+            .await?;
+    }
+    for a in &world.apps {
+        let kind = if a.kind == "CUSTOM" {
+            AppKind::Custom
+        } else {
+            AppKind::Standard
+        };
+        let app_id = AppId::parse("app_id", &a.app_id)?;
+        store
+            .register_app(
+                &client,
+                &app_id,
+                &Name::parse("name", &a.name)?,
+                kind,
+                &manifest(&a.manifest)?,
+            )
+            .await?;
+    }
+    for c in &world.consents {
+        let resolved = c
+            .resolved
+            .iter()
+            .map(|r| {
+                Ok(ResolvedRequest {
+                    scope_level: level(&r.scope_level)?,
+                    right: right(&r.right)?,
+                    resource: ResourcePath::parse("resource", &r.resource)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let tenant = TenantId::parse("tenant_id", &c.tenant_id)?;
+        let app_id = AppId::parse("app_id", &c.app_id)?;
+        store
+            .approve_consent(&as_user(Some(&c.approver))?, &tenant, &app_id, 1, resolved)
+            .await?;
+    }
+    // Escalations after approval, so the world shows a re-approval.
+    for a in &world.apps {
+        if let Some(later) = &a.later_manifest {
+            store
+                .update_app_manifest(
+                    &client,
+                    &AppId::parse("app_id", &a.app_id)?,
+                    &manifest(later)?,
+                )
+                .await?;
+        }
+    }
+    for w in &world.whitelist {
+        let entry = WhitelistEntry {
+            allowed_scopes: crate::domain::app::parse_scope_set(
+                "allowed_scopes",
+                &w.allowed_scopes,
+            )?,
+            content_access: if w.content_access == "ON_BEHALF_OF_MANAGED_USERS" {
+                ContentAccess::OnBehalfOfManagedUsers
+            } else {
+                ContentAccess::OwnContent
+            },
+        };
+        let tenant = TenantId::parse("tenant_id", &w.tenant_id)?;
+        store
+            .put_whitelist_entry(
+                &as_user(Some(&w.by))?,
+                &tenant,
+                &AppId::parse("app_id", &w.app_id)?,
+                &entry,
+            )
+            .await?;
+    }
+    for g in &world.groups {
+        let managers = g
+            .managers
+            .iter()
+            .map(|m| {
+                let access = if m.access == "READ_WRITE" {
+                    ManagerAccess::ReadWrite
+                } else {
+                    ManagerAccess::Read
+                };
+                Ok((Principal::parse("principal", &m.principal)?, access))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let principals = |list: &[String]| {
+            list.iter()
+                .map(|p| Principal::parse("principal", p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let spec = GroupSpec {
+            group_id: GroupId::parse("group_id", &g.group_id)?,
+            name: Name::parse("name", &g.name)?,
+            description: Description::parse("description", &g.description)?,
+            acl: GroupAcl::new(
+                managers,
+                principals(&g.grantors)?,
+                principals(&g.visible_to)?,
+            )?,
+        };
+        store
+            .create_group(
+                &as_user(Some(&g.creator))?,
+                &TenantId::parse("tenant_id", &g.tenant_id)?,
+                spec,
+            )
+            .await?;
+    }
+    for p in &world.permissions {
+        let permission = ExternalPermission {
+            permission_id: PermissionId::parse("permission_id", &p.permission_id)?,
+            group_id: GroupId::parse("group_id", &p.group_id)?,
+            name: Name::parse("name", &p.name)?,
+            description: Description::parse("description", &p.description)?,
+            external_id: ExternalId::parse("external_id", &p.external_id)?,
+        };
+        store
+            .create_permission(
+                &as_user(Some(&p.by))?,
+                &TenantId::parse("tenant_id", &p.tenant_id)?,
+                &permission,
+            )
+            .await?;
+    }
+    for g in &world.grants {
+        let tenant = TenantId::parse("tenant_id", &g.tenant_id)?;
+        let user = UserId::parse("user_id", &g.user_id)?;
+        let permission = PermissionId::parse("permission_id", &g.permission_id)?;
+        store
+            .grant_external(&as_user(Some(&g.by))?, &tenant, &user, &permission, None)
+            .await?;
+    }
+    Ok(world.key)
+}

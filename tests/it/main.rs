@@ -1,0 +1,9 @@
+//! consentry's integration tests, in one binary: the store conformance suite (run against
+//! Postgres and SQLite), the AdminService and PermissionService over a real server, and the
+//! binary end to end.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod support;
+
+mod store;

@@ -1,0 +1,3 @@
+//! Shared test support: fresh databases, servers on ephemeral ports, clients.
+
+pub mod db;
