@@ -1,3 +1,4 @@
 //! Shared test support: fresh databases, servers on ephemeral ports, clients.
 
 pub mod db;
+pub mod server;

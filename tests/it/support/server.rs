@@ -1,0 +1,288 @@
+//! Servers for tests: the real server in-process on an ephemeral port ([`TestServer`]), or the
+//! real `consentry` binary as a child process ([`BinaryServer`]), each on a database of its own,
+//! with a bootstrap client whose key is [`BOOTSTRAP_KEY`].
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consentry::cache::Caches;
+use consentry::config::{Secret, ServeConfig};
+use consentry::proto::admin_service_client::AdminServiceClient;
+use consentry::proto::permission_service_client::PermissionServiceClient;
+use consentry::startup::App;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use super::db::TestDb;
+
+/// The key of the `bootstrap` client every test server starts with (every capability, `*`).
+pub const BOOTSTRAP_KEY: &str = "test-bootstrap-key-0123456789abcdef";
+
+/// A server running in this process.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Where it serves metrics, if asked for.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Its snapshot caches (for hit and miss counters).
+    pub caches: Arc<Caches>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A configuration for a test server on `db`: ephemeral port, bootstrap key, small pools.
+pub fn config(db: &TestDb) -> ServeConfig {
+    let mut config = ServeConfig::new(([127, 0, 0, 1], 0).into(), db.url.clone());
+    config.bootstrap_key = Some(
+        BOOTSTRAP_KEY
+            .parse()
+            .unwrap_or_else(|_| panic!("bootstrap key")),
+    );
+    config.db_max_connections = 5;
+    config
+}
+
+impl TestServer {
+    /// Starts a server on `db` with the test configuration.
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with(config(db)).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn start_with(config: ServeConfig) -> TestServer {
+        consentry::telemetry::init(false);
+        let app = App::build(config).await.expect("server builds");
+        let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
+        let caches = app.caches();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let server = TestServer {
+            addr,
+            metrics_addr,
+            caches,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        server.wait_serving().await;
+        server
+    }
+
+    /// Polls health until SERVING (or a deadline).
+    async fn wait_serving(&self) {
+        wait_serving(self.addr).await;
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    /// An AdminService client.
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await)
+    }
+
+    /// A PermissionService client.
+    pub async fn permission(&self) -> PermissionServiceClient<Channel> {
+        PermissionServiceClient::new(self.channel().await)
+    }
+
+    /// Stops the server and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `grpc.health.v1.Health/Check` at `addr` until SERVING, failing after 20 s.
+pub async fn wait_serving(addr: SocketAddr) {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            let mut health = HealthClient::new(channel);
+            if let Ok(r) = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                && r.into_inner().status == 1
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server at {addr} never became SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `message` as a request with `authorization: Bearer <key>` and, if given, `x-consentry-user`.
+pub fn req<T>(message: T, key: &str, user: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    let auth = MetadataValue::try_from(format!("Bearer {key}")).unwrap();
+    request.metadata_mut().insert("authorization", auth);
+    if let Some(user) = user {
+        request
+            .metadata_mut()
+            .insert("x-consentry-user", MetadataValue::try_from(user).unwrap());
+    }
+    request
+}
+
+/// `message` as the bootstrap client, optionally acting as `user`.
+pub fn boot<T>(message: T, user: Option<&str>) -> Request<T> {
+    req(message, BOOTSTRAP_KEY, user)
+}
+
+/// Polls `check` until it returns true, failing after `within`; returns how long it took.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "condition not met within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads `GET /metrics` from `addr`.
+pub async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics connects");
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut socket, &mut body)
+        .await
+        .unwrap();
+    body
+}
+
+/// The `consentry` binary as a child process.
+pub struct BinaryServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The child process.
+    pub child: tokio::process::Child,
+    /// Lines it printed to stdout (e.g. the demo key).
+    pub stdout: Vec<String>,
+}
+
+impl BinaryServer {
+    /// Runs `consentry serve --listen 127.0.0.1:0 --database-url <url>` plus `args`, with the
+    /// bootstrap key in the environment, and waits until it is SERVING.
+    pub async fn start(database_url: &str, args: &[&str]) -> BinaryServer {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .args(args)
+            .env("CONSENTRY_BOOTSTRAP_KEY", BOOTSTRAP_KEY)
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("consentry binary starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            let line = tokio::time::timeout_at(deadline.into(), stderr.next_line())
+                .await
+                .expect("the binary printed where it listens in time")
+                .unwrap()
+                .expect("the binary exited before listening");
+            if let Some(rest) = line.strip_prefix("consentry listening on ") {
+                break rest.trim().parse::<SocketAddr>().unwrap();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        let mut stdout = Vec::new();
+        if args.contains(&"--demo") {
+            let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+            if let Ok(Some(line)) = out.next_line().await {
+                stdout.push(line);
+            }
+        }
+        wait_serving(addr).await;
+        BinaryServer {
+            addr,
+            child,
+            stdout,
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+}
+
+/// The bootstrap key as a configuration secret.
+pub fn bootstrap_secret() -> Secret {
+    BOOTSTRAP_KEY
+        .parse()
+        .unwrap_or_else(|_| panic!("bootstrap key"))
+}
