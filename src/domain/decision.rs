@@ -399,14 +399,10 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
     };
     let resource = &query.resource;
     let need = permission.required_right();
-    let app_has = || grant.app_right_at(resource);
-    let user_has = || subject.1.right_at(resource);
-    let shortfall = |who: &str, held: Option<Right>| match held {
+    let shortfall = |who: String, held: Option<Right>| match held {
         Some(r) => format!("{who} holds {r} at {resource}; {permission} needs {need}"),
         None => format!("{who} holds no right at {resource}; {permission} needs {need}"),
     };
-    let app_who = format!("app {app_id}");
-    let user_who = subject.0.map_or_else(String::new, |u| format!("user {u}"));
     let policy = if grant.system_user {
         "system user"
     } else if app_only {
@@ -414,21 +410,28 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
     } else {
         grant.policy.as_str()
     };
+    // The app is checked first; each side's right is looked up once, only if the policy needs it.
     let app_needed = grant.system_user || app_only || grant.policy == Policy::UserAndApp;
     let user_needed = !grant.system_user && !app_only;
-    if app_needed && app_has().is_none_or(|r| r < need) {
-        return eval.deny(
-            Step::Permission,
-            Reason::AppPermissionInsufficient,
-            shortfall(&app_who, app_has()),
-        );
+    if app_needed {
+        let held = grant.app_right_at(resource);
+        if held.is_none_or(|r| r < need) {
+            let detail = shortfall(format!("app {app_id}"), held);
+            return eval.deny(Step::Permission, Reason::AppPermissionInsufficient, detail);
+        }
     }
-    if user_needed && user_has().is_none_or(|r| r < need) {
-        return eval.deny(
-            Step::Permission,
-            Reason::UserPermissionInsufficient,
-            shortfall(&user_who, user_has()),
-        );
+    if user_needed {
+        let held = subject.1.right_at(resource);
+        if held.is_none_or(|r| r < need) {
+            let who = subject
+                .0
+                .map_or_else(|| "the user".to_owned(), |u| format!("user {u}"));
+            return eval.deny(
+                Step::Permission,
+                Reason::UserPermissionInsufficient,
+                shortfall(who, held),
+            );
+        }
     }
     let summary = format!("{permission} at {resource} is allowed under the {policy} policy");
     eval.pass(Step::Permission, || summary.clone());
