@@ -259,6 +259,11 @@ impl Actor<'_> {
         }
     }
 
+    /// Whether the calling client has `app_manager`.
+    pub fn is_app_manager(&self) -> bool {
+        self.caller.capabilities.has(Capability::AppManager)
+    }
+
     /// Whether the acting user is a tenant administrator.
     pub fn is_tenant_admin(&self) -> bool {
         self.user.is_some() && self.roles.is_admin()
@@ -347,21 +352,24 @@ pub fn approve_consent(
     if actor.is_tenant_admin() {
         return Ok(actor.principal());
     }
-    let app_manager = actor.caller.capabilities.has(Capability::AppManager);
-    if kind == AppKind::Custom && !ever_consented && app_manager {
-        return Ok(Principal::Client(actor.caller.client_id.clone()));
+    // The app-manager path is the client's own: a named user is the acting principal, and must
+    // then be an administrator.
+    if actor.user.is_none() && kind == AppKind::Custom && !ever_consented && actor.is_app_manager()
+    {
+        return Ok(actor.principal());
     }
     let what = match (kind, ever_consented) {
         (AppKind::Standard, _) => "approving a STANDARD app",
         (AppKind::Custom, true) => "re-approving or reactivating a CUSTOM app",
-        (AppKind::Custom, false) => "activating a CUSTOM app (or an app_manager client)",
+        (AppKind::Custom, false) => "activating a CUSTOM app without an app_manager client",
     };
     actor.require_tenant_admin(what).map(|()| actor.principal())
 }
 
-/// RevokeConsent: an acting administrator, or `app_manager` for a CUSTOM application.
+/// RevokeConsent: an acting administrator, or for a CUSTOM application an `app_manager` client
+/// acting as itself.
 pub fn revoke_consent(kind: AppKind, actor: &Actor<'_>) -> Result<(), RuleError> {
-    if kind == AppKind::Custom && actor.caller.capabilities.has(Capability::AppManager) {
+    if actor.user.is_none() && kind == AppKind::Custom && actor.is_app_manager() {
         return Ok(());
     }
     actor.require_tenant_admin("revoking consent")
@@ -435,5 +443,61 @@ pub fn may_see_audit_event(caller: &Caller, tenant: Option<&TenantId>) -> bool {
     match tenant {
         Some(t) => caller.tenants.contains(t),
         None => caller.tenants == TenantBounds::All,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager_client() -> Caller {
+        Caller {
+            client_id: ClientId::parse("c", "appmgr").unwrap(),
+            tenants: TenantBounds::All,
+            capabilities: Capabilities::of([
+                Capability::Admin,
+                Capability::AppManager,
+                Capability::AssertUser,
+            ]),
+        }
+    }
+
+    #[test]
+    fn an_app_manager_naming_a_user_acts_as_that_user_who_must_be_an_administrator() {
+        let caller = manager_client();
+        let dave = UserId::parse("u", "dave").unwrap();
+        let as_client = Actor {
+            caller: &caller,
+            user: None,
+            roles: RoleSet::EMPTY,
+        };
+        let as_plain_user = Actor {
+            caller: &caller,
+            user: Some(&dave),
+            roles: RoleSet::EMPTY,
+        };
+        let as_admin = Actor {
+            caller: &caller,
+            user: Some(&dave),
+            roles: RoleSet::of([Role::UserAdmin]),
+        };
+        assert_eq!(
+            approve_consent(AppKind::Custom, false, &as_client).unwrap(),
+            Principal::Client(caller.client_id.clone())
+        );
+        assert!(matches!(
+            approve_consent(AppKind::Custom, false, &as_plain_user),
+            Err(RuleError::Denied(_))
+        ));
+        assert_eq!(
+            approve_consent(AppKind::Custom, false, &as_admin).unwrap(),
+            Principal::User(dave.clone())
+        );
+        assert!(revoke_consent(AppKind::Custom, &as_client).is_ok());
+        assert!(matches!(
+            revoke_consent(AppKind::Custom, &as_plain_user),
+            Err(RuleError::Denied(_))
+        ));
+        assert!(revoke_consent(AppKind::Custom, &as_admin).is_ok());
     }
 }

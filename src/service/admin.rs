@@ -473,7 +473,11 @@ impl AdminService for AdminApi {
                 .await?;
             Ok(Response::new(UpdatePermissionGroupResponse {
                 written_at: self.written(Written(revision)).await,
-                group: Some(cv::group_to_proto(&tenant, &group, &[])),
+                group: Some(cv::group_to_proto(
+                    &tenant,
+                    &group.group,
+                    &group.permissions,
+                )),
             }))
         })
         .await

@@ -355,13 +355,13 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         spec: GroupSpec,
     ) -> StoreResult<(Revision, PermissionGroup)>;
-    /// Replaces a permission group's fields.
+    /// Replaces a permission group's fields; returns the group with its permissions.
     async fn update_group(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
         spec: GroupSpec,
-    ) -> StoreResult<(Revision, PermissionGroup)>;
+    ) -> StoreResult<(Revision, GroupWithPermissions)>;
     /// Removes a permission group with its permissions and grants.
     async fn delete_group(
         &self,

@@ -547,6 +547,25 @@ async fn require_permission(
         })
 }
 
+/// A group's permissions, ordered by id.
+async fn permissions_of(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+) -> StoreResult<Vec<ExternalPermission>> {
+    sqlx::query(
+        "SELECT permission_id, group_id, name, description, external_id FROM external_permissions \
+         WHERE tenant_id = $1 AND group_id = $2 ORDER BY permission_id",
+    )
+    .bind(tenant.as_str())
+    .bind(group.as_str())
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(permission_from)
+    .collect()
+}
+
 /// Grants of one user (or of one permission) as audit values, before a cascade removes them.
 async fn grants_value(
     conn: &mut AnyConnection,
@@ -1541,7 +1560,7 @@ impl Store for SqlStore {
         ctx: &WriteCtx,
         tenant: &TenantId,
         spec: GroupSpec,
-    ) -> StoreResult<(Revision, PermissionGroup)> {
+    ) -> StoreResult<(Revision, GroupWithPermissions)> {
         let mut w = self.begin_write().await?;
         require_tenant(w.conn(), tenant).await?;
         let old = require_group(w.conn(), tenant, &spec.group_id).await?;
@@ -1568,7 +1587,11 @@ impl Store for SqlStore {
             before: Some(json::group_value(&old)),
             after: Some(json::group_value(&group)),
         };
-        Ok((w.commit_as(ctx, audit).await?, group))
+        let permissions = permissions_of(w.conn(), tenant, &group.group_id).await?;
+        Ok((
+            w.commit_as(ctx, audit).await?,
+            GroupWithPermissions { group, permissions },
+        ))
     }
 
     async fn delete_group(
@@ -1582,17 +1605,11 @@ impl Store for SqlStore {
         let old = require_group(w.conn(), tenant, group).await?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::change_group(&old.acl, &actor(ctx, acting))?;
-        let permissions = sqlx::query(
-            "SELECT permission_id, group_id, name, description, external_id FROM external_permissions \
-             WHERE tenant_id = $1 AND group_id = $2 ORDER BY permission_id",
-        )
-        .bind(tenant.as_str())
-        .bind(group.as_str())
-        .fetch_all(w.conn())
-        .await?
-        .iter()
-        .map(|r| permission_from(r).map(|p| json::permission_value(&p)))
-        .collect::<StoreResult<Vec<_>>>()?;
+        let permissions: Vec<_> = permissions_of(w.conn(), tenant, group)
+            .await?
+            .iter()
+            .map(json::permission_value)
+            .collect();
         let grants = grants_value(w.conn(), tenant, "group_id", group.as_str()).await?;
         sqlx::query("DELETE FROM permission_groups WHERE tenant_id = $1 AND group_id = $2")
             .bind(tenant.as_str())
@@ -2112,17 +2129,7 @@ impl Store for SqlStore {
             let Some(group) = group_in(&mut conn, tenant, &group_id).await? else {
                 continue;
             };
-            let permissions = sqlx::query(
-                "SELECT permission_id, group_id, name, description, external_id FROM external_permissions \
-                 WHERE tenant_id = $1 AND group_id = $2 ORDER BY permission_id",
-            )
-            .bind(tenant.as_str())
-            .bind(group_id.as_str())
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(permission_from)
-            .collect::<StoreResult<Vec<_>>>()?;
+            let permissions = permissions_of(&mut conn, tenant, &group_id).await?;
             items.push(GroupWithPermissions { group, permissions });
         }
         Ok(paged(items, page.limit, |g| g.group.group_id.to_string()))

@@ -1806,6 +1806,7 @@ async fn permission_groups_are_managed_by_read_write_managers(db: &TestDb) {
         StoreError::NotFound(_)
     );
     let ((_, updated), ev) = wrote!(s, s.update_group(&ctx(&ops, None, 0), &acme, renamed()));
+    let updated = updated.group;
     assert_eq!(updated.name, name("Human resources"));
     assert_eq!(updated.acl, new_acl);
     assert_eq!(ev.action, "UpdatePermissionGroup");
