@@ -57,7 +57,10 @@ impl TestServer {
 
     /// Starts a server with `config`.
     pub async fn start_with(config: ServeConfig) -> TestServer {
-        consentry::telemetry::init(false);
+        // Test logs only on request: CONSENTRY_TEST_LOG=1 (filtered by RUST_LOG).
+        if std::env::var_os("CONSENTRY_TEST_LOG").is_some() {
+            consentry::telemetry::init(false);
+        }
         let app = App::build(config).await.expect("server builds");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
