@@ -145,6 +145,10 @@ pub struct ServeConfig {
     /// Longest a cached snapshot is kept, in seconds: a safety net behind invalidation.
     #[arg(long, env = "CONSENTRY_CACHE_TTL_SECS", default_value_t = 300)]
     pub cache_ttl_secs: u64,
+    /// After SIGTERM, how long health says NOT_SERVING while requests are still accepted, so
+    /// load balancers stop sending first, in milliseconds.
+    #[arg(long, env = "CONSENTRY_SHUTDOWN_DELAY_MS", default_value_t = 500)]
+    pub shutdown_delay_ms: u64,
     /// How long in-flight requests may finish after SIGTERM, in milliseconds.
     #[arg(long, env = "CONSENTRY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -169,6 +173,7 @@ impl ServeConfig {
             max_message_bytes: 4 * 1024 * 1024,
             cache_mib: 64,
             cache_ttl_secs: 300,
+            shutdown_delay_ms: 500,
             shutdown_grace_ms: 10_000,
         }
     }

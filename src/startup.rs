@@ -175,12 +175,20 @@ impl App {
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_health = health.clone();
+        let delay = Duration::from_millis(config.shutdown_delay_ms);
         tokio::spawn(async move {
             shutdown.await;
-            tracing::info!("shutting down: health NOT_SERVING, draining requests in flight");
+            // Health says NOT_SERVING first; the server keeps answering for the delay, so load
+            // balancers stop sending before the listener closes; then requests in flight drain.
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: health NOT_SERVING, then draining requests in flight"
+            );
             drain_health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
+            tokio::time::sleep(delay).await;
+            tracing::info!("no longer accepting; draining requests in flight");
             let _ = drain_tx.send(());
         });
 

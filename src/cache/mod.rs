@@ -15,7 +15,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 
@@ -73,6 +73,11 @@ impl<T> Entry<T> {
     }
 }
 
+/// How long cached entries may answer after the change log was last read in full. Beyond it a
+/// lookup reads the log first, and fails if it cannot: an instance cut off from the store (its
+/// listener alive or not) stops answering from facts that may be over a second old (DESIGN.md §2).
+pub const MAX_UNSYNCED: Duration = Duration::from_millis(500);
+
 /// Hit and miss counts of one cache, for tests and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -104,6 +109,9 @@ pub struct Caches {
     watermarks: moka::sync::Cache<String, u64>,
     applied: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
+    /// When the newest successful read of the change log began, in µs after `epoch`.
+    synced_us: AtomicU64,
+    epoch: Instant,
     /// Counters per cache: apps, users, grants, catalogs, clients.
     pub counters: [Counters; 5],
 }
@@ -201,6 +209,7 @@ impl Caches {
     pub async fn new(store: Arc<dyn Store>, config: CacheConfig) -> StoreResult<Arc<Self>> {
         let b = config.budget_bytes;
         let ttl = config.ttl;
+        let epoch = Instant::now();
         let start = store.revision().await?;
         Ok(Arc::new(Self {
             store,
@@ -215,6 +224,8 @@ impl Caches {
                 .build(),
             applied: AtomicU64::new(start.0),
             catching_up: tokio::sync::Mutex::new(()),
+            synced_us: AtomicU64::new(0),
+            epoch,
             counters: Default::default(),
         }))
     }
@@ -228,6 +239,30 @@ impl Caches {
     /// invalidated since its load began.
     pub fn is_current(&self, entry: &dyn Stamped, applied: Revision) -> bool {
         entry.read_at() <= applied && self.untouched(entry)
+    }
+
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the change log was read in full less than [`MAX_UNSYNCED`] ago.
+    fn synced_recently(&self) -> bool {
+        let synced = self.synced_us.load(Ordering::Acquire);
+        let now = self.micros_since_epoch(Instant::now());
+        u128::from(now.saturating_sub(synced)) < MAX_UNSYNCED.as_micros()
+    }
+
+    /// Reads the change log unless that was done recently; an error if it cannot be read.
+    async fn ensure_synced(&self) -> StoreResult<()> {
+        if self.synced_recently() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.catching_up.lock().await;
+        // Whoever held the lock may have just read it.
+        if self.synced_recently() {
+            return Ok(());
+        }
+        self.catch_up_locked().await.map(drop)
     }
 
     fn untouched(&self, entry: &dyn Stamped) -> bool {
@@ -249,6 +284,7 @@ impl Caches {
         V: Send + Sync + 'static,
         F: Future<Output = StoreResult<(V, Revision)>>,
     {
+        self.ensure_synced().await?;
         if let Some(entry) = cache.get(&key).await {
             if self.untouched(&*entry) {
                 self.counters[which].hits.fetch_add(1, Ordering::Relaxed);
@@ -386,9 +422,16 @@ impl Caches {
     /// Applies the change log up to the store's newest revision; returns the applied revision.
     pub async fn catch_up(&self) -> StoreResult<Revision> {
         let _one_at_a_time = self.catching_up.lock().await;
+        self.catch_up_locked().await
+    }
+
+    /// [`Self::catch_up`], with `catching_up` held.
+    async fn catch_up_locked(&self) -> StoreResult<Revision> {
+        let started = self.micros_since_epoch(Instant::now());
         let applied = self.applied();
         let (changes, current) = self.store.changes_since(applied).await?;
         if current <= applied {
+            self.synced_us.fetch_max(started, Ordering::AcqRel);
             return Ok(applied);
         }
         // Every write records at least one key, so the log is contiguous unless it was pruned.
@@ -402,13 +445,16 @@ impl Caches {
             self.clear(current);
         }
         self.applied.store(current.0, Ordering::Release);
+        self.synced_us.fetch_max(started, Ordering::AcqRel);
         metrics::gauge!("consentry_applied_revision").set(current.0 as f64);
         Ok(current)
     }
 
     /// Empties every cache (a lost listener, an unreadable log): nothing cached before `at` is used.
     pub fn clear(&self, at: Revision) {
-        self.watermarks.insert(EVERYTHING.to_owned(), at.0);
+        let previous = self.watermarks.get(EVERYTHING).unwrap_or(0);
+        self.watermarks
+            .insert(EVERYTHING.to_owned(), previous.max(at.0));
         self.apps.invalidate_all();
         self.users.invalidate_all();
         self.grants.invalidate_all();

@@ -88,8 +88,10 @@ enum Wanted {
 fn wanted(field: &str, c: Option<&Consistency>) -> Valid<Wanted> {
     use consistency::Requirement;
     Ok(match c.and_then(|c| c.requirement.as_ref()) {
-        None | Some(Requirement::MinimizeLatency(_)) => Wanted::Cached,
-        Some(Requirement::FullyConsistent(_)) => Wanted::Store,
+        None | Some(Requirement::MinimizeLatency(_) | Requirement::FullyConsistent(false)) => {
+            Wanted::Cached
+        }
+        Some(Requirement::FullyConsistent(true)) => Wanted::Store,
         Some(Requirement::AtLeastAsFresh(token)) => Wanted::AtLeast(Revision::parse_token(
             &format!("{field}.at_least_as_fresh"),
             token,
@@ -344,7 +346,7 @@ impl PermissionApi {
                 ));
             }
         };
-        let viewer = Self::viewer(&cx, "")?;
+        let viewer = Self::viewer(&cx, &r.app_id)?;
         let wanted = wanted("consistency", r.consistency.as_ref())?;
         let now = Timestamp::now();
         let (grant, at) = match self.source(wanted).await? {

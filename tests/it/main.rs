@@ -6,5 +6,7 @@
 
 mod support;
 
-mod store;
+mod admin;
+mod permission;
 mod readme;
+mod store;

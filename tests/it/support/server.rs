@@ -46,6 +46,7 @@ pub fn config(db: &TestDb) -> ServeConfig {
             .unwrap_or_else(|_| panic!("bootstrap key")),
     );
     config.db_max_connections = 5;
+    config.shutdown_delay_ms = 0;
     config
 }
 
