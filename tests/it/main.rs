@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod limits;
 mod permission;
 mod readme;
 mod store;
