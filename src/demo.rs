@@ -143,17 +143,11 @@ struct GrantJson {
 }
 
 fn right(s: &str) -> anyhow::Result<Right> {
-    Right::ALL
-        .into_iter()
-        .find(|r| r.as_str() == s)
-        .ok_or_else(|| anyhow::anyhow!("unknown right {s}"))
+    Right::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown right {s}"))
 }
 
 fn level(s: &str) -> anyhow::Result<ScopeLevel> {
-    ScopeLevel::ALL
-        .into_iter()
-        .find(|l| l.as_str() == s)
-        .ok_or_else(|| anyhow::anyhow!("unknown level {s}"))
+    ScopeLevel::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown level {s}"))
 }
 
 fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
@@ -239,12 +233,7 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
         let roles = u
             .roles
             .iter()
-            .map(|r| {
-                Role::ALL
-                    .into_iter()
-                    .find(|x| x.as_str() == r)
-                    .ok_or_else(|| anyhow::anyhow!("unknown role {r}"))
-            })
+            .map(|r| Role::from_name(r).ok_or_else(|| anyhow::anyhow!("unknown role {r}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let tenant = TenantId::parse("tenant_id", &u.tenant_id)?;
         store

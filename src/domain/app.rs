@@ -110,6 +110,11 @@ impl ScopeLevel {
         }
     }
 
+    /// The level named `name` (`TENANCY`, …), if any.
+    pub fn from_name(name: &str) -> Option<ScopeLevel> {
+        ScopeLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     /// The level's name.
     pub fn as_str(self) -> &'static str {
         match self {

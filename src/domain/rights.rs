@@ -22,6 +22,11 @@ impl Right {
     /// Every level, lowest first.
     pub const ALL: [Right; 4] = [Right::Read, Right::Write, Right::Manage, Right::FullControl];
 
+    /// The level named `name` (`READ`, …), if any.
+    pub fn from_name(name: &str) -> Option<Right> {
+        Right::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The level's name in upper case, as a check names it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -162,7 +167,7 @@ pub enum PermissionName {
 impl PermissionName {
     /// Parses an exact upper-case name, naming `field` in the error.
     pub fn parse(field: &str, value: &str) -> Valid<Self> {
-        if let Some(level) = Right::ALL.into_iter().find(|r| r.as_str() == value) {
+        if let Some(level) = Right::from_name(value) {
             return Ok(Self::Level(level));
         }
         if let Some(p) = FinePermission::ALL

@@ -44,6 +44,11 @@ impl Role {
         1 << self as u8
     }
 
+    /// The role named `name` (`GENERAL_ADMIN`, …), if any.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The role's name, as audit records and messages spell it.
     pub fn as_str(self) -> &'static str {
         match self {

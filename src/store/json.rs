@@ -15,14 +15,6 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn right_from_str(s: &str) -> Option<Right> {
-    Right::ALL.into_iter().find(|r| r.as_str() == s)
-}
-
-fn level_from_str(s: &str) -> Option<ScopeLevel> {
-    ScopeLevel::ALL.into_iter().find(|l| l.as_str() == s)
-}
-
 #[derive(Serialize, Deserialize)]
 struct RequestJson {
     scope_level: String,
@@ -93,8 +85,8 @@ pub fn manifest_from_text(text: &str) -> StoreResult<Manifest> {
         .iter()
         .map(|r| {
             Some(PermissionRequest {
-                scope_level: level_from_str(&r.scope_level)?,
-                right: right_from_str(&r.right)?,
+                scope_level: ScopeLevel::from_name(&r.scope_level)?,
+                right: Right::from_name(&r.right)?,
             })
         })
         .collect::<Option<Vec<_>>>()
@@ -132,9 +124,9 @@ pub fn resolved_from_text(text: &str) -> StoreResult<Vec<ResolvedRequest>> {
         .into_iter()
         .map(|r| {
             Ok(ResolvedRequest {
-                scope_level: level_from_str(&r.scope_level)
+                scope_level: ScopeLevel::from_name(&r.scope_level)
                     .ok_or_else(|| corrupt("resolved level", &r.scope_level))?,
-                right: right_from_str(&r.right)
+                right: Right::from_name(&r.right)
                     .ok_or_else(|| corrupt("resolved right", &r.right))?,
                 resource: ResourcePath::parse("resource", &r.resource)
                     .map_err(|e| corrupt("resolved resource", e))?,
