@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -220,11 +220,12 @@ impl App {
 
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = drain_rx.await;
-                let _ = drained_tx.send(());
-            });
+        // Small unary answers must leave at once: no Nagle delay on accepted connections.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serve = router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = drain_rx.await;
+            let _ = drained_tx.send(());
+        });
         tokio::pin!(serve);
         let result = tokio::select! {
             result = &mut serve => result.map_err(anyhow::Error::from),

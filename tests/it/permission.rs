@@ -3018,6 +3018,8 @@ struct Child {
     addr: SocketAddr,
     child: tokio::process::Child,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Keeps reading stderr until the child closes it.
+    reader: tokio::task::JoinHandle<()>,
 }
 
 async fn spawn_binary(url: &str, args: &[&str]) -> Child {
@@ -3047,7 +3049,7 @@ async fn spawn_binary(url: &str, args: &[&str]) -> Child {
         }
     };
     let kept = stderr.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             kept.lock().unwrap().push(line);
         }
@@ -3057,6 +3059,7 @@ async fn spawn_binary(url: &str, args: &[&str]) -> Child {
         addr,
         child,
         stderr,
+        reader,
     }
 }
 
@@ -3187,6 +3190,11 @@ async fn sigterm_drains_requests_in_flight_and_exits_cleanly(db: &TestDb) {
         .expect("exits after SIGTERM")
         .unwrap();
     watching.abort();
+    // Every line the binary wrote, up to its end of stderr.
+    tokio::time::timeout(Duration::from_secs(10), &mut server.reader)
+        .await
+        .expect("stderr closes after exit")
+        .unwrap();
     let stderr = server.stderr.lock().unwrap().clone();
     let statuses = statuses.lock().unwrap().clone();
     // What the server answered, by request id.
