@@ -5,7 +5,8 @@
 //! stays in the domain. Every entry remembers the revision this instance had applied when its
 //! load began (`floor`) and the revision the store read it at (`read_at`). Applying the change
 //! log records, per touched key, the revision that invalidated it (a watermark) and removes the
-//! affected entries; an entry is current while no watermark above its floor covers it. So a
+//! affected entries; an entry is current while no watermark above its floor covers it. Losing a
+//! watermark (the map is bounded) raises a floor below which every entry counts as stale, so a
 //! load racing with an invalidation can never leave a stale entry behind, and answers built from
 //! current entries all hold at one revision: the instance's `applied` revision, its `checked_at`.
 
@@ -23,7 +24,7 @@ use crate::domain::{
     AppId, AppSnapshot, Caller, ExternalCatalog, Revision, TenantId, UserGrant, UserId,
     UserSnapshot,
 };
-use crate::store::change::{self, CLIENTS, EVERYTHING};
+use crate::store::change::{self, CLIENTS};
 use crate::store::{Store, StoreError, StoreResult};
 
 /// One cached snapshot with the revisions that say whether it is still current.
@@ -103,10 +104,13 @@ pub struct Caches {
     users: Cache<(TenantId, UserId), Arc<Entry<Option<UserSnapshot>>>>,
     grants: Cache<(TenantId, UserId), Arc<Entry<Vec<UserGrant>>>>,
     catalogs: Cache<TenantId, Arc<Entry<Option<ExternalCatalog>>>>,
-    clients: Cache<String, Arc<Entry<Option<Caller>>>>,
+    clients: Cache<String, Arc<Entry<Caller>>>,
     /// Per change-log key, the newest revision that invalidated it (kept long enough to
     /// outlive any load in flight).
     watermarks: moka::sync::Cache<String, u64>,
+    /// Entries whose load began before this revision are stale: raised by [`Caches::clear`] and
+    /// whenever a watermark is evicted, so losing one never makes a stale entry look current.
+    stale_below: Arc<AtomicU64>,
     applied: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
     /// When the newest successful read of the change log began, in µs after `epoch`.
@@ -171,7 +175,7 @@ impl Weigh for Option<ExternalCatalog> {
     }
 }
 
-impl Weigh for Option<Caller> {
+impl Weigh for Caller {
     fn weigh(&self) -> u32 {
         256
     }
@@ -211,6 +215,8 @@ impl Caches {
         let ttl = config.ttl;
         let epoch = Instant::now();
         let start = store.revision().await?;
+        let stale_below = Arc::new(AtomicU64::new(0));
+        let lost = stale_below.clone();
         Ok(Arc::new(Self {
             store,
             apps: build("apps", b * 4 / 10, ttl),
@@ -221,7 +227,13 @@ impl Caches {
             watermarks: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(ttl + Duration::from_secs(60))
+                .eviction_listener(move |_, revision: u64, cause| {
+                    if cause.was_evicted() {
+                        lost.fetch_max(revision, Ordering::AcqRel);
+                    }
+                })
                 .build(),
+            stale_below,
             applied: AtomicU64::new(start.0),
             catching_up: tokio::sync::Mutex::new(()),
             synced_us: AtomicU64::new(0),
@@ -268,7 +280,7 @@ impl Caches {
     fn untouched(&self, entry: &dyn Stamped) -> bool {
         let floor = entry.floor().0;
         let newer = |key: &str| self.watermarks.get(key).is_some_and(|r| r > floor);
-        !newer(EVERYTHING) && !entry.keys().iter().any(|k| newer(k))
+        floor >= self.stale_below.load(Ordering::Acquire) && !entry.keys().iter().any(|k| newer(k))
     }
 
     async fn lookup<K, V, F>(
@@ -276,8 +288,8 @@ impl Caches {
         which: usize,
         cache: &Cache<K, Arc<Entry<V>>>,
         key: K,
-        keys: Vec<String>,
-        load: F,
+        keys: impl FnOnce() -> Vec<String>,
+        load: impl FnOnce() -> F,
     ) -> StoreResult<Arc<Entry<V>>>
     where
         K: Hash + Eq + Send + Sync + Clone + Debug + 'static,
@@ -297,9 +309,14 @@ impl Caches {
         self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("consentry_cache_misses_total", "cache" => NAMES[which]).increment(1);
         let floor = self.applied();
+        let (keys, load) = (keys(), load());
         cache
             .try_get_with(key, async move {
-                let (value, read_at) = load.await?;
+                let started = Instant::now();
+                let loaded = load.await;
+                metrics::histogram!("consentry_store_duration_seconds", "op" => NAMES[which])
+                    .record(started.elapsed().as_secs_f64());
+                let (value, read_at) = loaded?;
                 Ok(Arc::new(Entry {
                     value,
                     floor,
@@ -317,17 +334,18 @@ impl Caches {
         tenant: &TenantId,
         app: &AppId,
     ) -> StoreResult<Arc<Entry<AppSnapshot>>> {
-        let keys = vec![
-            change::tenant(tenant),
-            change::app(app),
-            change::app_in_tenant(tenant, app),
-        ];
         self.lookup(
             0,
             &self.apps,
             (tenant.clone(), app.clone()),
-            keys,
-            self.store.app_snapshot(tenant, app),
+            || {
+                vec![
+                    change::tenant(tenant),
+                    change::app(app),
+                    change::app_in_tenant(tenant, app),
+                ]
+            },
+            || self.store.app_snapshot(tenant, app),
         )
         .await
     }
@@ -338,13 +356,12 @@ impl Caches {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<Arc<Entry<Option<UserSnapshot>>>> {
-        let keys = vec![change::tenant(tenant), change::user(tenant, user)];
         self.lookup(
             1,
             &self.users,
             (tenant.clone(), user.clone()),
-            keys,
-            self.store.user_snapshot(tenant, user),
+            || vec![change::tenant(tenant), change::user(tenant, user)],
+            || self.store.user_snapshot(tenant, user),
         )
         .await
     }
@@ -355,17 +372,18 @@ impl Caches {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<Arc<Entry<Vec<UserGrant>>>> {
-        let keys = vec![
-            change::tenant(tenant),
-            change::user(tenant, user),
-            change::groups(tenant),
-        ];
         self.lookup(
             2,
             &self.grants,
             (tenant.clone(), user.clone()),
-            keys,
-            self.store.user_grants(tenant, user),
+            || {
+                vec![
+                    change::tenant(tenant),
+                    change::user(tenant, user),
+                    change::groups(tenant),
+                ]
+            },
+            || self.store.user_grants(tenant, user),
         )
         .await
     }
@@ -375,36 +393,45 @@ impl Caches {
         &self,
         tenant: &TenantId,
     ) -> StoreResult<Arc<Entry<Option<ExternalCatalog>>>> {
-        let keys = vec![change::tenant(tenant), change::groups(tenant)];
         self.lookup(
             3,
             &self.catalogs,
             tenant.clone(),
-            keys,
-            self.store.external_catalog(tenant),
+            || vec![change::tenant(tenant), change::groups(tenant)],
+            || self.store.external_catalog(tenant),
         )
         .await
     }
 
-    /// The active client holding the key with this hash (`None`: unknown or revoked).
+    /// The active client holding the key with this hash (`None`: unknown or revoked). Only found
+    /// clients are cached, so a flood of unknown keys cannot push real clients out.
     pub async fn client(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
-        let store = self.store.clone();
-        let hash = key_hash.to_owned();
-        let load = async move {
-            // The floor is taken before this read, so a revocation racing it is caught.
-            let caller = store.client_by_key_hash(&hash).await?;
-            Ok((caller, Revision(0)))
-        };
-        let entry = self
-            .lookup(
-                4,
-                &self.clients,
-                key_hash.to_owned(),
-                vec![CLIENTS.to_owned()],
-                load,
-            )
-            .await?;
-        Ok(entry.value.clone())
+        self.ensure_synced().await?;
+        if let Some(entry) = self.clients.get(key_hash).await {
+            if self.untouched(&*entry) {
+                self.counters[4].hits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("consentry_cache_hits_total", "cache" => NAMES[4]).increment(1);
+                return Ok(Some(entry.value.clone()));
+            }
+            self.clients.invalidate(key_hash).await;
+        }
+        self.counters[4].misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("consentry_cache_misses_total", "cache" => NAMES[4]).increment(1);
+        // The floor is taken before the read, so a revocation racing it is caught.
+        let floor = self.applied();
+        let caller = self.store.client_by_key_hash(key_hash).await?;
+        if let Some(caller) = &caller {
+            let entry = Entry {
+                value: caller.clone(),
+                floor,
+                read_at: Revision(0),
+                keys: vec![CLIENTS.to_owned()],
+            };
+            self.clients
+                .insert(key_hash.to_owned(), Arc::new(entry))
+                .await;
+        }
+        Ok(caller)
     }
 
     /// Catches up if this instance has not yet applied `written` (its own write), so that its
@@ -452,9 +479,7 @@ impl Caches {
 
     /// Empties every cache (a lost listener, an unreadable log): nothing cached before `at` is used.
     pub fn clear(&self, at: Revision) {
-        let previous = self.watermarks.get(EVERYTHING).unwrap_or(0);
-        self.watermarks
-            .insert(EVERYTHING.to_owned(), previous.max(at.0));
+        self.stale_below.fetch_max(at.0, Ordering::AcqRel);
         self.apps.invalidate_all();
         self.users.invalidate_all();
         self.grants.invalidate_all();
@@ -473,61 +498,50 @@ impl Caches {
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let (first, second) = (first.to_owned(), second.to_owned());
-        let dropped = match kind {
-            Some("a") => self
-                .apps
-                .invalidate_entries_if(move |(t, a), _| t.as_str() == first && a.as_str() == second)
-                .map(drop),
-            Some("A") => self
-                .apps
-                .invalidate_entries_if(move |(_, a), _| a.as_str() == first)
-                .map(drop),
-            Some("u") => {
-                let (f2, s2) = (first.clone(), second.clone());
-                self.users
-                    .invalidate_entries_if(move |(t, u), _| {
-                        t.as_str() == first && u.as_str() == second
-                    })
-                    .and_then(|_| {
-                        self.grants.invalidate_entries_if(move |(t, u), _| {
-                            t.as_str() == f2 && u.as_str() == s2
-                        })
-                    })
+        let tenant = TenantId::parse("key", first).ok();
+        let (app, user) = (
+            AppId::parse("key", second).ok(),
+            UserId::parse("key", second).ok(),
+        );
+        let dropped = match (kind, tenant, app, user) {
+            // Keys naming one entry drop exactly that entry.
+            (Some("a"), Some(t), Some(a), _) => {
+                self.apps.invalidate(&(t, a)).await;
+                Ok(())
+            }
+            (Some("u"), Some(t), _, Some(u)) => {
+                let key = (t, u);
+                self.users.invalidate(&key).await;
+                self.grants.invalidate(&key).await;
+                Ok(())
+            }
+            (Some("g"), Some(t), _, _) => {
+                self.catalogs.invalidate(&t).await;
+                self.grants
+                    .invalidate_entries_if(move |(g, _), _| *g == t)
                     .map(drop)
             }
-            Some("g") => {
-                let f2 = first.clone();
-                self.catalogs
-                    .invalidate_entries_if(move |t, _| t.as_str() == first)
-                    .and_then(|_| {
-                        self.grants
-                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f2)
-                    })
-                    .map(drop)
-            }
-            Some("t") => {
-                let (f2, f3, f4) = (first.clone(), first.clone(), first.clone());
+            // Coarse keys drop every entry they cover.
+            (Some("A"), _, _, _) => {
+                let app = first.to_owned();
                 self.apps
-                    .invalidate_entries_if(move |(t, _), _| t.as_str() == first)
-                    .and_then(|_| {
-                        self.users
-                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f2)
-                    })
-                    .and_then(|_| {
-                        self.grants
-                            .invalidate_entries_if(move |(t, _), _| t.as_str() == f3)
-                    })
-                    .and_then(|_| {
-                        self.catalogs
-                            .invalidate_entries_if(move |t, _| t.as_str() == f4)
-                    })
+                    .invalidate_entries_if(move |(_, a), _| a.as_str() == app)
                     .map(drop)
             }
-            Some(CLIENTS) => {
+            (Some("t"), Some(t), _, _) => {
+                let (t2, t3, t4) = (t.clone(), t.clone(), t.clone());
+                self.apps
+                    .invalidate_entries_if(move |(x, _), _| *x == t)
+                    .and_then(|_| self.users.invalidate_entries_if(move |(x, _), _| *x == t2))
+                    .and_then(|_| self.grants.invalidate_entries_if(move |(x, _), _| *x == t3))
+                    .and_then(|_| self.catalogs.invalidate_entries_if(move |x, _| *x == t4))
+                    .map(drop)
+            }
+            (Some(CLIENTS), _, _, _) => {
                 self.clients.invalidate_all();
                 Ok(())
             }
+            // Anything else (or a key that does not parse) clears everything: never too little.
             _ => {
                 self.clear(revision);
                 Ok(())
