@@ -484,12 +484,7 @@ fn impersonation(
     if !target_facts.known {
         return Err(format!("user {target} is not known in the tenant"));
     }
-    if let Some(role) = target_facts
-        .roles
-        .effective()
-        .roles()
-        .find(|r| !actor_facts.roles.has(*r))
-    {
+    if let Some(role) = target_facts.roles.role_missing_from(actor_facts.roles) {
         return Err(format!(
             "user {target} holds {role}, which {actor} lacks, so is not a managed user"
         ));

@@ -137,11 +137,6 @@ impl GroupAcl {
             Viewer::Client(client) => self.visible_to.contains(&Principal::Client(client.clone())),
         }
     }
-
-    /// Whether `viewer` sees the group in `ListPermissionGroups`: visible to it, or managed by it.
-    pub fn is_listed_for(&self, viewer: &Viewer) -> bool {
-        self.is_visible_to(viewer) || self.manager_access(&viewer.principal()).is_some()
-    }
 }
 
 fn check_principals<'a>(
@@ -296,7 +291,6 @@ mod tests {
         assert!(!acl.is_visible_to(&Viewer::App(AppId::parse("a", "crm").unwrap())));
         // Managing a group is not being on its visible-to list, for queries.
         assert!(!acl.is_visible_to(&Viewer::Client(ClientId::parse("c", "ops").unwrap())));
-        assert!(acl.is_listed_for(&Viewer::Client(ClientId::parse("c", "ops").unwrap())));
     }
 
     #[test]

@@ -289,15 +289,14 @@ pub fn create_tenant(caller: &Caller) -> Result<(), RuleError> {
 }
 
 /// PutTenant on an existing tenant: switching whitelisting needs an acting administrator; the
-/// environment never changes. Returns whether anything changes.
+/// environment never changes.
 pub fn update_tenant(
     existing: &Tenant,
     environment: &Environment,
     whitelisting_enabled: bool,
     actor: &Actor<'_>,
-) -> Result<bool, RuleError> {
-    let switch = existing.whitelisting_enabled != whitelisting_enabled;
-    if switch {
+) -> Result<(), RuleError> {
+    if existing.whitelisting_enabled != whitelisting_enabled {
         actor.require_tenant_admin("switching whitelisting")?;
     }
     if existing.environment != *environment {
@@ -307,7 +306,7 @@ pub fn update_tenant(
             existing.environment.as_str()
         )));
     }
-    Ok(switch)
+    Ok(())
 }
 
 /// PutUser: a user without role changes needs only an admin client; giving or taking a role
@@ -436,14 +435,6 @@ pub fn manage_client(
         )));
     }
     Ok(())
-}
-
-/// ListAuditEvents: tenant events within the caller's tenants; global events only for `*`.
-pub fn may_see_audit_event(caller: &Caller, tenant: Option<&TenantId>) -> bool {
-    match tenant {
-        Some(t) => caller.tenants.contains(t),
-        None => caller.tenants == TenantBounds::All,
-    }
 }
 
 #[cfg(test)]

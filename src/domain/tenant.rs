@@ -118,9 +118,11 @@ impl RoleSet {
         self.has(Role::GeneralAdmin) || self.has(Role::UserAdmin)
     }
 
-    /// Whether every role in effect for `self` is also in effect for `other`.
-    pub fn is_within(self, other: RoleSet) -> bool {
-        self.effective().0 & !other.effective().0 == 0
+    /// A role in effect for `self` that is not in effect for `other`, if any (`None`: every
+    /// role of `self` is within `other`).
+    pub fn role_missing_from(self, other: RoleSet) -> Option<Role> {
+        let missing = RoleSet(self.effective().0 & !other.effective().0);
+        missing.roles().next()
     }
 }
 
@@ -195,15 +197,20 @@ mod tests {
     fn within_compares_effective_roles() {
         let ga = RoleSet::of([Role::GeneralAdmin]);
         let delegate = RoleSet::of([Role::Delegate]);
-        assert!(delegate.is_within(ga));
-        assert!(!ga.is_within(delegate));
-        assert!(RoleSet::EMPTY.is_within(delegate));
-        assert!(RoleSet::of(Role::ALL).is_within(ga));
-        assert!(!ga.is_within(RoleSet::of([
-            Role::UserAdmin,
-            Role::Delegate,
-            Role::PermissionManager
-        ])));
+        assert_eq!(delegate.role_missing_from(ga), None);
+        assert_eq!(ga.role_missing_from(delegate), Some(Role::GeneralAdmin));
+        assert_eq!(RoleSet::EMPTY.role_missing_from(delegate), None);
+        assert_eq!(RoleSet::of(Role::ALL).role_missing_from(ga), None);
+        let all_but_general =
+            RoleSet::of([Role::UserAdmin, Role::Delegate, Role::PermissionManager]);
+        assert_eq!(
+            ga.role_missing_from(all_but_general),
+            Some(Role::GeneralAdmin)
+        );
+        assert_eq!(
+            RoleSet::of([Role::Delegate]).role_missing_from(RoleSet::EMPTY),
+            Some(Role::Delegate)
+        );
     }
 
     #[test]

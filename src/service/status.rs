@@ -35,7 +35,6 @@ fn store_ref(e: &StoreError) -> Status {
         StoreError::Aborted(m) => Status::aborted(m),
         StoreError::Rule(r) => rule(r.clone()),
         StoreError::Invalid(v) => invalid(v.clone()),
-        StoreError::FutureRevision(m) => Status::failed_precondition(m),
         StoreError::Shared(inner) => store_ref(inner),
         StoreError::Unavailable(source) => {
             tracing::error!(error = %source, "store unavailable");

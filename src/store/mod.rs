@@ -47,9 +47,6 @@ pub enum StoreError {
     /// The input does not fit the facts (e.g. resolved requests for another manifest).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// A revision token newer than anything committed.
-    #[error("{0}")]
-    FutureRevision(String),
     /// The database failed or could not be reached.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),

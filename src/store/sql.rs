@@ -570,7 +570,7 @@ async fn permissions_of(
 async fn grants_value(
     conn: &mut AnyConnection,
     tenant: &TenantId,
-    column: &str,
+    column: &'static str,
     id: &str,
 ) -> StoreResult<Value> {
     let rows = sqlx::query(AssertSqlSafe(format!(
