@@ -32,8 +32,8 @@ impl fmt::Debug for Secret {
 impl std::str::FromStr for Secret {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() < 16 {
-            Err("a key must be at least 16 characters long".to_owned())
+        if s.len() < 32 {
+            Err("a key must be at least 32 characters of randomness (e.g. `openssl rand -base64 32`)".to_owned())
         } else {
             Ok(Secret(s.to_owned()))
         }
@@ -195,7 +195,7 @@ mod tests {
             "consentry",
             "serve",
             "--bootstrap-key",
-            "0123456789abcdef-secret",
+            "0123456789abcdef-secret-0123456789",
         ])
         .unwrap();
         let Command::Serve(cfg) = cli.command else {

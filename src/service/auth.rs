@@ -29,10 +29,13 @@ pub fn generate_key() -> anyhow::Result<String> {
 
 /// The hash a key is stored and looked up by (keys are random, so a plain SHA-256 suffices).
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use std::fmt::Write;
+    let digest = Sha256::digest(key.as_bytes());
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// Who a call comes from, once authenticated.
