@@ -12,6 +12,7 @@
 
 pub mod sync;
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -283,6 +284,37 @@ impl Caches {
         floor >= self.stale_below.load(Ordering::Acquire) && !entry.keys().iter().any(|k| newer(k))
     }
 
+    /// The cached entry for `key` if it is still untouched (counted as a hit); a stale one is
+    /// dropped and, like an absent one, counted as a miss. Fails if the change log is out of reach.
+    async fn current<K, Q, V>(
+        &self,
+        which: usize,
+        cache: &Cache<K, Arc<Entry<V>>>,
+        key: &Q,
+    ) -> StoreResult<Option<Arc<Entry<V>>>>
+    where
+        K: Hash + Eq + Send + Sync + Borrow<Q> + 'static,
+        Q: Hash + Eq + ?Sized,
+        V: Send + Sync + 'static,
+    {
+        self.ensure_synced().await?;
+        let entry = match cache.get(key).await {
+            Some(entry) if self.untouched(&*entry) => Some(entry),
+            Some(_) => {
+                cache.invalidate(key).await;
+                None
+            }
+            None => None,
+        };
+        let (counter, metric) = match entry {
+            Some(_) => (&self.counters[which].hits, "consentry_cache_hits_total"),
+            None => (&self.counters[which].misses, "consentry_cache_misses_total"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric, "cache" => NAMES[which]).increment(1);
+        Ok(entry)
+    }
+
     async fn lookup<K, V, F>(
         &self,
         which: usize,
@@ -296,18 +328,9 @@ impl Caches {
         V: Send + Sync + 'static,
         F: Future<Output = StoreResult<(V, Revision)>>,
     {
-        self.ensure_synced().await?;
-        if let Some(entry) = cache.get(&key).await {
-            if self.untouched(&*entry) {
-                self.counters[which].hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("consentry_cache_hits_total", "cache" => NAMES[which])
-                    .increment(1);
-                return Ok(entry);
-            }
-            cache.invalidate(&key).await;
+        if let Some(entry) = self.current(which, cache, &key).await? {
+            return Ok(entry);
         }
-        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("consentry_cache_misses_total", "cache" => NAMES[which]).increment(1);
         let floor = self.applied();
         let (keys, load) = (keys(), load());
         cache
@@ -406,17 +429,9 @@ impl Caches {
     /// The active client holding the key with this hash (`None`: unknown or revoked). Only found
     /// clients are cached, so a flood of unknown keys cannot push real clients out.
     pub async fn client(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
-        self.ensure_synced().await?;
-        if let Some(entry) = self.clients.get(key_hash).await {
-            if self.untouched(&*entry) {
-                self.counters[4].hits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("consentry_cache_hits_total", "cache" => NAMES[4]).increment(1);
-                return Ok(Some(entry.value.clone()));
-            }
-            self.clients.invalidate(key_hash).await;
+        if let Some(entry) = self.current(4, &self.clients, key_hash).await? {
+            return Ok(Some(entry.value.clone()));
         }
-        self.counters[4].misses.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("consentry_cache_misses_total", "cache" => NAMES[4]).increment(1);
         // The floor is taken before the read, so a revocation racing it is caught.
         let floor = self.applied();
         let caller = self.store.client_by_key_hash(key_hash).await?;
