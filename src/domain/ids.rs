@@ -47,15 +47,18 @@ macro_rules! identifier {
         pub struct $name(String);
 
         impl $name {
-            /// Parses `value`, naming `field` in the error.
-            pub fn parse(field: &str, value: &str) -> Valid<Self> {
-                check_id(field, value)?;
-                Ok(Self(value.to_owned()))
+            /// Parses `value`, naming `field` in the error (an owned `String` is kept, not copied).
+            pub fn parse(field: &str, value: impl AsRef<str> + Into<String>) -> Valid<Self> {
+                check_id(field, value.as_ref())?;
+                Ok(Self(value.into()))
             }
 
             /// Parses an optional value: empty is `None`.
-            pub fn parse_optional(field: &str, value: &str) -> Valid<Option<Self>> {
-                if value.is_empty() { Ok(None) } else { Self::parse(field, value).map(Some) }
+            pub fn parse_optional(
+                field: &str,
+                value: impl AsRef<str> + Into<String>,
+            ) -> Valid<Option<Self>> {
+                if value.as_ref().is_empty() { Ok(None) } else { Self::parse(field, value).map(Some) }
             }
 
             /// The identifier as text.

@@ -29,7 +29,7 @@ pub use app::{
 };
 pub use consent::{Consent, ResolvedRequest};
 pub use decision::{
-    AccessQuery, Decision, RawAccessQuery, Reason, Step, TraceStep, UserFacts, check_access,
+    AccessQuery, Decision, OwnedAccessQuery, RawAccessQuery, Reason, Step, TraceStep, UserFacts, check_access,
 };
 pub use effective::{
     AppScopes, AppSnapshot, ConsentState, EffectiveGrant, ReapprovalReason, ReportedPolicy,
@@ -46,7 +46,7 @@ pub use ids::{
 pub use path::ResourcePath;
 pub use revision::Revision;
 pub use rights::{FinePermission, PermissionName, Right};
-pub use rules::{Actor, Caller, Capabilities, Capability, RuleError, TenantBounds};
+pub use rules::{Actor, Caller, Capabilities, Capability, KeyHash, RuleError, TenantBounds};
 pub use tenant::{Role, RoleSet, Tenant, UserSnapshot};
 pub use time::Timestamp;
 pub use whitelist::{ContentAccess, WhitelistEntry};

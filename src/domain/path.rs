@@ -22,8 +22,15 @@ impl ResourcePath {
         Self("/".to_owned())
     }
 
-    /// Parses `value`, naming `field` in the error. Empty is an error; see [`Self::parse_or_root`].
-    pub fn parse(field: &str, value: &str) -> Valid<Self> {
+    /// Parses `value`, naming `field` in the error (an owned `String` is kept, not copied).
+    /// Empty is an error; see [`Self::parse_or_root`].
+    pub fn parse(field: &str, value: impl AsRef<str> + Into<String>) -> Valid<Self> {
+        Self::check(field, value.as_ref())?;
+        Ok(Self(value.into()))
+    }
+
+    /// Checks that `value` is a well-formed path, naming `field` in the error.
+    fn check(field: &str, value: &str) -> Valid<()> {
         let fail = |problem: &str| {
             Err(ValidationError::new(
                 field,
@@ -49,7 +56,7 @@ impl ResourcePath {
             return fail("must not contain control characters");
         }
         if value == "/" {
-            return Ok(Self::root());
+            return Ok(());
         }
         if value.ends_with('/') {
             return fail("must not end with '/'");
@@ -69,12 +76,12 @@ impl ResourcePath {
                 format_args!("has {segments} segments; at most {MAX_PATH_SEGMENTS} are allowed"),
             ));
         }
-        Ok(Self(value.to_owned()))
+        Ok(())
     }
 
     /// Parses `value`, where empty means `/`.
-    pub fn parse_or_root(field: &str, value: &str) -> Valid<Self> {
-        if value.is_empty() {
+    pub fn parse_or_root(field: &str, value: impl AsRef<str> + Into<String>) -> Valid<Self> {
+        if value.as_ref().is_empty() {
             Ok(Self::root())
         } else {
             Self::parse(field, value)

@@ -12,7 +12,11 @@ pub struct Revision(pub u64);
 impl Revision {
     /// The token callers see.
     pub fn token(self) -> String {
-        format!("r{}", self.0)
+        use std::fmt::Write;
+        let mut token = String::with_capacity(21);
+        token.push('r');
+        let _ = write!(token, "{}", self.0);
+        token
     }
 
     /// Parses a token, naming `field` in the error.

@@ -178,6 +178,37 @@ pub struct Caller {
     pub capabilities: Capabilities,
 }
 
+/// The SHA-256 hash of a client key: what a key is stored and looked up by (keys are random, so
+/// a plain hash suffices).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    /// The hash of `key`.
+    pub fn of(key: &str) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// The hash in lower-case hex, as the store keeps it.
+    pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in self.0 {
+            hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+        }
+        hex
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash of a key is not the key, but it is still nobody's business in a log.
+        f.write_str("KeyHash(…)")
+    }
+}
+
 /// Why a write or a call is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
