@@ -5,6 +5,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Connection};
@@ -13,6 +15,48 @@ use super::SqlStore;
 
 /// The embedded default store: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db";
+
+/// How long a statement waits for a pooled connection (including connecting one) before the
+/// store counts as unreachable: short, so that a database outage fails calls fast instead of
+/// holding them (and their concurrency slots) for the whole request timeout.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether `e` says the database could not be reached at all (no connection, a dropped one, a
+/// server shutting down or not yet accepting), as opposed to refusing or failing a statement.
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server shutting down or not
+        // yet accepting connections).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        sqlx::Error::Migrate(m) => match m.as_ref() {
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => is_connection_error(e),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether a start-up failure is the database being out of reach (worth waiting for), rather
+/// than something waiting cannot mend.
+pub fn is_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_connection_error)
+            || cause
+                .downcast_ref::<super::StoreError>()
+                .is_some_and(super::StoreError::is_unreachable)
+    })
+}
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -86,18 +130,20 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     let mut conn = options(url, backend)?
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", redact(url)))?;
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
     if backend == Backend::Sqlite {
         // WAL lets readers proceed while one writer commits; the setting persists in the file.
         sqlx::query("PRAGMA journal_mode = WAL")
             .execute(&mut conn)
             .await?;
     }
+    // `run_direct` is sqlx's way around "`Acquire` is not general enough" when this future
+    // must be `Send` (it runs in a spawned task while the server waits for its database).
     backend
         .migrator()
-        .run(&mut conn)
+        .run_direct(None, &mut conn, false)
         .await
-        .map_err(|e| anyhow::anyhow!("migrating {}: {e}", redact(url)))?;
+        .with_context(|| format!("migrating {}", redact(url)))?;
     conn.close().await?;
     Ok(backend)
 }
@@ -105,13 +151,26 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
 /// Connects to the database at `url`, applying pending migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = migrate(url).await?;
-    let pool: AnyPool = AnyPoolOptions::new()
-        .max_connections(max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(5))
+    let pool: AnyPool = pool_options(max_connections)
         .connect_with(options(url, backend)?)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", redact(url)))?;
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
     Ok(SqlStore::new(pool, backend))
+}
+
+/// A store on the database at `url` that connects on first use: nothing is read, written or
+/// migrated yet (see [`migrate`]), so it can be made while the database is down.
+pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let pool: AnyPool = pool_options(max_connections).connect_lazy_with(options(url, backend)?);
+    Ok(SqlStore::new(pool, backend))
+}
+
+fn pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
 #[cfg(test)]

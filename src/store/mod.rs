@@ -26,7 +26,7 @@ use crate::domain::{
 };
 
 pub use crate::domain::PermissionRef;
-pub use backend::{Backend, connect, migrate};
+pub use backend::{Backend, connect, lazy, migrate};
 pub use sql::SqlStore;
 
 /// Why a store operation failed.
@@ -56,6 +56,18 @@ pub enum StoreError {
     /// One failure shared by every caller that waited on the same load.
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
+}
+
+impl StoreError {
+    /// Whether the store could not be reached at all (no connection, a dropped one, a database
+    /// shutting down), as opposed to refusing or failing one statement.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(e) => backend::is_connection_error(e),
+            StoreError::Shared(inner) => inner.is_unreachable(),
+            _ => false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
