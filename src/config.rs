@@ -12,6 +12,22 @@ use crate::store::backend::DEFAULT_DATABASE_URL;
 /// Default gRPC listen address: loopback only, so nothing is exposed by accident.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
+/// Default largest request or response message: 4 MiB, tonic's own default for decoding.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default `--max-staleness`: how long cache hits may still be answered after the change log was
+/// last read, so that a short database outage does not become an outage of every caller.
+pub const DEFAULT_MAX_STALENESS: &str = "5s";
+
+/// Default `--change-poll-interval`: how often the change log is read when no notification
+/// arrives; it bounds how late another instance's write is seen.
+pub const DEFAULT_CHANGE_POLL_INTERVAL: &str = "250ms";
+
+/// A duration such as `5s`, `250ms` or `1m 30s`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 5s or 250ms)"))
+}
+
 /// A secret that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -137,7 +153,7 @@ pub struct ServeConfig {
     )]
     pub max_concurrent_requests: usize,
     /// Largest request message, in bytes.
-    #[arg(long, env = "CONSENTRY_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "CONSENTRY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
     /// Memory budget of the snapshot caches, in MiB (sized for a sidecar).
     #[arg(long, env = "CONSENTRY_CACHE_MIB", default_value_t = 64)]
@@ -145,6 +161,18 @@ pub struct ServeConfig {
     /// Longest a cached snapshot is kept, in seconds: a safety net behind invalidation.
     #[arg(long, env = "CONSENTRY_CACHE_TTL_SECS", default_value_t = 300)]
     pub cache_ttl_secs: u64,
+    /// How long after the last successful read of the change log cache hits may still be
+    /// answered (through a database outage); past it every check is UNAVAILABLE and health
+    /// says NOT_SERVING.
+    #[arg(long, env = "CONSENTRY_MAX_STALENESS", default_value = DEFAULT_MAX_STALENESS, value_parser = duration)]
+    pub max_staleness: Duration,
+    /// How often the change log is read when no notification arrives.
+    #[arg(long, env = "CONSENTRY_CHANGE_POLL_INTERVAL", default_value = DEFAULT_CHANGE_POLL_INTERVAL, value_parser = duration)]
+    pub change_poll_interval: Duration,
+    /// Whether to LISTEN for change notifications on Postgres (turn off behind a pooler in
+    /// transaction mode; the poll alone then bounds how late changes are seen).
+    #[arg(long, env = "CONSENTRY_CHANGE_LISTENER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub change_listener: bool,
     /// After SIGTERM, how long health says NOT_SERVING while requests are still accepted, so
     /// load balancers stop sending first, in milliseconds.
     #[arg(long, env = "CONSENTRY_SHUTDOWN_DELAY_MS", default_value_t = 500)]
@@ -170,9 +198,12 @@ impl ServeConfig {
             max_batch: 100,
             request_timeout_ms: 5_000,
             max_concurrent_requests: 1_024,
-            max_message_bytes: 4 * 1024 * 1024,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             cache_mib: 64,
             cache_ttl_secs: 300,
+            max_staleness: Duration::from_secs(5),
+            change_poll_interval: Duration::from_millis(250),
+            change_listener: true,
             shutdown_delay_ms: 500,
             shutdown_grace_ms: 10_000,
         }
@@ -181,6 +212,25 @@ impl ServeConfig {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Refuses settings that cannot work together, naming the flags.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.change_poll_interval.is_zero() {
+            anyhow::bail!("--change-poll-interval must be more than zero");
+        }
+        if self.max_staleness <= self.change_poll_interval {
+            anyhow::bail!(
+                "--max-staleness ({}) must be longer than --change-poll-interval ({}), or the instance would stop answering between two polls",
+                humantime::format_duration(self.max_staleness),
+                humantime::format_duration(self.change_poll_interval)
+            );
+        }
+        if self.request_timeout_ms == 0 {
+            anyhow::bail!("--request-timeout-ms must be more than zero");
+        }
+        crate::store::Backend::of_url(&self.db.database_url)?;
+        Ok(())
     }
 }
 
@@ -202,8 +252,41 @@ mod tests {
             panic!("not serve")
         };
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.max_staleness, Duration::from_secs(5));
+        assert_eq!(cfg.change_poll_interval, Duration::from_millis(250));
+        assert!(cfg.change_listener);
+        cfg.validate().unwrap();
+        let new = ServeConfig::new(cfg.listen, DEFAULT_DATABASE_URL);
+        assert_eq!(
+            (new.max_staleness, new.change_poll_interval, new.change_listener),
+            (cfg.max_staleness, cfg.change_poll_interval, cfg.change_listener),
+            "ServeConfig::new has the command line's defaults"
+        );
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
         assert!(Cli::try_parse_from(["consentry", "serve", "--bootstrap-key", "short"]).is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_settings_that_cannot_work_are_refused() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["consentry", "serve"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(Command::Serve(cfg)) => Ok(cfg),
+                Ok(_) => panic!("not serve"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let cfg = serve(&["--max-staleness", "1m 30s", "--change-poll-interval", "100ms"]).unwrap();
+        assert_eq!(cfg.max_staleness, Duration::from_secs(90));
+        assert_eq!(cfg.change_poll_interval, Duration::from_millis(100));
+        assert!(serve(&["--max-staleness", "five"]).unwrap_err().contains("5s"));
+        let cfg = serve(&["--max-staleness", "200ms"]).unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("--max-staleness"), "{err}");
+        let cfg = serve(&["--change-listener", "false", "--database-url", "mysql://x"]).unwrap();
+        assert!(!cfg.change_listener);
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

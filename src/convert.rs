@@ -4,7 +4,7 @@
 
 use crate::domain::{
     self, AccessQuery, AppScopes, ConsentState, Decision, GrantView, Manifest, ManifestParts,
-    PermissionRequest, RawAccessQuery, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
+    PermissionRequest, OwnedAccessQuery, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
     Revision, Timestamp, Valid, ValidationError,
 };
 use crate::proto;
@@ -350,15 +350,15 @@ pub fn resolved_request_to_proto(r: &ResolvedRequest) -> proto::ResolvedRequest 
 }
 
 /// A CheckAccess request, validated. Its consistency is the service's business.
-pub fn access_query_from_proto(req: &proto::CheckAccessRequest) -> Valid<AccessQuery> {
-    AccessQuery::parse(&RawAccessQuery {
-        tenant_id: &req.tenant_id,
-        app_id: &req.app_id,
-        user_id: &req.user_id,
-        on_behalf_of: &req.on_behalf_of,
-        scope: &req.scope,
-        permission: &req.permission,
-        resource: &req.resource,
+pub fn access_query_from_proto(req: proto::CheckAccessRequest) -> Valid<AccessQuery> {
+    AccessQuery::parse_owned(OwnedAccessQuery {
+        tenant_id: req.tenant_id,
+        app_id: req.app_id,
+        user_id: req.user_id,
+        on_behalf_of: req.on_behalf_of,
+        scope: req.scope,
+        permission: req.permission,
+        resource: req.resource,
         explain: req.explain,
     })
 }

@@ -179,6 +179,12 @@ fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
     })?)
 }
 
+/// The key of the demo client (fixed, so the README's examples can name it).
+pub fn key() -> anyhow::Result<String> {
+    let world: World = serde_json::from_str(WORLD)?;
+    Ok(world.key)
+}
+
 /// Loads the demo world unless its client already exists; returns the key that works for it.
 pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
     let world: World = serde_json::from_str(WORLD)?;

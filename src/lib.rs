@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod domain;
+pub mod health;
 pub mod metrics;
 pub mod proto;
 pub mod service;

@@ -1,7 +1,9 @@
-//! Building and running the server: one [`App::build`] that connects the store, applies
-//! migrations, fills the caches' starting point and binds the listeners (so the real ports are
-//! known), and one [`App::run_until_stopped`] that serves until a shutdown signal, then drains.
-//! `main` and the tests use the same path.
+//! Building and running the server: one [`App::build`] that checks the configuration and binds
+//! the listeners (so the real ports are known) without touching the database, and one
+//! [`App::run_until_stopped`] that serves at once (health NOT_SERVING), prepares the store in
+//! the background (migrations, bootstrap client, demo world, the cache's first read), retrying
+//! with backoff while the database cannot be reached, turns SERVING once it is ready, and on
+//! shutdown drains. `main` and the tests use the same path.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,24 +15,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 
-use crate::cache::{CacheConfig, Caches};
+use crate::cache::sync::SyncConfig;
+use crate::cache::{CacheConfig, Caches, Reader};
 use crate::config::ServeConfig;
+use crate::health::Readiness;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
-use crate::service::{Applied, set_request_timeout};
-use crate::store::backend::redact;
+use crate::service::{Applied, ObserveLayer};
+use crate::store::backend::{is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 
-/// A built server: store connected, migrations applied, listeners bound, not yet serving.
+/// The longest wait between two attempts to reach the database at start.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
+/// How often health looks at the cache's staleness.
+const FRESHNESS_CHECK: Duration = Duration::from_millis(100);
+
+/// A built server: configuration checked, listeners bound, not yet serving, store not yet
+/// touched.
 pub struct App {
     config: ServeConfig,
     listener: TcpListener,
@@ -43,61 +50,37 @@ pub struct App {
 }
 
 impl App {
-    /// Connects the store (applying migrations), creates the bootstrap client and the demo world
-    /// if asked, and binds the gRPC (and metrics) listeners. Health says NOT_SERVING until
-    /// [`App::run_until_stopped`] starts serving.
+    /// Checks the configuration and binds the gRPC (and metrics) listeners. The database is not
+    /// touched here: [`App::run_until_stopped`] prepares it, waiting for it if it is down.
     pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
+        config.validate()?;
+        let (stop, _) = watch::channel(false);
+        // The recorder comes first: every metric handle registered after it is a live one.
+        // Without `--metrics-listen` none is installed, and recording costs nothing.
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => Some(crate::metrics::serve(addr, stop.subscribe()).await?),
+            None => None,
+        };
         let health = HealthReporter::new();
-        health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
         let url = &config.db.database_url;
-        let store = Arc::new(crate::store::connect(url, config.db_max_connections).await?);
-        tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
-        if let Some(key) = &config.bootstrap_key {
-            match store
-                .ensure_bootstrap_client(&hash_key(key.expose()))
-                .await?
-            {
-                BootstrapOutcome::Created => {
-                    tracing::info!("created the bootstrap client from CONSENTRY_BOOTSTRAP_KEY")
-                }
-                BootstrapOutcome::Exists => {
-                    tracing::info!("the bootstrap client exists; its key is unchanged")
-                }
-                BootstrapOutcome::Revoked => {
-                    tracing::warn!(
-                        "the bootstrap client was revoked and stays revoked; CONSENTRY_BOOTSTRAP_KEY is ignored"
-                    )
-                }
-            }
-        }
+        let store = Arc::new(crate::store::lazy(url, config.db_max_connections)?);
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let caches = Caches::new(
+            dyn_store,
+            CacheConfig {
+                budget_bytes: config.cache_mib.saturating_mul(1024 * 1024),
+                ttl: Duration::from_secs(config.cache_ttl_secs.max(1)),
+                max_staleness: config.max_staleness,
+            },
+        );
         let demo_key = if config.demo {
-            Some(
-                crate::demo::load(store.as_ref())
-                    .await
-                    .context("loading the demo world")?,
-            )
+            Some(crate::demo::key()?)
         } else {
             None
         };
-        let dyn_store: Arc<dyn Store> = store.clone();
-        let cache_config = CacheConfig {
-            budget_bytes: config.cache_mib.saturating_mul(1024 * 1024),
-            ttl: Duration::from_secs(config.cache_ttl_secs.max(1)),
-        };
-        let caches = Caches::new(dyn_store, cache_config).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let (stop, _) = watch::channel(false);
-        let metrics_addr = match config.metrics_listen {
-            Some(addr) => Some(crate::metrics::serve(addr, stop.subscribe()).await?),
-            None => {
-                crate::metrics::handle();
-                None
-            }
-        };
         Ok(App {
             config,
             listener,
@@ -120,7 +103,8 @@ impl App {
         self.metrics_addr
     }
 
-    /// The key of the demo client, when started with `--demo`.
+    /// The key of the demo client, when started with `--demo` (it works once the server is
+    /// SERVING).
     pub fn demo_key(&self) -> Option<&str> {
         self.demo_key.as_deref()
     }
@@ -135,8 +119,9 @@ impl App {
         self.caches.clone()
     }
 
-    /// Serves until `shutdown` completes; then reports NOT_SERVING, stops accepting, and lets
-    /// requests in flight finish (up to the configured grace period).
+    /// Serves until `shutdown` completes: health says NOT_SERVING until the store is prepared
+    /// and whenever the cache is past its staleness bound; after `shutdown` it says NOT_SERVING,
+    /// stops accepting, and lets requests in flight finish (up to the configured grace period).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -150,19 +135,22 @@ impl App {
             stop,
             ..
         } = self;
-        let dyn_store: Arc<dyn Store> = store.clone();
-        set_request_timeout(config.request_timeout());
-        let sync_tasks = crate::cache::sync::spawn(
+        let readiness = Arc::new(Readiness::new(health.clone()).await);
+        let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        let follow = tokio::spawn(prepare_and_follow(
+            store.clone(),
             caches.clone(),
-            store.backend(),
-            config.db.database_url.clone(),
+            config.clone(),
+            readiness.clone(),
             stop.subscribe(),
-        );
+            fatal_tx,
+        ));
         let pool_gauges = tokio::spawn(report_pool(store.clone(), stop.subscribe()));
 
         let auth = Authenticator::new(caches.clone());
-        let admin = AdminApi::new(dyn_store.clone(), auth.clone(), Applied(caches.clone()));
-        let permission = PermissionApi::new(caches.clone(), dyn_store, auth, config.max_batch);
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let admin = AdminApi::new(dyn_store, auth.clone(), Applied(caches.clone()));
+        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, config.max_batch);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -174,7 +162,7 @@ impl App {
         let max_message = config.max_message_bytes;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-        let drain_health = health.clone();
+        let drain_readiness = readiness.clone();
         let delay = Duration::from_millis(config.shutdown_delay_ms);
         tokio::spawn(async move {
             shutdown.await;
@@ -184,22 +172,25 @@ impl App {
                 delay_ms = delay.as_millis() as u64,
                 "shutting down: health NOT_SERVING, then draining requests in flight"
             );
-            drain_health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
+            drain_readiness.set_stopping().await;
             tokio::time::sleep(delay).await;
             tracing::info!("no longer accepting; draining requests in flight");
             let _ = drain_tx.send(());
         });
 
-        // Beyond the concurrency limit, requests are shed at once with RESOURCE_EXHAUSTED.
-        let limits = tower::ServiceBuilder::new()
-            .layer(LoadShedLayer::new())
-            .layer(GlobalConcurrencyLimitLayer::new(
-                config.max_concurrent_requests.max(1),
-            ));
-        let router = Server::builder()
-            .layer(limits)
+        // The layer every call runs in: load shedding, request id, span, deadline, metrics, log.
+        let observe = ObserveLayer::new(
+            config.max_concurrent_requests,
+            config.request_timeout(),
+            &[
+                crate::proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ],
+        );
+        let router = transport()
+            .layer(observe)
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 health.clone(),
             )))
@@ -215,14 +206,11 @@ impl App {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message),
             );
-        health.set_service_status("", ServingStatus::Serving).await;
-        tracing::info!(listen = %listener.local_addr()?, "consentry serving gRPC");
+        tracing::info!(listen = %listener.local_addr()?, "consentry accepting gRPC");
 
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-        // Small unary answers must leave at once: no Nagle delay on accepted connections.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let serve = router.serve_with_incoming_shutdown(incoming, async move {
+        let serve = router.serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = drain_rx.await;
             let _ = drained_tx.send(());
         });
@@ -236,11 +224,10 @@ impl App {
                 tracing::warn!(grace_ms = config.shutdown_grace_ms, "grace period over; abandoning requests still in flight");
                 Ok(())
             }
+            Ok(e) = &mut fatal_rx => Err(e),
         };
         let _ = stop.send(true);
-        for task in sync_tasks {
-            let _ = task.await;
-        }
+        let _ = follow.await;
         let _ = pool_gauges.await;
         store.pool().close().await;
         tracing::info!("consentry stopped");
@@ -248,17 +235,132 @@ impl App {
     }
 }
 
-/// Reports the database pool's size and idle connections every few seconds.
-async fn report_pool(store: Arc<SqlStore>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
+/// Prepares the store (retrying with backoff while the database cannot be reached), then keeps
+/// the caches in step with it and health in step with the caches, until `stop`. A failure that
+/// waiting cannot mend (a migration that does not apply, a revoked demo client) is sent on
+/// `fatal`, which stops the server.
+async fn prepare_and_follow(
+    store: Arc<SqlStore>,
+    caches: Arc<Caches>,
+    config: ServeConfig,
+    readiness: Arc<Readiness>,
+    mut stop: watch::Receiver<bool>,
+    fatal: tokio::sync::oneshot::Sender<anyhow::Error>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        match prepare(&store, &caches, &config).await {
+            Ok(()) => break,
+            Err(e) if is_unreachable(&e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    attempts,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "the database cannot be reached yet; health stays NOT_SERVING until it can"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_START_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "cannot prepare the store");
+                let _ = fatal.send(e);
+                return;
+            }
+        }
+    }
+    let sync_tasks = crate::cache::sync::spawn(
+        caches.clone(),
+        SyncConfig {
+            backend: store.backend(),
+            database_url: config.db.database_url.clone(),
+            poll_interval: config.change_poll_interval,
+            listen: config.change_listener,
+        },
+        stop.clone(),
+    );
+    readiness.set_ready(caches.fresh()).await;
+    let mut tick = tokio::time::interval(FRESHNESS_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let pool = store.pool();
-                metrics::gauge!("consentry_db_pool_connections", "state" => "open").set(f64::from(pool.size()));
-                metrics::gauge!("consentry_db_pool_connections", "state" => "idle").set(pool.num_idle() as f64);
+                readiness.set_fresh(caches.fresh()).await;
+                caches.report();
             }
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
+        }
+    }
+    for task in sync_tasks {
+        let _ = task.await;
+    }
+}
+
+/// Applies migrations, creates the bootstrap client and the demo world when asked, and has the
+/// caches read the store once.
+async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> anyhow::Result<()> {
+    let url = &config.db.database_url;
+    crate::store::migrate(url).await?;
+    tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
+    if let Some(key) = &config.bootstrap_key {
+        match store
+            .ensure_bootstrap_client(&hash_key(key.expose()))
+            .await?
+        {
+            BootstrapOutcome::Created => {
+                tracing::info!("created the bootstrap client from CONSENTRY_BOOTSTRAP_KEY")
+            }
+            BootstrapOutcome::Exists => {
+                tracing::info!("the bootstrap client exists; its key is unchanged")
+            }
+            BootstrapOutcome::Revoked => {
+                tracing::warn!(
+                    "the bootstrap client was revoked and stays revoked; CONSENTRY_BOOTSTRAP_KEY is ignored"
+                )
+            }
+        }
+    }
+    if config.demo {
+        crate::demo::load(store)
+            .await
+            .context("loading the demo world")?;
+    }
+    let applied = caches.start().await?;
+    tracing::info!(%applied, "caches following the change log");
+    Ok(())
+}
+
+/// The tonic server with consentry's transport settings, before any layer or service: shared with
+/// the bare baseline that `scripts/bench` measures consentry against.
+pub fn transport() -> Server {
+    Server::builder()
+}
+
+/// Accepted connections of `listener`, with consentry's socket settings: small unary answers
+/// must leave at once, so there is no Nagle delay.
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Reports the database pool's size and idle connections every few seconds.
+fn report_pool(store: Arc<SqlStore>, mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> {
+    let open = metrics::gauge!("consentry_db_pool_connections", "state" => "open");
+    let idle = metrics::gauge!("consentry_db_pool_connections", "state" => "idle");
+    async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let pool = store.pool();
+                    open.set(f64::from(pool.size()));
+                    idle.set(pool.num_idle() as f64);
+                }
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -1,32 +1,84 @@
-//! The cache: moka caches of the engine's snapshots (never of decisions), in front of the store,
-//! kept in step with every instance's writes through the store's change log.
+//! The cache: caches of the engine's snapshots (never of decisions), in front of the store, kept
+//! in step with every instance's writes through the store's change log. The snapshot caches are
+//! `quick_cache` caches weighed against the memory budget; the few active clients sit in a map
+//! that is read without a lock.
 //!
 //! Architecture invariant: the cache holds facts exactly as the store returns them; all logic
 //! stays in the domain. Every entry remembers the revision this instance had applied when its
 //! load began (`floor`) and the revision the store read it at (`read_at`). Applying the change
-//! log records, per touched key, the revision that invalidated it (a watermark) and removes the
-//! affected entries; an entry is current while no watermark above its floor covers it. Losing a
-//! watermark (the map is bounded) raises a floor below which every entry counts as stale, so a
-//! load racing with an invalidation can never leave a stale entry behind, and answers built from
-//! current entries all hold at one revision: the instance's `applied` revision, its `checked_at`.
+//! log records, per touched key, the revision that invalidated it (a watermark); entries a key
+//! names exactly are dropped at once, and the rest are found stale at their next lookup: an
+//! entry is current while no watermark above its floor covers it. Watermarks are kept for as
+//! long as an entry may live (the TTL); forgetting any earlier raises a floor below which every
+//! entry counts as stale, so a load racing with an invalidation can never leave a stale entry
+//! behind. Answers built from current entries hold at one revision: the instance's `applied`
+//! revision, its `checked_at`.
+//!
+//! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
+//! successfully within `max_staleness`. While the store is known to be unreachable, nothing
+//! waits for it: what needs the store fails at once, and only the poll keeps probing.
 
+mod key;
+pub mod reader;
 pub mod sync;
 
-use std::borrow::Borrow;
-use std::fmt::Debug;
+use std::collections::HashMap;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use arc_swap::ArcSwap;
+use metrics::{Counter, Gauge, Histogram};
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, OptionsBuilder, Weighter};
+
+pub use key::{Pair, PairRef};
+pub use reader::{Reader, Wanted};
 
 use crate::domain::{
-    AppId, AppSnapshot, Caller, ExternalCatalog, Revision, TenantId, UserGrant, UserId,
+    AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, TenantId, UserGrant, UserId,
     UserSnapshot,
 };
 use crate::store::change::{self, CLIENTS};
 use crate::store::{Store, StoreError, StoreResult};
+
+/// Why the cache cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The store has not been reached since the process started.
+    #[error("consentry is starting: the store has not been reached yet")]
+    Starting,
+    /// The change log was last read longer ago than the staleness bound allows.
+    #[error(
+        "the store has not been heard from for {:.1} s, beyond the {:.1} s this instance may answer from its cache",
+        .age.as_secs_f64(), .bound.as_secs_f64()
+    )]
+    Stale {
+        /// How long ago the change log was last read in full.
+        age: Duration,
+        /// `--max-staleness`.
+        bound: Duration,
+    },
+    /// The store is known to be unreachable; the answer needs it.
+    #[error("the store is unreachable; this answer needs it")]
+    StoreDown,
+    /// A token newer than anything the store has committed.
+    #[error("at_least_as_fresh {} is newer than anything committed (newest: {})", .token.token(), .newest.token())]
+    FromTheFuture {
+        /// The caller's token.
+        token: Revision,
+        /// The store's newest revision.
+        newest: Revision,
+    },
+    /// Writes kept landing while the answer was gathered.
+    #[error("writes kept landing while the answer was read; retry")]
+    Unsettled,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// One cached snapshot with the revisions that say whether it is still current.
 #[derive(Debug)]
@@ -38,47 +90,52 @@ pub struct Entry<T> {
     /// The revision the store read the facts at.
     pub read_at: Revision,
     /// The change-log keys whose changes make this entry stale.
-    keys: Vec<String>,
-}
-
-/// What decides whether a cached entry still holds: its revisions and change-log keys.
-pub trait Stamped: Send + Sync {
-    /// This instance's applied revision when the load began.
-    fn floor(&self) -> Revision;
-    /// The revision the store read the facts at.
-    fn read_at(&self) -> Revision;
-    /// The change-log keys whose changes make the entry stale.
-    fn keys(&self) -> &[String];
-}
-
-impl<T: Send + Sync> Stamped for Entry<T> {
-    fn floor(&self) -> Revision {
-        self.floor
-    }
-    fn read_at(&self) -> Revision {
-        self.read_at
-    }
-    fn keys(&self) -> &[String] {
-        &self.keys
-    }
+    keys: Box<[String]>,
+    /// The change mark (see [`At::changed`]) through which no watermark was found above the
+    /// floor: while the instance's mark is no higher, the entry is current without looking.
+    verified: AtomicU64,
+    /// When it was loaded.
+    loaded: Instant,
+    /// Its rough size in bytes, for the memory budget (fixed once loaded).
+    weight: u32,
 }
 
 impl<T> Entry<T> {
+    fn new(value: T, floor: Revision, read_at: Revision, keys: Vec<String>) -> Self {
+        Self {
+            value,
+            floor,
+            read_at,
+            keys: keys.into_boxed_slice(),
+            verified: AtomicU64::new(floor.0),
+            loaded: Instant::now(),
+            weight: 0,
+        }
+    }
+
     /// An entry read straight from the store at `read_at`, bypassing the cache.
     pub fn direct(value: T, read_at: Revision) -> Arc<Self> {
-        Arc::new(Self {
-            value,
-            floor: read_at,
-            read_at,
-            keys: Vec::new(),
-        })
+        Arc::new(Self::new(value, read_at, read_at, Vec::new()))
     }
 }
 
-/// How long cached entries may answer after the change log was last read in full. Beyond it a
-/// lookup reads the log first, and fails if it cannot: an instance cut off from the store (its
-/// listener alive or not) stops answering from facts that may be over a second old (DESIGN.md §2).
-pub const MAX_UNSYNCED: Duration = Duration::from_millis(500);
+/// The snapshots of one check's application and (up to two) users, all current.
+pub type CheckHits = (
+    Arc<Entry<AppSnapshot>>,
+    [Option<Arc<Entry<Option<UserSnapshot>>>>; 2],
+);
+
+/// Where one request reads: taken once per request, after the freshness check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// The instance's applied revision: the answer's `checked_at`.
+    pub applied: Revision,
+    /// The newest revision whose invalidations were recorded, read after `applied`: an entry
+    /// verified through it needs no watermark lookups.
+    changed: u64,
+    /// When the freshness check ran (entries older than the TTL then are not used).
+    now: Instant,
+}
 
 /// Hit and miss counts of one cache, for tests and metrics.
 #[derive(Debug, Default)]
@@ -89,39 +146,161 @@ pub struct Counters {
     pub misses: AtomicU64,
 }
 
-/// Sizes and lifetimes of the caches.
+/// Sizes, lifetimes and the staleness bound of the caches.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheConfig {
     /// Memory budget for all snapshot caches, in bytes (approximate: entries are weighed).
     pub budget_bytes: u64,
     /// Longest an entry is kept, whatever happens: a safety net behind invalidation.
     pub ttl: Duration,
+    /// How long after the last successful read of the change log the cache may still answer.
+    pub max_staleness: Duration,
+}
+
+/// What made this instance read the change log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The first read, at start.
+    Start,
+    /// The periodic poll that bounds staleness and probes an unreachable store.
+    Poll,
+    /// A notification of a committed write.
+    Notify,
+    /// A caller's `at_least_as_fresh` token beyond the applied revision.
+    Token,
+    /// An entry read fresher than the applied revision.
+    Read,
+    /// This instance's own write, applied before it replies.
+    Write,
+}
+
+impl Cause {
+    const ALL: [Cause; 6] = [
+        Cause::Start,
+        Cause::Poll,
+        Cause::Notify,
+        Cause::Token,
+        Cause::Read,
+        Cause::Write,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Cause::Start => "start",
+            Cause::Poll => "poll",
+            Cause::Notify => "notify",
+            Cause::Token => "token",
+            Cause::Read => "read",
+            Cause::Write => "write",
+        }
+    }
+}
+
+/// Which cache: an index into per-cache counters and metric handles.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Apps,
+    Users,
+    Grants,
+    Catalogs,
+    Clients,
+}
+
+const NAMES: [&str; 5] = ["apps", "users", "grants", "catalogs", "clients"];
+
+/// The most clients kept at once; more (which takes that many clients in use) starts afresh.
+const MAX_CLIENTS: usize = 10_000;
+
+/// Metric handles, registered once.
+struct Handles {
+    hits: [Counter; 5],
+    misses: [Counter; 5],
+    load_seconds: [Histogram; 5],
+    entries: [Gauge; 5],
+    catch_ups: [Counter; 6],
+    applied: Gauge,
+    staleness: Gauge,
+    store_up: Gauge,
+}
+
+impl Handles {
+    fn new() -> Self {
+        Self {
+            hits: NAMES.map(|n| metrics::counter!("consentry_cache_hits_total", "cache" => n)),
+            misses: NAMES.map(|n| metrics::counter!("consentry_cache_misses_total", "cache" => n)),
+            load_seconds: NAMES
+                .map(|n| metrics::histogram!("consentry_store_duration_seconds", "op" => n)),
+            entries: NAMES.map(|n| metrics::gauge!("consentry_cache_entries", "cache" => n)),
+            catch_ups: Cause::ALL.map(|c| {
+                metrics::counter!("consentry_change_log_reads_total", "cause" => c.as_str())
+            }),
+            applied: metrics::gauge!("consentry_applied_revision"),
+            staleness: metrics::gauge!("consentry_staleness_seconds"),
+            store_up: metrics::gauge!("consentry_store_up"),
+        }
+    }
+}
+
+/// When the change log was last read, and whether the store is reachable.
+struct SyncState {
+    epoch: Instant,
+    /// When the newest successful read of the change log began, in µs after `epoch`, plus one;
+    /// zero until the first.
+    synced_us: AtomicU64,
+    /// Set when the store was found unreachable; cleared by the next successful read.
+    store_down: AtomicBool,
+    max_staleness: Duration,
+}
+
+impl SyncState {
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// How long ago the change log was last read in full; `None` if it never was.
+    fn age(&self) -> Option<Duration> {
+        self.age_at(Instant::now())
+    }
+
+    /// [`Self::age`] as of `now`.
+    fn age_at(&self, now: Instant) -> Option<Duration> {
+        let now = u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
+            .unwrap_or(u64::MAX);
+        match self.synced_us.load(Ordering::Acquire) {
+            0 => None,
+            synced => Some(Duration::from_micros(now.saturating_sub(synced - 1))),
+        }
+    }
 }
 
 /// The snapshot caches of one instance, and how far it has applied the change log.
 pub struct Caches {
     store: Arc<dyn Store>,
-    apps: Cache<(TenantId, AppId), Arc<Entry<AppSnapshot>>>,
-    users: Cache<(TenantId, UserId), Arc<Entry<Option<UserSnapshot>>>>,
-    grants: Cache<(TenantId, UserId), Arc<Entry<Vec<UserGrant>>>>,
-    catalogs: Cache<TenantId, Arc<Entry<Option<ExternalCatalog>>>>,
-    clients: Cache<String, Arc<Entry<Caller>>>,
-    /// Per change-log key, the newest revision that invalidated it (kept long enough to
-    /// outlive any load in flight).
-    watermarks: moka::sync::Cache<String, u64>,
+    apps: Snapshots<Pair<TenantId, AppId>, AppSnapshot>,
+    users: Snapshots<Pair<TenantId, UserId>, Option<UserSnapshot>>,
+    grants: Snapshots<Pair<TenantId, UserId>, Vec<UserGrant>>,
+    catalogs: Snapshots<TenantId, Option<ExternalCatalog>>,
+    /// Active clients by key hash. Every call looks one up, and there are few of them, so this is
+    /// a map read without a lock and replaced whole when it changes (only found clients enter it,
+    /// so unknown keys cannot grow it).
+    clients: ArcSwap<HashMap<KeyHash, Arc<Entry<Arc<Caller>>>>>,
+    /// Longest an entry is kept (the clients map checks it itself).
+    ttl: Duration,
+    /// Per change-log key, the newest revision that invalidated it and when that was applied.
+    watermarks: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
     /// Entries whose load began before this revision are stale: raised by [`Caches::clear`] and
-    /// whenever a watermark is evicted, so losing one never makes a stale entry look current.
-    stale_below: Arc<AtomicU64>,
+    /// whenever watermarks are forgotten early, so losing one never makes a stale entry look
+    /// current.
+    stale_below: AtomicU64,
     applied: AtomicU64,
+    /// The newest revision whose watermarks are all recorded; stored before `applied` moves.
+    changed: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
-    /// When the newest successful read of the change log began, in µs after `epoch`.
-    synced_us: AtomicU64,
-    epoch: Instant,
+    sync: SyncState,
+    metrics: Handles,
     /// Counters per cache: apps, users, grants, catalogs, clients.
     pub counters: [Counters; 5],
 }
-
-const NAMES: [&str; 5] = ["apps", "users", "grants", "catalogs", "clients"];
 
 /// A rough size of a snapshot in bytes, for the memory budget.
 trait Weigh {
@@ -176,71 +355,101 @@ impl Weigh for Option<ExternalCatalog> {
     }
 }
 
-impl Weigh for Caller {
-    fn weigh(&self) -> u32 {
-        256
-    }
-}
-
 fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn build<K, V>(name: &'static str, budget: u64, ttl: Duration) -> Cache<K, Arc<Entry<V>>>
-where
-    K: Hash + Eq + Send + Sync + Clone + 'static,
-    V: Weigh + Send + Sync + 'static,
-{
-    Cache::builder()
-        .name(name)
-        .max_capacity(budget.max(1024))
-        .weigher(|_, e: &Arc<Entry<V>>| e.value.weigh())
-        .time_to_live(ttl)
-        .support_invalidation_closures()
-        .eviction_listener(move |_, _, cause| {
-            if cause.was_evicted() {
-                metrics::counter!("consentry_cache_evictions_total", "cache" => name).increment(1);
-            }
-        })
-        .build()
+/// A snapshot cache: entries weighed in bytes against its share of the budget, evictions counted.
+type Snapshots<K, V> = Cache<K, Arc<Entry<V>>, ByWeight, DefaultHashBuilder, CountEvictions>;
+
+/// Weighs an entry by the size recorded when it was loaded.
+#[derive(Clone)]
+struct ByWeight;
+
+impl<K, V> Weighter<K, Arc<Entry<V>>> for ByWeight {
+    fn weight(&self, _: &K, entry: &Arc<Entry<V>>) -> u64 {
+        u64::from(entry.weight.max(1))
+    }
 }
 
-fn shared(e: Arc<StoreError>) -> StoreError {
-    StoreError::Shared(e)
+/// Counts the entries evicted to stay within the budget.
+#[derive(Clone)]
+struct CountEvictions(Counter);
+
+impl<K, V> Lifecycle<K, V> for CountEvictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _: &mut (), _: K, _: V) {
+        self.0.increment(1);
+    }
+}
+
+/// The most watermarks kept at once; more forgets them all and raises the stale floor.
+const MAX_WATERMARKS: usize = 500_000;
+
+fn build<K, V>(name: &'static str, budget: u64) -> Snapshots<K, V>
+where
+    K: Hash + Eq + Clone,
+{
+    let budget = budget.max(64 * 1024);
+    let options = OptionsBuilder::new()
+        // A guess from a typical snapshot of half a kilobyte; it only sizes the tables.
+        .estimated_items_capacity(usize::try_from(budget / 512).unwrap_or(usize::MAX).min(1 << 20))
+        .weight_capacity(budget)
+        .build()
+        .unwrap_or_else(|_| unreachable!("both capacities are set"));
+    let evicted = metrics::counter!("consentry_cache_evictions_total", "cache" => name);
+    Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), CountEvictions(evicted))
 }
 
 impl Caches {
-    /// Empty caches over `store`, starting at the store's current revision.
-    pub async fn new(store: Arc<dyn Store>, config: CacheConfig) -> StoreResult<Arc<Self>> {
+    /// Empty caches over `store`. Nothing is read until [`Caches::start`]; until then every
+    /// lookup fails with [`ReadError::Starting`].
+    pub fn new(store: Arc<dyn Store>, config: CacheConfig) -> Arc<Self> {
         let b = config.budget_bytes;
-        let ttl = config.ttl;
-        let epoch = Instant::now();
-        let start = store.revision().await?;
-        let stale_below = Arc::new(AtomicU64::new(0));
-        let lost = stale_below.clone();
-        Ok(Arc::new(Self {
+        let metrics = Handles::new();
+        metrics.store_up.set(0.0);
+        Arc::new(Self {
             store,
-            apps: build("apps", b * 4 / 10, ttl),
-            users: build("users", b * 3 / 10, ttl),
-            grants: build("grants", b / 10, ttl),
-            catalogs: build("catalogs", b * 15 / 100, ttl),
-            clients: build("clients", b * 5 / 100, ttl),
-            watermarks: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(ttl + Duration::from_secs(60))
-                .eviction_listener(move |_, revision: u64, cause| {
-                    if cause.was_evicted() {
-                        lost.fetch_max(revision, Ordering::AcqRel);
-                    }
-                })
-                .build(),
-            stale_below,
-            applied: AtomicU64::new(start.0),
+            apps: build("apps", b * 45 / 100),
+            users: build("users", b * 3 / 10),
+            grants: build("grants", b / 10),
+            catalogs: build("catalogs", b * 15 / 100),
+            clients: ArcSwap::default(),
+            ttl: config.ttl,
+            watermarks: std::sync::Mutex::default(),
+            stale_below: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            changed: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
-            synced_us: AtomicU64::new(0),
-            epoch,
+            sync: SyncState {
+                epoch: Instant::now(),
+                synced_us: AtomicU64::new(0),
+                store_down: AtomicBool::new(false),
+                max_staleness: config.max_staleness,
+            },
+            metrics,
             counters: Default::default(),
-        }))
+        })
+    }
+
+    /// Starts at the store's current revision (nothing is cached yet, so nothing before it
+    /// matters) and counts as the first read of the change log.
+    pub async fn start(&self) -> StoreResult<Revision> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        let began = self.sync.now_us();
+        self.metrics.catch_ups[Cause::Start as usize].increment(1);
+        let current = self.store.revision().await?;
+        self.applied.fetch_max(current.0, Ordering::AcqRel);
+        self.synced(began);
+        Ok(self.applied())
+    }
+
+    /// Whether [`Caches::start`] has succeeded.
+    pub fn started(&self) -> bool {
+        self.sync.synced_us.load(Ordering::Acquire) != 0
     }
 
     /// The newest revision this instance has fully applied: its `checked_at`.
@@ -248,119 +457,190 @@ impl Caches {
         Revision(self.applied.load(Ordering::Acquire))
     }
 
-    /// Whether `entry` still holds at the applied revision: read no later than it, and not
-    /// invalidated since its load began.
-    pub fn is_current(&self, entry: &dyn Stamped, applied: Revision) -> bool {
-        entry.read_at() <= applied && self.untouched(entry)
-    }
-
-    fn micros_since_epoch(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Whether the change log was read in full less than [`MAX_UNSYNCED`] ago.
-    fn synced_recently(&self) -> bool {
-        let synced = self.synced_us.load(Ordering::Acquire);
-        let now = self.micros_since_epoch(Instant::now());
-        u128::from(now.saturating_sub(synced)) < MAX_UNSYNCED.as_micros()
-    }
-
-    /// Reads the change log unless that was done recently; an error if it cannot be read.
-    async fn ensure_synced(&self) -> StoreResult<()> {
-        if self.synced_recently() {
-            return Ok(());
+    /// The freshness check of a request: fails once the change log was last read longer ago than
+    /// the staleness bound (or never); otherwise where the request reads.
+    pub fn at(&self) -> Result<At, ReadError> {
+        let now = Instant::now();
+        let age = self.sync.age_at(now).ok_or(ReadError::Starting)?;
+        if age > self.sync.max_staleness {
+            return Err(ReadError::Stale {
+                age,
+                bound: self.sync.max_staleness,
+            });
         }
-        let _one_at_a_time = self.catching_up.lock().await;
-        // Whoever held the lock may have just read it.
-        if self.synced_recently() {
-            return Ok(());
+        let applied = self.applied();
+        Ok(At {
+            applied,
+            changed: self.changed.load(Ordering::Acquire),
+            now,
+        })
+    }
+
+    /// How long ago the change log was last read in full (`None`: never).
+    pub fn staleness(&self) -> Option<Duration> {
+        self.sync.age()
+    }
+
+    /// Whether answers may come from the cache now: started, and within the staleness bound.
+    pub fn fresh(&self) -> bool {
+        self.sync
+            .age()
+            .is_some_and(|age| age <= self.sync.max_staleness)
+    }
+
+    /// Fails at once while the store is known to be unreachable, so nothing waits for it.
+    pub fn require_store(&self) -> Result<(), ReadError> {
+        if self.sync.store_down.load(Ordering::Acquire) {
+            Err(ReadError::StoreDown)
+        } else {
+            Ok(())
         }
-        self.catch_up_locked().await.map(drop)
     }
 
-    fn untouched(&self, entry: &dyn Stamped) -> bool {
-        let floor = entry.floor().0;
-        let newer = |key: &str| self.watermarks.get(key).is_some_and(|r| r > floor);
-        floor >= self.stale_below.load(Ordering::Acquire) && !entry.keys().iter().any(|k| newer(k))
+    /// Notes a store failure: one that says the store is unreachable makes everything that
+    /// needs the store fail at once until the poll reaches it again.
+    pub fn note_failure(&self, e: &StoreError) {
+        if e.is_unreachable() {
+            self.note_unreachable(e);
+        }
     }
 
-    /// The cached entry for `key` if it is still untouched (counted as a hit); a stale one is
-    /// dropped and, like an absent one, counted as a miss. Fails if the change log is out of reach.
-    async fn current<K, Q, V>(
-        &self,
-        which: usize,
-        cache: &Cache<K, Arc<Entry<V>>>,
-        key: &Q,
-    ) -> StoreResult<Option<Arc<Entry<V>>>>
-    where
-        K: Hash + Eq + Send + Sync + Borrow<Q> + 'static,
-        Q: Hash + Eq + ?Sized,
-        V: Send + Sync + 'static,
-    {
-        self.ensure_synced().await?;
-        let entry = match cache.get(key).await {
-            Some(entry) if self.untouched(&*entry) => Some(entry),
-            Some(_) => {
-                cache.invalidate(key).await;
-                None
+    /// Notes that the store cannot be reached, and why.
+    pub fn note_unreachable(&self, why: impl std::fmt::Display) {
+        if !self.sync.store_down.swap(true, Ordering::AcqRel) {
+            self.metrics.store_up.set(0.0);
+            tracing::warn!(error = %why, "the store is unreachable; answering cache hits only, within the staleness bound");
+        }
+    }
+
+    fn synced(&self, began: u64) {
+        self.sync.synced_us.fetch_max(began + 1, Ordering::AcqRel);
+        if self.sync.store_down.swap(false, Ordering::AcqRel) {
+            tracing::info!("the store is reachable again");
+        }
+        self.metrics.store_up.set(1.0);
+    }
+
+    /// Whether `entry` is untouched since its load began, as far as `at` knows (no watermark
+    /// above its floor covers any of its keys), and young enough to use.
+    fn untouched<T>(&self, entry: &Entry<T>, at: At) -> bool {
+        let floor = entry.floor.0;
+        if floor < self.stale_below.load(Ordering::Acquire)
+            || at.now.saturating_duration_since(entry.loaded) >= self.ttl
+        {
+            return false;
+        }
+        if entry.verified.load(Ordering::Acquire) >= at.changed {
+            return true;
+        }
+        {
+            let watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+            let newer = |key: &String| watermarks.get(key).is_some_and(|(r, _)| *r > floor);
+            if entry.keys.iter().any(newer) {
+                return false;
             }
-            None => None,
-        };
-        let (counter, metric) = match entry {
-            Some(_) => (&self.counters[which].hits, "consentry_cache_hits_total"),
-            None => (&self.counters[which].misses, "consentry_cache_misses_total"),
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(metric, "cache" => NAMES[which]).increment(1);
-        Ok(entry)
+        }
+        entry.verified.fetch_max(at.changed, Ordering::AcqRel);
+        true
     }
 
-    async fn lookup<K, V, F>(
+    /// Whether `entry` holds at `at`: read no later than it and untouched since.
+    pub fn holds<T>(&self, entry: &Entry<T>, at: At) -> bool {
+        entry.read_at <= at.applied && self.untouched(entry, at)
+    }
+
+    /// The cached entry for `key` if it is untouched at `at` (a stale one is dropped); counts
+    /// nothing, and never waits.
+    fn cached<K, Q, V>(&self, cache: &Snapshots<K, V>, at: At, key: &Q) -> Option<Arc<Entry<V>>>
+    where
+        K: Hash + Eq + Clone,
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
+        let entry = cache.get(key)?;
+        if self.untouched(&entry, at) {
+            return Some(entry);
+        }
+        cache.remove_if(key, |cached| Arc::ptr_eq(cached, &entry));
+        None
+    }
+
+    fn count_hit(&self, kind: Kind) {
+        self.counters[kind as usize]
+            .hits
+            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.hits[kind as usize].increment(1);
+    }
+
+    /// The entry for `key`: the cached one if untouched (a hit), else loaded from the store (a
+    /// miss; concurrent misses for one key load once). The owned key and the change-log keys are
+    /// built only on a miss.
+    #[allow(clippy::too_many_arguments)]
+    async fn lookup<K, Q, V, F>(
         &self,
-        which: usize,
-        cache: &Cache<K, Arc<Entry<V>>>,
-        key: K,
+        kind: Kind,
+        cache: &Snapshots<K, V>,
+        at: At,
+        key: &Q,
+        owned: impl FnOnce() -> K,
         keys: impl FnOnce() -> Vec<String>,
         load: impl FnOnce() -> F,
-    ) -> StoreResult<Arc<Entry<V>>>
+    ) -> Result<Arc<Entry<V>>, ReadError>
     where
-        K: Hash + Eq + Send + Sync + Clone + Debug + 'static,
-        V: Send + Sync + 'static,
-        F: Future<Output = StoreResult<(V, Revision)>>,
+        K: Hash + Eq + Clone + Send + Sync,
+        Q: Hash + Equivalent<K> + ?Sized,
+        V: Weigh + Send + Sync,
+        F: Future<Output = StoreResult<(V, Revision)>> + Send,
     {
-        if let Some(entry) = self.current(which, cache, &key).await? {
+        let which = kind as usize;
+        if let Some(entry) = self.cached(cache, at, key) {
+            self.count_hit(kind);
             return Ok(entry);
         }
+        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misses[which].increment(1);
+        self.require_store()?;
+        // The floor is taken before the read, so an invalidation racing it is caught.
         let floor = self.applied();
-        let (keys, load) = (keys(), load());
-        cache
-            .try_get_with(key, async move {
-                let started = Instant::now();
-                let loaded = load.await;
-                metrics::histogram!("consentry_store_duration_seconds", "op" => NAMES[which])
-                    .record(started.elapsed().as_secs_f64());
-                let (value, read_at) = loaded?;
-                Ok(Arc::new(Entry {
-                    value,
-                    floor,
-                    read_at,
-                    keys,
-                }))
-            })
-            .await
-            .map_err(shared)
+        let (owned, keys, load) = (owned(), keys(), load());
+        let seconds = &self.metrics.load_seconds[which];
+        // Boxed, so that the state of a load (which only a miss needs) does not make every
+        // cache hit's future larger.
+        let loaded: Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(async move {
+            let guard = match cache.get_value_or_guard_async(&owned).await {
+                // Loaded meanwhile by another request (the settle check decides if it holds).
+                Ok(entry) => return Ok(entry),
+                Err(guard) => guard,
+            };
+            let started = Instant::now();
+            let loaded = load.await;
+            seconds.record(started.elapsed().as_secs_f64());
+            let (value, read_at) = loaded?;
+            let mut entry = Entry::new(value, floor, read_at, keys);
+            entry.weight = entry.value.weigh();
+            let entry = Arc::new(entry);
+            // Refused if the key was invalidated while this load ran: then it is not cached.
+            let _ = guard.insert(entry.clone());
+            Ok(entry)
+        });
+        loaded.await.map_err(|e: StoreError| {
+            self.note_failure(&e);
+            ReadError::Store(e)
+        })
     }
 
     /// The snapshot of an application in a tenant.
     pub async fn app(
         &self,
+        at: At,
         tenant: &TenantId,
         app: &AppId,
-    ) -> StoreResult<Arc<Entry<AppSnapshot>>> {
+    ) -> Result<Arc<Entry<AppSnapshot>>, ReadError> {
         self.lookup(
-            0,
+            Kind::Apps,
             &self.apps,
-            (tenant.clone(), app.clone()),
+            at,
+            &(tenant.as_str(), app.as_str()) as &dyn PairRef,
+            || Pair(tenant.clone(), app.clone()),
             || {
                 vec![
                     change::tenant(tenant),
@@ -376,29 +656,65 @@ impl Caches {
     /// The snapshot of a user's roles and rights in a tenant (`None`: unknown to it).
     pub async fn user(
         &self,
+        at: At,
         tenant: &TenantId,
         user: &UserId,
-    ) -> StoreResult<Arc<Entry<Option<UserSnapshot>>>> {
+    ) -> Result<Arc<Entry<Option<UserSnapshot>>>, ReadError> {
         self.lookup(
-            1,
+            Kind::Users,
             &self.users,
-            (tenant.clone(), user.clone()),
+            at,
+            &(tenant.as_str(), user.as_str()) as &dyn PairRef,
+            || Pair(tenant.clone(), user.clone()),
             || vec![change::tenant(tenant), change::user(tenant, user)],
             || self.store.user_snapshot(tenant, user),
         )
         .await
     }
 
+    /// The current cached snapshots of a check's application and users, or `None` if any of them
+    /// is not a current cache hit. Counts nothing: see [`Caches::count_check_hits`].
+    pub fn check_hits(
+        &self,
+        at: At,
+        tenant: &TenantId,
+        (app, users): (&AppId, [Option<&UserId>; 2]),
+    ) -> Option<CheckHits> {
+        let user = |u: Option<&UserId>| match u {
+            None => Some(None),
+            Some(u) => self
+                .cached(&self.users, at, &(tenant.as_str(), u.as_str()) as &dyn PairRef)
+                .filter(|e| e.read_at <= at.applied)
+                .map(Some),
+        };
+        let app = self
+            .cached(&self.apps, at, &(tenant.as_str(), app.as_str()) as &dyn PairRef)
+            .filter(|e| e.read_at <= at.applied)?;
+        Some((app, [user(users[0])?, user(users[1])?]))
+    }
+
+    /// Counts the hits of answers given from [`Caches::check_hits`] (only once they are used, so
+    /// that a caller that falls back to [`Caches::app`] and [`Caches::user`] counts each once).
+    pub fn count_check_hits(&self, hits: &CheckHits) {
+        self.count_hit(Kind::Apps);
+        for _ in hits.1.iter().flatten() {
+            self.count_hit(Kind::Users);
+        }
+    }
+
     /// A user's external permission grants in a tenant.
     pub async fn grants(
         &self,
+        at: At,
         tenant: &TenantId,
         user: &UserId,
-    ) -> StoreResult<Arc<Entry<Vec<UserGrant>>>> {
+    ) -> Result<Arc<Entry<Vec<UserGrant>>>, ReadError> {
         self.lookup(
-            2,
+            Kind::Grants,
             &self.grants,
-            (tenant.clone(), user.clone()),
+            at,
+            &(tenant.as_str(), user.as_str()) as &dyn PairRef,
+            || Pair(tenant.clone(), user.clone()),
             || {
                 vec![
                     change::tenant(tenant),
@@ -414,171 +730,208 @@ impl Caches {
     /// A tenant's external permission catalog (`None`: no such tenant).
     pub async fn catalog(
         &self,
+        at: At,
         tenant: &TenantId,
-    ) -> StoreResult<Arc<Entry<Option<ExternalCatalog>>>> {
+    ) -> Result<Arc<Entry<Option<ExternalCatalog>>>, ReadError> {
         self.lookup(
-            3,
+            Kind::Catalogs,
             &self.catalogs,
-            tenant.clone(),
+            at,
+            tenant.as_str(),
+            || tenant.clone(),
             || vec![change::tenant(tenant), change::groups(tenant)],
             || self.store.external_catalog(tenant),
         )
         .await
     }
 
+    /// The cached active client holding the key with this hash, if it is current; never waits.
+    pub fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
+        let clients = self.clients.load();
+        let entry = clients.get(hash).filter(|e| self.untouched(e, at))?;
+        self.count_hit(Kind::Clients);
+        Some(entry.value.clone())
+    }
+
     /// The active client holding the key with this hash (`None`: unknown or revoked). Only found
     /// clients are cached, so a flood of unknown keys cannot push real clients out.
-    pub async fn client(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
-        if let Some(entry) = self.current(4, &self.clients, key_hash).await? {
-            return Ok(Some(entry.value.clone()));
+    pub async fn client(&self, at: At, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
+        if let Some(caller) = self.client_hit(at, hash) {
+            return Ok(Some(caller));
         }
+        let which = Kind::Clients as usize;
+        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.misses[which].increment(1);
+        self.require_store()?;
         // The floor is taken before the read, so a revocation racing it is caught.
         let floor = self.applied();
-        let caller = self.store.client_by_key_hash(key_hash).await?;
+        let caller = match self.store.client_by_key_hash(&hash.hex()).await {
+            Ok(caller) => caller.map(Arc::new),
+            Err(e) => {
+                self.note_failure(&e);
+                return Err(e.into());
+            }
+        };
         if let Some(caller) = &caller {
-            let entry = Entry {
-                value: caller.clone(),
+            let entry = Arc::new(Entry::new(
+                caller.clone(),
                 floor,
-                read_at: Revision(0),
-                keys: vec![CLIENTS.to_owned()],
-            };
-            self.clients
-                .insert(key_hash.to_owned(), Arc::new(entry))
-                .await;
+                Revision(0),
+                vec![CLIENTS.to_owned()],
+            ));
+            self.clients.rcu(|clients| {
+                let mut clients = if clients.len() < MAX_CLIENTS {
+                    HashMap::clone(clients)
+                } else {
+                    HashMap::new()
+                };
+                clients.insert(*hash, entry.clone());
+                clients
+            });
         }
         Ok(caller)
     }
 
-    /// Catches up if this instance has not yet applied `written` (its own write), so that its
-    /// next read sees the write without a token.
-    pub async fn applied_through(&self, written: Revision) {
-        if self.applied() >= written {
-            return;
+    /// Applies the change log up to at least `target` unless that is done already; returns the
+    /// applied revision. Requests waiting for the same revision share one read of the log: each
+    /// looks again once it holds the lock.
+    pub async fn catch_up_to(&self, target: Revision, cause: Cause) -> Result<Revision, ReadError> {
+        if self.applied() >= target {
+            return Ok(self.applied());
         }
-        if let Err(e) = self.catch_up().await {
+        self.require_store()?;
+        let _one_at_a_time = self.catching_up.lock().await;
+        if self.applied() >= target {
+            return Ok(self.applied());
+        }
+        self.catch_up_locked(cause).await
+    }
+
+    /// Applies the change log up to the store's newest revision, whether or not the store is
+    /// known to be reachable: the poll, which is also the probe that finds it again.
+    pub async fn poll(&self) -> Result<Revision, ReadError> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        self.catch_up_locked(Cause::Poll).await
+    }
+
+    /// Brings this instance up to its own write before it replies, so that its next read sees
+    /// the write without a token; if the log cannot be read, forgets everything cached instead.
+    pub async fn applied_through(&self, written: Revision) {
+        if let Err(e) = self.catch_up_to(written, Cause::Write).await {
             tracing::warn!(error = %e, "cannot read the change log after a write; clearing the caches");
             self.clear(written);
         }
     }
 
-    /// Applies the change log up to the store's newest revision; returns the applied revision.
-    pub async fn catch_up(&self) -> StoreResult<Revision> {
-        let _one_at_a_time = self.catching_up.lock().await;
-        self.catch_up_locked().await
-    }
-
-    /// [`Self::catch_up`], with `catching_up` held.
-    async fn catch_up_locked(&self) -> StoreResult<Revision> {
-        let started = self.micros_since_epoch(Instant::now());
+    /// Reads and applies the change log, with `catching_up` held.
+    async fn catch_up_locked(&self, cause: Cause) -> Result<Revision, ReadError> {
+        let began = self.sync.now_us();
         let applied = self.applied();
-        let (changes, current) = self.store.changes_since(applied).await?;
-        if current <= applied {
-            self.synced_us.fetch_max(started, Ordering::AcqRel);
-            return Ok(applied);
-        }
-        // Every write records at least one key, so the log is contiguous unless it was pruned.
-        let contiguous = changes.first().is_some_and(|(r, _)| r.0 == applied.0 + 1);
-        if contiguous {
-            for (revision, key) in &changes {
-                self.invalidate(key, *revision).await;
+        self.metrics.catch_ups[cause as usize].increment(1);
+        let (changes, current) = match self.store.changes_since(applied).await {
+            Ok(read) => read,
+            Err(e) => {
+                self.note_failure(&e);
+                return Err(e.into());
             }
-        } else {
-            tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
-            self.clear(current);
+        };
+        if current > applied {
+            // Every write records at least one key, so the log is contiguous unless it was pruned.
+            let contiguous = changes.first().is_some_and(|(r, _)| r.0 == applied.0 + 1);
+            if contiguous {
+                let mut newest = 0;
+                for (revision, key) in &changes {
+                    self.invalidate(key, *revision);
+                    newest = newest.max(revision.0);
+                }
+                self.changed.fetch_max(newest, Ordering::AcqRel);
+            } else {
+                tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
+                self.clear(current);
+            }
+            self.applied.store(current.0, Ordering::Release);
+            self.metrics.applied.set(current.0 as f64);
         }
-        self.applied.store(current.0, Ordering::Release);
-        self.synced_us.fetch_max(started, Ordering::AcqRel);
-        metrics::gauge!("consentry_applied_revision").set(current.0 as f64);
-        Ok(current)
+        self.synced(began);
+        Ok(self.applied())
     }
 
-    /// Empties every cache (a lost listener, an unreadable log): nothing cached before `at` is used.
+    /// Empties every cache: nothing cached before `at` is used again.
     pub fn clear(&self, at: Revision) {
         self.stale_below.fetch_max(at.0, Ordering::AcqRel);
-        self.apps.invalidate_all();
-        self.users.invalidate_all();
-        self.grants.invalidate_all();
-        self.catalogs.invalidate_all();
-        self.clients.invalidate_all();
+        self.apps.clear();
+        self.users.clear();
+        self.grants.clear();
+        self.catalogs.clear();
+        self.clients.store(Arc::default());
     }
 
-    /// Records that `key` changed at `revision` and drops the entries it covers.
-    async fn invalidate(&self, key: &str, revision: Revision) {
-        let previous = self.watermarks.get(key).unwrap_or(0);
-        self.watermarks
-            .insert(key.to_owned(), previous.max(revision.0));
+    /// Records that `key` changed at `revision`, and drops at once the entries it names exactly
+    /// (coarser keys leave theirs to be found stale by the watermark).
+    fn invalidate(&self, key: &str, revision: Revision) {
+        {
+            let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+            if watermarks.len() >= MAX_WATERMARKS && !watermarks.contains_key(key) {
+                // Forgetting watermarks early makes everything loaded before them stale.
+                watermarks.clear();
+                self.stale_below.fetch_max(revision.0, Ordering::AcqRel);
+            }
+            let mark = watermarks.entry(key.to_owned()).or_insert((0, Instant::now()));
+            *mark = (mark.0.max(revision.0), Instant::now());
+        }
         let mut parts = key.splitn(3, '/');
         let (kind, first, second) = (
             parts.next(),
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let tenant = TenantId::parse("key", first).ok();
-        let (app, user) = (
-            AppId::parse("key", second).ok(),
-            UserId::parse("key", second).ok(),
-        );
-        let dropped = match (kind, tenant, app, user) {
-            // Keys naming one entry drop exactly that entry.
-            (Some("a"), Some(t), Some(a), _) => {
-                self.apps.invalidate(&(t, a)).await;
-                Ok(())
+        match kind {
+            Some("a") if !second.is_empty() => {
+                self.apps.remove(&(first, second) as &dyn PairRef);
             }
-            (Some("u"), Some(t), _, Some(u)) => {
-                let key = (t, u);
-                self.users.invalidate(&key).await;
-                self.grants.invalidate(&key).await;
-                Ok(())
+            Some("u") if !second.is_empty() => {
+                self.users.remove(&(first, second) as &dyn PairRef);
+                self.grants.remove(&(first, second) as &dyn PairRef);
             }
-            (Some("g"), Some(t), _, _) => {
-                self.catalogs.invalidate(&t).await;
-                self.grants
-                    .invalidate_entries_if(move |(g, _), _| *g == t)
-                    .map(drop)
+            Some("g") if !first.is_empty() => {
+                self.catalogs.remove(first);
             }
-            // Coarse keys drop every entry they cover.
-            (Some("A"), _, _, _) => {
-                let app = first.to_owned();
-                self.apps
-                    .invalidate_entries_if(move |(_, a), _| a.as_str() == app)
-                    .map(drop)
-            }
-            (Some("t"), Some(t), _, _) => {
-                let (t2, t3, t4) = (t.clone(), t.clone(), t.clone());
-                self.apps
-                    .invalidate_entries_if(move |(x, _), _| *x == t)
-                    .and_then(|_| self.users.invalidate_entries_if(move |(x, _), _| *x == t2))
-                    .and_then(|_| self.grants.invalidate_entries_if(move |(x, _), _| *x == t3))
-                    .and_then(|_| self.catalogs.invalidate_entries_if(move |x, _| *x == t4))
-                    .map(drop)
-            }
-            (Some(CLIENTS), _, _, _) => {
-                self.clients.invalidate_all();
-                Ok(())
-            }
+            Some(CLIENTS) => self.clients.store(Arc::default()),
+            // A tenant, an app in every tenant, a tenant's groups for every user's grants: the
+            // watermark alone makes the entries stale.
+            Some("t" | "A") if !first.is_empty() => {}
             // Anything else (or a key that does not parse) clears everything: never too little.
-            _ => {
-                self.clear(revision);
-                Ok(())
-            }
-        };
-        if let Err(e) = dropped {
-            // Watermarks alone keep answers right; this only frees memory sooner.
-            tracing::debug!(error = %e, key, "predicate invalidation unavailable");
+            _ => self.clear(revision),
         }
     }
 
-    /// Lookups and entry counts per cache, for metrics.
-    pub fn report_sizes(&self) {
+    /// Forgets watermarks older than any entry can be (the TTL, and a minute for loads in
+    /// flight); nothing they covered can still be cached.
+    pub fn forget_old_watermarks(&self) {
+        let keep = self.ttl + Duration::from_secs(60);
+        let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
+        watermarks.retain(|_, (_, at)| at.elapsed() < keep);
+    }
+
+    /// Entry counts per cache and the staleness, for metrics.
+    pub fn report(&self) {
         let sizes = [
-            self.apps.entry_count(),
-            self.users.entry_count(),
-            self.grants.entry_count(),
-            self.catalogs.entry_count(),
-            self.clients.entry_count(),
+            self.apps.len(),
+            self.users.len(),
+            self.grants.len(),
+            self.catalogs.len(),
+            self.clients.load().len(),
         ];
-        for (name, size) in NAMES.iter().zip(sizes) {
-            metrics::gauge!("consentry_cache_entries", "cache" => *name).set(size as f64);
+        for (gauge, size) in self.metrics.entries.iter().zip(sizes) {
+            gauge.set(size as f64);
         }
+        if let Some(age) = self.sync.age() {
+            self.metrics.staleness.set(age.as_secs_f64());
+        }
+    }
+
+    /// The store behind the caches.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 }

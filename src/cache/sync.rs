@@ -1,7 +1,10 @@
-//! Keeping an instance's caches in step with the store: on Postgres a LISTEN connection wakes it
-//! on every committed write (the payload is only the revision; the change log is then read), and
-//! a short poll is the safety net that bounds staleness even when notifications are lost. A lost
-//! listener connection clears the caches and reconnects. The change log is pruned here too.
+//! Keeping an instance's caches in step with the store. A short poll reads the change log: it
+//! bounds staleness even when notifications are lost, and it is the probe that finds an
+//! unreachable store again. On Postgres a LISTEN connection also wakes the instance on every
+//! committed write (the payload is the revision; the change log is then read, once for all
+//! waiters). A lost listener only reconnects: the poll keeps the caches current meanwhile, so
+//! nothing cached is thrown away and cache hits go on through a database outage. The change log
+//! is pruned here too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,33 +13,51 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::Caches;
+use super::{Caches, Cause};
 use crate::domain::Revision;
 use crate::store::Backend;
 
-/// How often the change log is polled when no notification arrives.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the change log is polled when no notification arrives, by default.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one poll may take before the store counts as unreachable.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many revisions of change log are kept for instances that fall behind.
 pub const KEEP_REVISIONS: u64 = 100_000;
 /// The channel writes notify their revision on.
 pub const CHANNEL: &str = "consentry_revision";
 
+/// How an instance follows the change log.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// The store's backend (only Postgres can notify).
+    pub backend: Backend,
+    /// The database URL, for the listener's own connection.
+    pub database_url: String,
+    /// How often the change log is polled.
+    pub poll_interval: Duration,
+    /// Whether to LISTEN for notifications (Postgres only; off behind a transaction pooler).
+    pub listen: bool,
+}
+
 /// Starts the tasks that keep `caches` current until `stop` turns true.
 pub fn spawn(
     caches: Arc<Caches>,
-    backend: Backend,
-    database_url: String,
+    config: SyncConfig,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(poll(caches.clone(), stop.clone()))];
-    if backend == Backend::Postgres {
-        tasks.push(tokio::spawn(listen(caches, database_url, stop)));
+    let mut tasks = vec![tokio::spawn(poll(
+        caches.clone(),
+        config.poll_interval,
+        stop.clone(),
+    ))];
+    if config.backend == Backend::Postgres && config.listen {
+        tasks.push(tokio::spawn(listen(caches, config.database_url, stop)));
     }
     tasks
 }
 
-async fn poll(caches: Arc<Caches>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(POLL_INTERVAL);
+async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut ticks: u64 = 0;
@@ -46,27 +67,38 @@ async fn poll(caches: Arc<Caches>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         ticks += 1;
-        match caches.catch_up().await {
-            Ok(applied) => {
+        match tokio::time::timeout(PROBE_TIMEOUT, caches.poll()).await {
+            Ok(Ok(applied)) => {
                 if failing {
                     tracing::info!(%applied, "change log readable again");
                     failing = false;
                 }
-                // About once a minute, drop change-log rows nobody can still need.
-                if ticks.is_multiple_of(240)
-                    && applied.0 > KEEP_REVISIONS
-                    && let Err(e) = caches
-                        .store
-                        .prune_changes(Revision(applied.0 - KEEP_REVISIONS))
-                        .await
-                {
-                    tracing::warn!(error = %e, "cannot prune the change log");
+                // About once a minute, drop watermarks and change-log rows nobody can still need.
+                if ticks.is_multiple_of((60_000 / interval.as_millis().max(1)).max(1) as u64) {
+                    caches.forget_old_watermarks();
+                    if applied.0 > KEEP_REVISIONS
+                        && let Err(e) = caches
+                            .store()
+                            .prune_changes(Revision(applied.0 - KEEP_REVISIONS))
+                            .await
+                    {
+                        tracing::warn!(error = %e, "cannot prune the change log");
+                    }
                 }
-                caches.report_sizes();
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 if !failing {
-                    tracing::warn!(error = %e, "cannot read the change log; answers wait for the store");
+                    tracing::warn!(error = %e, "cannot read the change log; answering from the cache within the staleness bound");
+                    failing = true;
+                }
+            }
+            Err(_) => {
+                caches.note_unreachable("reading the change log timed out");
+                if !failing {
+                    tracing::warn!(
+                        timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
+                        "reading the change log timed out; answering from the cache within the staleness bound"
+                    );
                     failing = true;
                 }
             }
@@ -82,36 +114,38 @@ async fn listen(caches: Arc<Caches>, url: String, mut stop: watch::Receiver<bool
             listener.listen(CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
-        let mut listener = tokio::select! {
-            l = connected => l,
+        let connected = tokio::select! {
+            l = tokio::time::timeout(PROBE_TIMEOUT * 5, connected) => l,
             _ = stop.changed() => return,
         };
-        match &mut listener {
-            Ok(l) => {
+        match connected {
+            Ok(Ok(mut listener)) => {
                 tracing::info!("listening for change notifications");
                 backoff = Duration::from_millis(200);
-                // Anything committed while no listener was connected is picked up now.
-                let _ = caches.catch_up().await;
                 loop {
                     let note = tokio::select! {
-                        n = l.try_recv() => n,
+                        n = listener.try_recv() => n,
                         _ = stop.changed() => return,
                     };
                     match note {
-                        Ok(Some(_)) => {
-                            if let Err(e) = caches.catch_up().await {
-                                tracing::warn!(error = %e, "cannot read the change log after a notification");
+                        Ok(Some(note)) => {
+                            // The payload is the committed revision; an unreadable one means
+                            // "read the log".
+                            let revision = note.payload().parse().map_or(Revision(u64::MAX), Revision);
+                            if let Err(e) = caches.catch_up_to(revision, Cause::Notify).await {
+                                tracing::debug!(error = %e, "cannot read the change log after a notification");
                             }
                         }
-                        // The connection was lost: notifications may be missing.
+                        // The connection was lost: notifications may be missing until the poll
+                        // reads the log, which it does within its interval.
                         Ok(None) | Err(_) => break,
                     }
                 }
+                tracing::warn!("change listener lost; reconnecting (the poll keeps the caches current)");
             }
-            Err(e) => tracing::warn!(error = %e, "cannot connect the change listener"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot connect the change listener"),
+            Err(_) => tracing::warn!("connecting the change listener timed out"),
         }
-        tracing::warn!("change listener lost; clearing the caches and reconnecting");
-        caches.clear(caches.applied());
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,

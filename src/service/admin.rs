@@ -36,8 +36,14 @@ impl AdminApi {
         }
     }
 
+    /// The request's freshness check, who is calling, and that the store can be reached (every
+    /// admin call needs it; while it cannot, calls fail at once rather than wait).
     async fn context<T>(&self, request: &Request<T>) -> Result<CallContext, Status> {
-        self.auth.context(request, Capability::Admin).await
+        let caches = &self.applied.0;
+        let at = caches.at()?;
+        let cx = self.auth.context(request, Capability::Admin, at).await?;
+        caches.require_store()?;
+        Ok(cx)
     }
 
     /// Authenticates, then parses the tenant and checks it is within the caller's bounds.
@@ -61,7 +67,7 @@ impl AdminApi {
 
 fn write_ctx(cx: CallContext) -> WriteCtx {
     WriteCtx {
-        caller: cx.caller,
+        caller: (*cx.caller).clone(),
         acting_user: cx.acting_user,
         at: Timestamp::now(),
     }
@@ -115,770 +121,680 @@ impl AdminService for AdminApi {
         &self,
         request: Request<PutTenantRequest>,
     ) -> Result<Response<PutTenantResponse>, Status> {
-        super::observe("PutTenant", request, |request| async move {
-            let (cx, tenant_id) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let tenant = Tenant {
-                tenant_id,
-                environment: Environment::parse("environment", &req.environment)?,
-                whitelisting_enabled: req.whitelisting_enabled,
-            };
-            let (revision, created) = self.store.put_tenant(&write_ctx(cx), &tenant).await?;
-            Ok(Response::new(PutTenantResponse {
-                written_at: self.written(Written(revision)).await,
-                created,
-            }))
-        })
-        .await
+        let (cx, tenant_id) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let tenant = Tenant {
+            tenant_id,
+            environment: Environment::parse("environment", &req.environment)?,
+            whitelisting_enabled: req.whitelisting_enabled,
+        };
+        let (revision, created) = self.store.put_tenant(&write_ctx(cx), &tenant).await?;
+        Ok(Response::new(PutTenantResponse {
+            written_at: self.written(Written(revision)).await,
+            created,
+        }))
     }
 
     async fn list_tenants(
         &self,
         request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
-        super::observe("ListTenants", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let req = request.into_inner();
-            let query = format!("tenants:{}", cx.caller.tenants.to_strings().join(","));
-            let page = self
-                .store
-                .list_tenants(
-                    &cx.caller.tenants,
-                    &page_request(req.page_size, &req.page_token, &query)?,
-                )
-                .await?;
-            Ok(Response::new(ListTenantsResponse {
-                next_page_token: next_page_token(&page, &query),
-                tenants: page
-                    .items
-                    .iter()
-                    .map(|t| crate::proto::Tenant {
-                        tenant_id: t.tenant_id.to_string(),
-                        environment: t.environment.to_string(),
-                        whitelisting_enabled: t.whitelisting_enabled,
-                    })
-                    .collect(),
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let req = request.into_inner();
+        let query = format!("tenants:{}", cx.caller.tenants.to_strings().join(","));
+        let page = self
+            .store
+            .list_tenants(
+                &cx.caller.tenants,
+                &page_request(req.page_size, &req.page_token, &query)?,
+            )
+            .await?;
+        Ok(Response::new(ListTenantsResponse {
+            next_page_token: next_page_token(&page, &query),
+            tenants: page
+                .items
+                .iter()
+                .map(|t| crate::proto::Tenant {
+                    tenant_id: t.tenant_id.to_string(),
+                    environment: t.environment.to_string(),
+                    whitelisting_enabled: t.whitelisting_enabled,
+                })
+                .collect(),
+        }))
     }
 
     async fn put_user(
         &self,
         request: Request<PutUserRequest>,
     ) -> Result<Response<PutUserResponse>, Status> {
-        super::observe("PutUser", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let user = UserId::parse("user_id", &req.user_id)?;
-            let roles = roles_from_proto(&req.roles)?;
-            let revision = self
-                .store
-                .put_user(&write_ctx(cx), &tenant, &user, roles)
-                .await?;
-            Ok(Response::new(PutUserResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let user = UserId::parse("user_id", &req.user_id)?;
+        let roles = roles_from_proto(&req.roles)?;
+        let revision = self
+            .store
+            .put_user(&write_ctx(cx), &tenant, &user, roles)
+            .await?;
+        Ok(Response::new(PutUserResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn delete_user(
         &self,
         request: Request<DeleteUserRequest>,
     ) -> Result<Response<DeleteUserResponse>, Status> {
-        super::observe("DeleteUser", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let user = UserId::parse("user_id", &request.get_ref().user_id)?;
-            let revision = self
-                .store
-                .delete_user(&write_ctx(cx), &tenant, &user)
-                .await?;
-            Ok(Response::new(DeleteUserResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let user = UserId::parse("user_id", &request.get_ref().user_id)?;
+        let revision = self
+            .store
+            .delete_user(&write_ctx(cx), &tenant, &user)
+            .await?;
+        Ok(Response::new(DeleteUserResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn grant_user_right(
         &self,
         request: Request<GrantUserRightRequest>,
     ) -> Result<Response<GrantUserRightResponse>, Status> {
-        super::observe("GrantUserRight", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let user = UserId::parse("user_id", &req.user_id)?;
-            let resource = ResourcePath::parse("resource", &req.resource)?;
-            let right = cv::right_from_proto("right", req.right)?;
-            let revision = self
-                .store
-                .grant_user_right(&write_ctx(cx), &tenant, &user, &resource, right)
-                .await?;
-            Ok(Response::new(GrantUserRightResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let user = UserId::parse("user_id", &req.user_id)?;
+        let resource = ResourcePath::parse("resource", &req.resource)?;
+        let right = cv::right_from_proto("right", req.right)?;
+        let revision = self
+            .store
+            .grant_user_right(&write_ctx(cx), &tenant, &user, &resource, right)
+            .await?;
+        Ok(Response::new(GrantUserRightResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn revoke_user_right(
         &self,
         request: Request<RevokeUserRightRequest>,
     ) -> Result<Response<RevokeUserRightResponse>, Status> {
-        super::observe("RevokeUserRight", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let user = UserId::parse("user_id", &req.user_id)?;
-            let resource = ResourcePath::parse("resource", &req.resource)?;
-            let right = match req.right {
-                0 => None,
-                r => Some(cv::right_from_proto("right", r)?),
-            };
-            let revision = self
-                .store
-                .revoke_user_right(&write_ctx(cx), &tenant, &user, &resource, right)
-                .await?;
-            Ok(Response::new(RevokeUserRightResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let user = UserId::parse("user_id", &req.user_id)?;
+        let resource = ResourcePath::parse("resource", &req.resource)?;
+        let right = match req.right {
+            0 => None,
+            r => Some(cv::right_from_proto("right", r)?),
+        };
+        let revision = self
+            .store
+            .revoke_user_right(&write_ctx(cx), &tenant, &user, &resource, right)
+            .await?;
+        Ok(Response::new(RevokeUserRightResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn register_app(
         &self,
         request: Request<RegisterAppRequest>,
     ) -> Result<Response<RegisterAppResponse>, Status> {
-        super::observe("RegisterApp", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let req = request.into_inner();
-            let app_id = AppId::parse("app_id", &req.app_id)?;
-            let name = Name::parse("name", &req.name)?;
-            let kind = cv::app_kind_from_proto("kind", req.kind)?;
-            let manifest = cv::manifest_from_proto("manifest", req.manifest.as_ref())?;
-            let revision = self
-                .store
-                .register_app(&write_ctx(cx), &app_id, &name, kind, &manifest)
-                .await?;
-            Ok(Response::new(RegisterAppResponse {
-                written_at: self.written(Written(revision)).await,
-                manifest_revision: 1,
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let req = request.into_inner();
+        let app_id = AppId::parse("app_id", &req.app_id)?;
+        let name = Name::parse("name", &req.name)?;
+        let kind = cv::app_kind_from_proto("kind", req.kind)?;
+        let manifest = cv::manifest_from_proto("manifest", req.manifest.as_ref())?;
+        let revision = self
+            .store
+            .register_app(&write_ctx(cx), &app_id, &name, kind, &manifest)
+            .await?;
+        Ok(Response::new(RegisterAppResponse {
+            written_at: self.written(Written(revision)).await,
+            manifest_revision: 1,
+        }))
     }
 
     async fn update_app_manifest(
         &self,
         request: Request<UpdateAppManifestRequest>,
     ) -> Result<Response<UpdateAppManifestResponse>, Status> {
-        super::observe("UpdateAppManifest", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let req = request.into_inner();
-            let app_id = AppId::parse("app_id", &req.app_id)?;
-            let manifest = cv::manifest_from_proto("manifest", req.manifest.as_ref())?;
-            let (revision, manifest_revision) = self
-                .store
-                .update_app_manifest(&write_ctx(cx), &app_id, &manifest)
-                .await?;
-            Ok(Response::new(UpdateAppManifestResponse {
-                written_at: self.written(Written(revision)).await,
-                manifest_revision,
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let req = request.into_inner();
+        let app_id = AppId::parse("app_id", &req.app_id)?;
+        let manifest = cv::manifest_from_proto("manifest", req.manifest.as_ref())?;
+        let (revision, manifest_revision) = self
+            .store
+            .update_app_manifest(&write_ctx(cx), &app_id, &manifest)
+            .await?;
+        Ok(Response::new(UpdateAppManifestResponse {
+            written_at: self.written(Written(revision)).await,
+            manifest_revision,
+        }))
     }
 
     async fn unregister_app(
         &self,
         request: Request<UnregisterAppRequest>,
     ) -> Result<Response<UnregisterAppResponse>, Status> {
-        super::observe("UnregisterApp", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
-            let revision = self.store.unregister_app(&write_ctx(cx), &app_id).await?;
-            Ok(Response::new(UnregisterAppResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
+        let revision = self.store.unregister_app(&write_ctx(cx), &app_id).await?;
+        Ok(Response::new(UnregisterAppResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn approve_consent(
         &self,
         request: Request<ApproveConsentRequest>,
     ) -> Result<Response<ApproveConsentResponse>, Status> {
-        super::observe("ApproveConsent", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let app_id = AppId::parse("app_id", &req.app_id)?;
-            if req.manifest_revision < 1 {
-                return Err(Status::invalid_argument(
-                    "manifest_revision: is required: name the manifest revision you reviewed (see ListApps or GetAppScopes)",
-                ));
-            }
-            let resolved =
-                cv::resolved_requests_from_proto("resolved_requests", &req.resolved_requests)?;
-            let (revision, consent) = self
-                .store
-                .approve_consent(
-                    &write_ctx(cx),
-                    &tenant,
-                    &app_id,
-                    req.manifest_revision,
-                    resolved,
-                )
-                .await?;
-            Ok(Response::new(ApproveConsentResponse {
-                written_at: self.written(Written(revision)).await,
-                consent: Some(cv::consent_to_proto(&tenant, &app_id, &consent)),
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let app_id = AppId::parse("app_id", &req.app_id)?;
+        if req.manifest_revision < 1 {
+            return Err(Status::invalid_argument(
+                "manifest_revision: is required: name the manifest revision you reviewed (see ListApps or GetAppScopes)",
+            ));
+        }
+        let resolved =
+            cv::resolved_requests_from_proto("resolved_requests", &req.resolved_requests)?;
+        let (revision, consent) = self
+            .store
+            .approve_consent(
+                &write_ctx(cx),
+                &tenant,
+                &app_id,
+                req.manifest_revision,
+                resolved,
+            )
+            .await?;
+        Ok(Response::new(ApproveConsentResponse {
+            written_at: self.written(Written(revision)).await,
+            consent: Some(cv::consent_to_proto(&tenant, &app_id, &consent)),
+        }))
     }
 
     async fn revoke_consent(
         &self,
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<RevokeConsentResponse>, Status> {
-        super::observe("RevokeConsent", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
-            let revision = self
-                .store
-                .revoke_consent(&write_ctx(cx), &tenant, &app_id)
-                .await?;
-            Ok(Response::new(RevokeConsentResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
+        let revision = self
+            .store
+            .revoke_consent(&write_ctx(cx), &tenant, &app_id)
+            .await?;
+        Ok(Response::new(RevokeConsentResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn put_whitelist_entry(
         &self,
         request: Request<PutWhitelistEntryRequest>,
     ) -> Result<Response<PutWhitelistEntryResponse>, Status> {
-        super::observe("PutWhitelistEntry", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let req = request.into_inner();
-            let app_id = AppId::parse("app_id", &req.app_id)?;
-            let entry = WhitelistEntry {
-                allowed_scopes: crate::domain::app::parse_scope_set(
-                    "allowed_scopes",
-                    &req.allowed_scopes,
-                )?,
-                content_access: cv::content_access_from_proto(
-                    "content_access",
-                    req.content_access,
-                )?,
-            };
-            let revision = self
-                .store
-                .put_whitelist_entry(&write_ctx(cx), &tenant, &app_id, &entry)
-                .await?;
-            Ok(Response::new(PutWhitelistEntryResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let req = request.into_inner();
+        let app_id = AppId::parse("app_id", &req.app_id)?;
+        let entry = WhitelistEntry {
+            allowed_scopes: crate::domain::app::parse_scope_set(
+                "allowed_scopes",
+                &req.allowed_scopes,
+            )?,
+            content_access: cv::content_access_from_proto(
+                "content_access",
+                req.content_access,
+            )?,
+        };
+        let revision = self
+            .store
+            .put_whitelist_entry(&write_ctx(cx), &tenant, &app_id, &entry)
+            .await?;
+        Ok(Response::new(PutWhitelistEntryResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn delete_whitelist_entry(
         &self,
         request: Request<DeleteWhitelistEntryRequest>,
     ) -> Result<Response<DeleteWhitelistEntryResponse>, Status> {
-        super::observe("DeleteWhitelistEntry", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
-            let revision = self
-                .store
-                .delete_whitelist_entry(&write_ctx(cx), &tenant, &app_id)
-                .await?;
-            Ok(Response::new(DeleteWhitelistEntryResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let app_id = AppId::parse("app_id", &request.get_ref().app_id)?;
+        let revision = self
+            .store
+            .delete_whitelist_entry(&write_ctx(cx), &tenant, &app_id)
+            .await?;
+        Ok(Response::new(DeleteWhitelistEntryResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn create_permission_group(
         &self,
         request: Request<CreatePermissionGroupRequest>,
     ) -> Result<Response<CreatePermissionGroupResponse>, Status> {
-        super::observe("CreatePermissionGroup", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let spec = group_spec(
-                &r.group_id,
-                &r.name,
-                &r.description,
-                &r.managers,
-                &r.grantors,
-                &r.visible_to,
-            )?;
-            let (revision, group) = self
-                .store
-                .create_group(&write_ctx(cx), &tenant, spec)
-                .await?;
-            Ok(Response::new(CreatePermissionGroupResponse {
-                written_at: self.written(Written(revision)).await,
-                group: Some(cv::group_to_proto(&tenant, &group, &[])),
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let spec = group_spec(
+            &r.group_id,
+            &r.name,
+            &r.description,
+            &r.managers,
+            &r.grantors,
+            &r.visible_to,
+        )?;
+        let (revision, group) = self
+            .store
+            .create_group(&write_ctx(cx), &tenant, spec)
+            .await?;
+        Ok(Response::new(CreatePermissionGroupResponse {
+            written_at: self.written(Written(revision)).await,
+            group: Some(cv::group_to_proto(&tenant, &group, &[])),
+        }))
     }
 
     async fn update_permission_group(
         &self,
         request: Request<UpdatePermissionGroupRequest>,
     ) -> Result<Response<UpdatePermissionGroupResponse>, Status> {
-        super::observe("UpdatePermissionGroup", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let spec = group_spec(
-                &r.group_id,
-                &r.name,
-                &r.description,
-                &r.managers,
-                &r.grantors,
-                &r.visible_to,
-            )?;
-            let (revision, group) = self
-                .store
-                .update_group(&write_ctx(cx), &tenant, spec)
-                .await?;
-            Ok(Response::new(UpdatePermissionGroupResponse {
-                written_at: self.written(Written(revision)).await,
-                group: Some(cv::group_to_proto(
-                    &tenant,
-                    &group.group,
-                    &group.permissions,
-                )),
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let spec = group_spec(
+            &r.group_id,
+            &r.name,
+            &r.description,
+            &r.managers,
+            &r.grantors,
+            &r.visible_to,
+        )?;
+        let (revision, group) = self
+            .store
+            .update_group(&write_ctx(cx), &tenant, spec)
+            .await?;
+        Ok(Response::new(UpdatePermissionGroupResponse {
+            written_at: self.written(Written(revision)).await,
+            group: Some(cv::group_to_proto(
+                &tenant,
+                &group.group,
+                &group.permissions,
+            )),
+        }))
     }
 
     async fn delete_permission_group(
         &self,
         request: Request<DeletePermissionGroupRequest>,
     ) -> Result<Response<DeletePermissionGroupResponse>, Status> {
-        super::observe("DeletePermissionGroup", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let group = GroupId::parse("group_id", &request.get_ref().group_id)?;
-            let revision = self
-                .store
-                .delete_group(&write_ctx(cx), &tenant, &group)
-                .await?;
-            Ok(Response::new(DeletePermissionGroupResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let group = GroupId::parse("group_id", &request.get_ref().group_id)?;
+        let revision = self
+            .store
+            .delete_group(&write_ctx(cx), &tenant, &group)
+            .await?;
+        Ok(Response::new(DeletePermissionGroupResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn create_external_permission(
         &self,
         request: Request<CreateExternalPermissionRequest>,
     ) -> Result<Response<CreateExternalPermissionResponse>, Status> {
-        super::observe("CreateExternalPermission", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let permission = ExternalPermission {
-                permission_id: PermissionId::parse("permission_id", &r.permission_id)?,
-                group_id: GroupId::parse("group_id", &r.group_id)?,
-                name: Name::parse("name", &r.name)?,
-                description: Description::parse("description", &r.description)?,
-                external_id: ExternalId::parse("external_id", &r.external_id)?,
-            };
-            let revision = self
-                .store
-                .create_permission(&write_ctx(cx), &tenant, &permission)
-                .await?;
-            Ok(Response::new(CreateExternalPermissionResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let permission = ExternalPermission {
+            permission_id: PermissionId::parse("permission_id", &r.permission_id)?,
+            group_id: GroupId::parse("group_id", &r.group_id)?,
+            name: Name::parse("name", &r.name)?,
+            description: Description::parse("description", &r.description)?,
+            external_id: ExternalId::parse("external_id", &r.external_id)?,
+        };
+        let revision = self
+            .store
+            .create_permission(&write_ctx(cx), &tenant, &permission)
+            .await?;
+        Ok(Response::new(CreateExternalPermissionResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn delete_external_permission(
         &self,
         request: Request<DeleteExternalPermissionRequest>,
     ) -> Result<Response<DeleteExternalPermissionResponse>, Status> {
-        super::observe("DeleteExternalPermission", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let permission =
-                PermissionId::parse("permission_id", &request.get_ref().permission_id)?;
-            let revision = self
-                .store
-                .delete_permission(&write_ctx(cx), &tenant, &permission)
-                .await?;
-            Ok(Response::new(DeleteExternalPermissionResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let permission =
+            PermissionId::parse("permission_id", &request.get_ref().permission_id)?;
+        let revision = self
+            .store
+            .delete_permission(&write_ctx(cx), &tenant, &permission)
+            .await?;
+        Ok(Response::new(DeleteExternalPermissionResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn grant_external_permission(
         &self,
         request: Request<GrantExternalPermissionRequest>,
     ) -> Result<Response<GrantExternalPermissionResponse>, Status> {
-        super::observe("GrantExternalPermission", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let user = UserId::parse("user_id", &r.user_id)?;
-            let permission = PermissionId::parse("permission_id", &r.permission_id)?;
-            let expires_at = r
-                .expires_at
-                .as_ref()
-                .map(|t| cv::timestamp_from_proto("expires_at", t))
-                .transpose()?;
-            let revision = self
-                .store
-                .grant_external(&write_ctx(cx), &tenant, &user, &permission, expires_at)
-                .await?;
-            Ok(Response::new(GrantExternalPermissionResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let permission = PermissionId::parse("permission_id", &r.permission_id)?;
+        let expires_at = r
+            .expires_at
+            .as_ref()
+            .map(|t| cv::timestamp_from_proto("expires_at", t))
+            .transpose()?;
+        let revision = self
+            .store
+            .grant_external(&write_ctx(cx), &tenant, &user, &permission, expires_at)
+            .await?;
+        Ok(Response::new(GrantExternalPermissionResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn revoke_external_permission(
         &self,
         request: Request<RevokeExternalPermissionRequest>,
     ) -> Result<Response<RevokeExternalPermissionResponse>, Status> {
-        super::observe("RevokeExternalPermission", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let user = UserId::parse("user_id", &r.user_id)?;
-            let permission = PermissionId::parse("permission_id", &r.permission_id)?;
-            let revision = self
-                .store
-                .revoke_external(&write_ctx(cx), &tenant, &user, &permission)
-                .await?;
-            Ok(Response::new(RevokeExternalPermissionResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let permission = PermissionId::parse("permission_id", &r.permission_id)?;
+        let revision = self
+            .store
+            .revoke_external(&write_ctx(cx), &tenant, &user, &permission)
+            .await?;
+        Ok(Response::new(RevokeExternalPermissionResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn create_client(
         &self,
         request: Request<CreateClientRequest>,
     ) -> Result<Response<CreateClientResponse>, Status> {
-        super::observe("CreateClient", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let r = request.into_inner();
-            let client_id = ClientId::parse("client_id", &r.client_id)?;
-            let tenants = TenantBounds::parse("tenants", &r.tenants)?;
-            let capabilities = capabilities_from_proto(&r.capabilities)?;
-            let key = generate_key().map_err(|e| Status::internal(e.to_string()))?;
-            let revision = self
-                .store
-                .create_client(
-                    Some(&write_ctx(cx)),
-                    &client_id,
-                    &tenants,
-                    capabilities,
-                    &hash_key(&key),
-                )
-                .await?;
-            Ok(Response::new(CreateClientResponse {
-                written_at: self.written(Written(revision)).await,
-                client_id: client_id.to_string(),
-                key,
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let r = request.into_inner();
+        let client_id = ClientId::parse("client_id", &r.client_id)?;
+        let tenants = TenantBounds::parse("tenants", &r.tenants)?;
+        let capabilities = capabilities_from_proto(&r.capabilities)?;
+        let key = generate_key().map_err(|e| Status::internal(e.to_string()))?;
+        let revision = self
+            .store
+            .create_client(
+                Some(&write_ctx(cx)),
+                &client_id,
+                &tenants,
+                capabilities,
+                &hash_key(&key),
+            )
+            .await?;
+        Ok(Response::new(CreateClientResponse {
+            written_at: self.written(Written(revision)).await,
+            client_id: client_id.to_string(),
+            key,
+        }))
     }
 
     async fn revoke_client(
         &self,
         request: Request<RevokeClientRequest>,
     ) -> Result<Response<RevokeClientResponse>, Status> {
-        super::observe("RevokeClient", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let client_id = ClientId::parse("client_id", &request.get_ref().client_id)?;
-            let revision = self
-                .store
-                .revoke_client(Some(&write_ctx(cx)), &client_id)
-                .await?;
-            Ok(Response::new(RevokeClientResponse {
-                written_at: self.written(Written(revision)).await,
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let client_id = ClientId::parse("client_id", &request.get_ref().client_id)?;
+        let revision = self
+            .store
+            .revoke_client(Some(&write_ctx(cx)), &client_id)
+            .await?;
+        Ok(Response::new(RevokeClientResponse {
+            written_at: self.written(Written(revision)).await,
+        }))
     }
 
     async fn list_audit_events(
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
-        super::observe("ListAuditEvents", request, |request| async move {
-            let cx = self.context(&request).await?;
-            let r = request.into_inner();
-            let tenant_id = TenantId::parse_optional("tenant_id", &r.tenant_id)?;
-            if let Some(t) = &tenant_id {
-                cx.caller.require_tenant(t)?;
-            }
-            let filter = AuditFilter {
-                tenant_id,
-                target: (!r.target.is_empty()).then(|| r.target.clone()),
-                actor: if r.actor.is_empty() {
-                    None
-                } else {
-                    Some(Principal::parse("actor", &r.actor)?)
-                },
-                since: r
-                    .since
-                    .as_ref()
-                    .map(|t| cv::timestamp_from_proto("since", t))
-                    .transpose()?,
-                visible_to: Some(cx.caller.tenants.clone()),
-            };
-            let query = format!(
-                "audit:{}:{}:{}:{:?}:{}",
-                r.tenant_id,
-                r.target,
-                r.actor,
-                filter.since,
-                cx.caller.tenants.to_strings().join(",")
-            );
-            let page = self
-                .store
-                .list_audit_events(&filter, &page_request(r.page_size, &r.page_token, &query)?)
-                .await?;
-            Ok(Response::new(ListAuditEventsResponse {
-                next_page_token: next_page_token(&page, &query),
-                events: page.items.iter().map(cv::audit_event_to_proto).collect(),
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        let r = request.into_inner();
+        let tenant_id = TenantId::parse_optional("tenant_id", &r.tenant_id)?;
+        if let Some(t) = &tenant_id {
+            cx.caller.require_tenant(t)?;
+        }
+        let filter = AuditFilter {
+            tenant_id,
+            target: (!r.target.is_empty()).then(|| r.target.clone()),
+            actor: if r.actor.is_empty() {
+                None
+            } else {
+                Some(Principal::parse("actor", &r.actor)?)
+            },
+            since: r
+                .since
+                .as_ref()
+                .map(|t| cv::timestamp_from_proto("since", t))
+                .transpose()?,
+            visible_to: Some(cx.caller.tenants.clone()),
+        };
+        let query = format!(
+            "audit:{}:{}:{}:{:?}:{}",
+            r.tenant_id,
+            r.target,
+            r.actor,
+            filter.since,
+            cx.caller.tenants.to_strings().join(",")
+        );
+        let page = self
+            .store
+            .list_audit_events(&filter, &page_request(r.page_size, &r.page_token, &query)?)
+            .await?;
+        Ok(Response::new(ListAuditEventsResponse {
+            next_page_token: next_page_token(&page, &query),
+            events: page.items.iter().map(cv::audit_event_to_proto).collect(),
+        }))
     }
 
     async fn list_apps(
         &self,
         request: Request<ListAppsRequest>,
     ) -> Result<Response<ListAppsResponse>, Status> {
-        super::observe("ListApps", request, |request| async move {
-            self.context(&request).await?;
-            let r = request.into_inner();
-            let page = self
-                .store
-                .list_apps(&page_request(r.page_size, &r.page_token, "apps")?)
-                .await?;
-            Ok(Response::new(ListAppsResponse {
-                next_page_token: next_page_token(&page, "apps"),
-                apps: page.items.iter().map(cv::app_to_proto).collect(),
-            }))
-        })
-        .await
+        self.context(&request).await?;
+        let r = request.into_inner();
+        let page = self
+            .store
+            .list_apps(&page_request(r.page_size, &r.page_token, "apps")?)
+            .await?;
+        Ok(Response::new(ListAppsResponse {
+            next_page_token: next_page_token(&page, "apps"),
+            apps: page.items.iter().map(cv::app_to_proto).collect(),
+        }))
     }
 
     async fn list_clients(
         &self,
         request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
-        super::observe("ListClients", request, |request| async move {
-            let cx = self.context(&request).await?;
-            cx.caller.require_all_tenants("listing clients")?;
-            let r = request.into_inner();
-            let page = self
-                .store
-                .list_clients(&page_request(r.page_size, &r.page_token, "clients")?)
-                .await?;
-            Ok(Response::new(ListClientsResponse {
-                next_page_token: next_page_token(&page, "clients"),
-                clients: page.items.iter().map(cv::client_to_proto).collect(),
-            }))
-        })
-        .await
+        let cx = self.context(&request).await?;
+        cx.caller.require_all_tenants("listing clients")?;
+        let r = request.into_inner();
+        let page = self
+            .store
+            .list_clients(&page_request(r.page_size, &r.page_token, "clients")?)
+            .await?;
+        Ok(Response::new(ListClientsResponse {
+            next_page_token: next_page_token(&page, "clients"),
+            clients: page.items.iter().map(cv::client_to_proto).collect(),
+        }))
     }
 
     async fn list_users(
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        super::observe("ListUsers", request, |request| async move {
-            let (_, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let query = format!("users:{tenant}");
-            let page = self
-                .store
-                .list_users(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
-                .await?;
-            Ok(Response::new(ListUsersResponse {
-                next_page_token: next_page_token(&page, &query),
-                users: page
-                    .items
-                    .iter()
-                    .map(|(user, roles)| TenantUser {
-                        tenant_id: tenant.to_string(),
-                        user_id: user.to_string(),
-                        roles: roles.roles().map(|r| cv::role_to_proto(r).into()).collect(),
-                    })
-                    .collect(),
-            }))
-        })
-        .await
+        let (_, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let query = format!("users:{tenant}");
+        let page = self
+            .store
+            .list_users(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
+            .await?;
+        Ok(Response::new(ListUsersResponse {
+            next_page_token: next_page_token(&page, &query),
+            users: page
+                .items
+                .iter()
+                .map(|(user, roles)| TenantUser {
+                    tenant_id: tenant.to_string(),
+                    user_id: user.to_string(),
+                    roles: roles.roles().map(|r| cv::role_to_proto(r).into()).collect(),
+                })
+                .collect(),
+        }))
     }
 
     async fn list_consents(
         &self,
         request: Request<ListConsentsRequest>,
     ) -> Result<Response<ListConsentsResponse>, Status> {
-        super::observe("ListConsents", request, |request| async move {
-            let (_, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let query = format!("consents:{tenant}");
-            let page = self
-                .store
-                .list_consents(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
-                .await?;
-            Ok(Response::new(ListConsentsResponse {
-                next_page_token: next_page_token(&page, &query),
-                consents: page
-                    .items
-                    .iter()
-                    .map(|(app, c)| cv::consent_to_proto(&tenant, app, c))
-                    .collect(),
-            }))
-        })
-        .await
+        let (_, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let query = format!("consents:{tenant}");
+        let page = self
+            .store
+            .list_consents(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
+            .await?;
+        Ok(Response::new(ListConsentsResponse {
+            next_page_token: next_page_token(&page, &query),
+            consents: page
+                .items
+                .iter()
+                .map(|(app, c)| cv::consent_to_proto(&tenant, app, c))
+                .collect(),
+        }))
     }
 
     async fn list_whitelist_entries(
         &self,
         request: Request<ListWhitelistEntriesRequest>,
     ) -> Result<Response<ListWhitelistEntriesResponse>, Status> {
-        super::observe("ListWhitelistEntries", request, |request| async move {
-            let (_, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let query = format!("whitelist:{tenant}");
-            let page = self
-                .store
-                .list_whitelist_entries(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
-                .await?;
-            Ok(Response::new(ListWhitelistEntriesResponse {
-                next_page_token: next_page_token(&page, &query),
-                entries: page
-                    .items
-                    .iter()
-                    .map(|(app, e)| cv::whitelist_entry_to_proto(&tenant, app, e))
-                    .collect(),
-            }))
-        })
-        .await
+        let (_, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let query = format!("whitelist:{tenant}");
+        let page = self
+            .store
+            .list_whitelist_entries(&tenant, &page_request(r.page_size, &r.page_token, &query)?)
+            .await?;
+        Ok(Response::new(ListWhitelistEntriesResponse {
+            next_page_token: next_page_token(&page, &query),
+            entries: page
+                .items
+                .iter()
+                .map(|(app, e)| cv::whitelist_entry_to_proto(&tenant, app, e))
+                .collect(),
+        }))
     }
 
     async fn list_permission_groups(
         &self,
         request: Request<ListPermissionGroupsRequest>,
     ) -> Result<Response<ListPermissionGroupsResponse>, Status> {
-        super::observe("ListPermissionGroups", request, |request| async move {
-            let (cx, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let viewer = viewer(&cx);
-            let query = format!("groups:{tenant}:{}", viewer.principal());
-            let page = self
-                .store
-                .list_groups(
-                    &tenant,
-                    &viewer,
-                    &page_request(r.page_size, &r.page_token, &query)?,
-                )
-                .await?;
-            Ok(Response::new(ListPermissionGroupsResponse {
-                next_page_token: next_page_token(&page, &query),
-                groups: page
-                    .items
-                    .iter()
-                    .map(|g| cv::group_to_proto(&tenant, &g.group, &g.permissions))
-                    .collect(),
-            }))
-        })
-        .await
+        let (cx, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let viewer = viewer(&cx);
+        let query = format!("groups:{tenant}:{}", viewer.principal());
+        let page = self
+            .store
+            .list_groups(
+                &tenant,
+                &viewer,
+                &page_request(r.page_size, &r.page_token, &query)?,
+            )
+            .await?;
+        Ok(Response::new(ListPermissionGroupsResponse {
+            next_page_token: next_page_token(&page, &query),
+            groups: page
+                .items
+                .iter()
+                .map(|g| cv::group_to_proto(&tenant, &g.group, &g.permissions))
+                .collect(),
+        }))
     }
 
     async fn list_user_rights(
         &self,
         request: Request<ListUserRightsRequest>,
     ) -> Result<Response<ListUserRightsResponse>, Status> {
-        super::observe("ListUserRights", request, |request| async move {
-            let (_, tenant) = self
-                .tenant_context(&request, &request.get_ref().tenant_id)
-                .await?;
-            let r = request.into_inner();
-            let user = UserId::parse("user_id", &r.user_id)?;
-            let query = format!("rights:{tenant}:{user}");
-            let page = self
-                .store
-                .list_user_rights(
-                    &tenant,
-                    &user,
-                    &page_request(r.page_size, &r.page_token, &query)?,
-                )
-                .await?;
-            Ok(Response::new(ListUserRightsResponse {
-                next_page_token: next_page_token(&page, &query),
-                rights: page
-                    .items
-                    .iter()
-                    .map(|(resource, right)| UserRight {
-                        tenant_id: tenant.to_string(),
-                        user_id: user.to_string(),
-                        resource: resource.to_string(),
-                        right: cv::right_to_proto(*right).into(),
-                    })
-                    .collect(),
-            }))
-        })
-        .await
+        let (_, tenant) = self
+            .tenant_context(&request, &request.get_ref().tenant_id)
+            .await?;
+        let r = request.into_inner();
+        let user = UserId::parse("user_id", &r.user_id)?;
+        let query = format!("rights:{tenant}:{user}");
+        let page = self
+            .store
+            .list_user_rights(
+                &tenant,
+                &user,
+                &page_request(r.page_size, &r.page_token, &query)?,
+            )
+            .await?;
+        Ok(Response::new(ListUserRightsResponse {
+            next_page_token: next_page_token(&page, &query),
+            rights: page
+                .items
+                .iter()
+                .map(|(resource, right)| UserRight {
+                    tenant_id: tenant.to_string(),
+                    user_id: user.to_string(),
+                    resource: resource.to_string(),
+                    right: cv::right_to_proto(*right).into(),
+                })
+                .collect(),
+        }))
     }
 }

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::cache::Caches;
-use crate::domain::{Caller, Capability, UserId};
+use crate::cache::{At, Caches};
+use crate::domain::{Caller, Capability, KeyHash, UserId};
 
 /// The metadata header naming the acting user (or the viewer, for external permission queries).
 pub const USER_HEADER: &str = "x-consentry-user";
@@ -27,22 +26,16 @@ pub fn generate_key() -> anyhow::Result<String> {
     ))
 }
 
-/// The hash a key is stored and looked up by (keys are random, so a plain SHA-256 suffices).
+/// The hash a key is stored and looked up by, in hex.
 pub fn hash_key(key: &str) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    KeyHash::of(key).hex()
 }
 
 /// Who a call comes from, once authenticated.
 #[derive(Debug, Clone)]
 pub struct CallContext {
-    /// The authenticated client.
-    pub caller: Caller,
+    /// The authenticated client, shared with the cache.
+    pub caller: Arc<Caller>,
     /// The acting user from `x-consentry-user`, if named (only with `assert_user`).
     pub acting_user: Option<UserId>,
 }
@@ -60,8 +53,9 @@ impl Authenticator {
         Self { caches }
     }
 
-    /// The client behind the request's key: `UNAUTHENTICATED` for a missing, unknown or revoked key.
-    pub async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+    /// The client behind the request's key, as the cache knows it at `at`: `UNAUTHENTICATED` for
+    /// a missing, unknown or revoked key.
+    pub async fn caller<T>(&self, request: &Request<T>, at: At) -> Result<Arc<Caller>, Status> {
         let header = request
             .metadata()
             .get("authorization")
@@ -78,19 +72,23 @@ impl Authenticator {
             .ok_or_else(|| {
                 Status::unauthenticated("the authorization header must be `Bearer <key>`")
             })?;
-        self.caches
-            .client(&hash_key(key))
-            .await?
-            .ok_or_else(|| Status::unauthenticated("unknown or revoked key"))
+        let hash = KeyHash::of(key);
+        let caller = match self.caches.client_hit(at, &hash) {
+            Some(caller) => Some(caller),
+            // Boxed: only a miss needs the state of a read that waits.
+            None => Box::pin(self.caches.client(at, &hash)).await?,
+        };
+        caller.ok_or_else(|| Status::unauthenticated("unknown or revoked key"))
     }
 
-    /// Authenticates the request, requires `capability`, and reads the acting user.
+    /// Authenticates the request at `at`, requires `capability`, and reads the acting user.
     pub async fn context<T>(
         &self,
         request: &Request<T>,
         capability: Capability,
+        at: At,
     ) -> Result<CallContext, Status> {
-        let caller = self.caller(request).await?;
+        let caller = self.caller(request, at).await?;
         caller.require(capability)?;
         let acting_user = acting_user(request, &caller)?;
         Ok(CallContext {

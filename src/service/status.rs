@@ -3,6 +3,7 @@
 
 use tonic::Status;
 
+use crate::cache::ReadError;
 use crate::domain::{RuleError, ValidationError};
 use crate::store::StoreError;
 
@@ -44,6 +45,26 @@ fn store_ref(e: &StoreError) -> Status {
             tracing::error!(error = %m, "stored data is not readable");
             Status::internal("stored data is not readable")
         }
+    }
+}
+
+/// A read that cannot be answered: a token from the future is `FAILED_PRECONDITION`; a store
+/// out of reach, a cache past its staleness bound, a server still starting and reads that never
+/// settled are `UNAVAILABLE` (to be retried, never an answer).
+pub fn read(e: ReadError) -> Status {
+    match e {
+        ReadError::Store(e) => store(e),
+        ReadError::FromTheFuture { .. } => Status::failed_precondition(e.to_string()),
+        ReadError::Starting
+        | ReadError::Stale { .. }
+        | ReadError::StoreDown
+        | ReadError::Unsettled => Status::unavailable(e.to_string()),
+    }
+}
+
+impl From<ReadError> for Status {
+    fn from(e: ReadError) -> Self {
+        read(e)
     }
 }
 

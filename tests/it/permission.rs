@@ -558,10 +558,23 @@ async fn acme(api: &Api) -> String {
 
 /// A server on `db` with the `acme` world written through it.
 async fn acme_server(db: &TestDb) -> (TestServer, Api) {
-    let server = TestServer::start(db).await;
+    acme_server_with(config(db)).await
+}
+
+/// A server with `config` and the `acme` world written through it.
+async fn acme_server_with(config: consentry::config::ServeConfig) -> (TestServer, Api) {
+    let server = TestServer::start_with(config).await;
     let api = Api::at(server.addr).await;
     acme(&api).await;
     (server, api)
+}
+
+/// The test configuration on `db`, with a staleness bound short enough to be waited out in a
+/// test (and a second, so the freshness contract's bound still holds).
+fn short_staleness(db: &TestDb) -> consentry::config::ServeConfig {
+    let mut config = config(db);
+    config.max_staleness = Duration::from_millis(500);
+    config
 }
 
 /// A question in tenant `acme`.
@@ -2841,7 +2854,7 @@ async fn drop_database(url: &str) {
 }
 
 async fn without_the_database_checks_fail_closed(db: &TestDb) {
-    let (server, api) = acme_server(db).await;
+    let (server, api) = acme_server_with(short_staleness(db)).await;
     let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");
     decided(&api.decide(q.clone()).await, Reason::Allowed, None);
     decided(&api.decide(q.clone()).await, Reason::Allowed, None);
@@ -2884,7 +2897,8 @@ async fn without_the_database_checks_fail_closed(db: &TestDb) {
         .await;
     assert_code("GetAppScopes from the store", scopes, Code::Unavailable);
     // Knowing it can no longer hear of changes, the instance stops answering from its cache
-    // too within the staleness bound; it never answers ALLOWED from the store it cannot read.
+    // too within the staleness bound (here half a second); it never answers ALLOWED from the
+    // store it cannot read.
     let since = Instant::now();
     within_a_second("cached answers stop without a database", since, || async {
         match api.check(q.clone()).await {
@@ -2913,14 +2927,15 @@ async fn without_the_database_checks_fail_closed(db: &TestDb) {
 }
 
 /// Cuts the server's pool off from its database while its change listener stays connected (as a
-/// partition might), and lets another writer revoke the consent the server has cached as ALLOWED.
+/// partition might), and lets another writer revoke the consent the server has cached as ALLOWED:
+/// the server stops answering ALLOWED once its staleness bound (here half a second) has passed.
 async fn a_server_cut_off_from_its_pool_stops_answering_from_its_cache(db: &TestDb) {
     use consentry::domain::{
         AppId, Caller, Capabilities, ClientId, TenantBounds, TenantId, Timestamp, UserId,
     };
     use consentry::store::{Store, WriteCtx};
     use sqlx::{Connection, PgConnection};
-    let (server, api) = acme_server(db).await;
+    let (server, api) = acme_server_with(short_staleness(db)).await;
     let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");
     let name = database_name(&db.url);
     let mut admin = PgConnection::connect(&postgres_server_url()).await.unwrap();
