@@ -1,0 +1,102 @@
+//! The floor that `scripts/bench` measures consentry against: a bare tonic server answering
+//! consentry's `PermissionService` RPCs with fixed answers, and nothing else (no authentication,
+//! cache, engine, metrics, logs or layers). It uses the same tonic, the same generated code, the
+//! same runtime and the same transport settings as `consentry serve`, so the difference between
+//! the two is what consentry adds to a call.
+//!
+//! Usage: `cargo run --release --example bare_tonic [ADDR]` (default `127.0.0.1:0`); it prints
+//! `listening on ADDR` on stderr.
+
+use consentry::proto::permission_service_server::{PermissionService, PermissionServiceServer};
+use consentry::proto::*;
+use tonic::{Request, Response, Status};
+
+/// Answers every query at once with a fixed, successful answer.
+struct Bare;
+
+fn allowed(resource: String) -> CheckAccessResponse {
+    CheckAccessResponse {
+        allowed: true,
+        reason: Reason::Allowed.into(),
+        message: resource,
+        checked_at: "r1".to_owned(),
+        trace: Vec::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl PermissionService for Bare {
+    async fn check_access(
+        &self,
+        request: Request<CheckAccessRequest>,
+    ) -> Result<Response<CheckAccessResponse>, Status> {
+        Ok(Response::new(allowed(request.into_inner().resource)))
+    }
+
+    async fn check_access_batch(
+        &self,
+        request: Request<CheckAccessBatchRequest>,
+    ) -> Result<Response<CheckAccessBatchResponse>, Status> {
+        let results = request
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|item| allowed(item.resource))
+            .collect();
+        Ok(Response::new(CheckAccessBatchResponse {
+            results,
+            checked_at: "r1".to_owned(),
+        }))
+    }
+
+    async fn list_external_permissions(
+        &self,
+        _request: Request<ListExternalPermissionsRequest>,
+    ) -> Result<Response<ListExternalPermissionsResponse>, Status> {
+        Ok(Response::new(ListExternalPermissionsResponse {
+            checked_at: "r1".to_owned(),
+            ..Default::default()
+        }))
+    }
+
+    async fn check_external_permission(
+        &self,
+        _request: Request<CheckExternalPermissionRequest>,
+    ) -> Result<Response<CheckExternalPermissionResponse>, Status> {
+        Ok(Response::new(CheckExternalPermissionResponse {
+            granted: true,
+            expires_at: None,
+            checked_at: "r1".to_owned(),
+        }))
+    }
+
+    async fn get_app_scopes(
+        &self,
+        request: Request<GetAppScopesRequest>,
+    ) -> Result<Response<GetAppScopesResponse>, Status> {
+        Ok(Response::new(GetAppScopesResponse {
+            effective_scopes: vec![request.into_inner().app_id],
+            checked_at: "r1".to_owned(),
+            ..Default::default()
+        }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("listening on {}", listener.local_addr()?);
+    let max = consentry::config::DEFAULT_MAX_MESSAGE_BYTES;
+    consentry::startup::transport()
+        .add_service(
+            PermissionServiceServer::new(Bare)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .serve_with_incoming(consentry::startup::incoming(listener))
+        .await?;
+    Ok(())
+}
