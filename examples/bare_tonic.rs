@@ -82,6 +82,11 @@ impl PermissionService for Bare {
     }
 }
 
+/// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and
+/// glibc's per-thread arenas then contend on their locks (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let addr = std::env::args()

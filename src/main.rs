@@ -11,6 +11,11 @@ use consentry::service::auth::{generate_key, hash_key};
 use consentry::startup::{App, shutdown_signal};
 use consentry::store::Store;
 
+/// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and
+/// glibc's per-thread arenas then contend on their locks (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
