@@ -258,8 +258,16 @@ mod tests {
         cfg.validate().unwrap();
         let new = ServeConfig::new(cfg.listen, DEFAULT_DATABASE_URL);
         assert_eq!(
-            (new.max_staleness, new.change_poll_interval, new.change_listener),
-            (cfg.max_staleness, cfg.change_poll_interval, cfg.change_listener),
+            (
+                new.max_staleness,
+                new.change_poll_interval,
+                new.change_listener
+            ),
+            (
+                cfg.max_staleness,
+                cfg.change_poll_interval,
+                cfg.change_listener
+            ),
             "ServeConfig::new has the command line's defaults"
         );
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
@@ -277,10 +285,20 @@ mod tests {
                 Err(e) => Err(e.to_string()),
             }
         };
-        let cfg = serve(&["--max-staleness", "1m 30s", "--change-poll-interval", "100ms"]).unwrap();
+        let cfg = serve(&[
+            "--max-staleness",
+            "1m 30s",
+            "--change-poll-interval",
+            "100ms",
+        ])
+        .unwrap();
         assert_eq!(cfg.max_staleness, Duration::from_secs(90));
         assert_eq!(cfg.change_poll_interval, Duration::from_millis(100));
-        assert!(serve(&["--max-staleness", "five"]).unwrap_err().contains("5s"));
+        assert!(
+            serve(&["--max-staleness", "five"])
+                .unwrap_err()
+                .contains("5s")
+        );
         let cfg = serve(&["--max-staleness", "200ms"]).unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("--max-staleness"), "{err}");

@@ -4,7 +4,7 @@
 
 use crate::domain::{
     self, AccessQuery, AppScopes, ConsentState, Decision, GrantView, Manifest, ManifestParts,
-    PermissionRequest, OwnedAccessQuery, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
+    OwnedAccessQuery, PermissionRequest, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
     Revision, Timestamp, Valid, ValidationError,
 };
 use crate::proto;

@@ -59,7 +59,9 @@ impl PartialEq for dyn PairRef + '_ {
 
 impl Eq for dyn PairRef + '_ {}
 
-impl<'a, A: Borrow<str> + Sync + 'a, B: Borrow<str> + Sync + 'a> Borrow<dyn PairRef + 'a> for Pair<A, B> {
+impl<'a, A: Borrow<str> + Sync + 'a, B: Borrow<str> + Sync + 'a> Borrow<dyn PairRef + 'a>
+    for Pair<A, B>
+{
     fn borrow(&self) -> &(dyn PairRef + 'a) {
         self
     }

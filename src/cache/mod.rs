@@ -231,9 +231,9 @@ impl Handles {
             load_seconds: NAMES
                 .map(|n| metrics::histogram!("consentry_store_duration_seconds", "op" => n)),
             entries: NAMES.map(|n| metrics::gauge!("consentry_cache_entries", "cache" => n)),
-            catch_ups: Cause::ALL.map(|c| {
-                metrics::counter!("consentry_change_log_reads_total", "cause" => c.as_str())
-            }),
+            catch_ups: Cause::ALL.map(
+                |c| metrics::counter!("consentry_change_log_reads_total", "cause" => c.as_str()),
+            ),
             applied: metrics::gauge!("consentry_applied_revision"),
             staleness: metrics::gauge!("consentry_staleness_seconds"),
             store_up: metrics::gauge!("consentry_store_up"),
@@ -396,12 +396,21 @@ where
     let budget = budget.max(64 * 1024);
     let options = OptionsBuilder::new()
         // A guess from a typical snapshot of half a kilobyte; it only sizes the tables.
-        .estimated_items_capacity(usize::try_from(budget / 512).unwrap_or(usize::MAX).min(1 << 20))
+        .estimated_items_capacity(
+            usize::try_from(budget / 512)
+                .unwrap_or(usize::MAX)
+                .min(1 << 20),
+        )
         .weight_capacity(budget)
         .build()
         .unwrap_or_else(|_| unreachable!("both capacities are set"));
     let evicted = metrics::counter!("consentry_cache_evictions_total", "cache" => name);
-    Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), CountEvictions(evicted))
+    Cache::with_options(
+        options,
+        ByWeight,
+        DefaultHashBuilder::default(),
+        CountEvictions(evicted),
+    )
 }
 
 impl Caches {
@@ -683,12 +692,20 @@ impl Caches {
         let user = |u: Option<&UserId>| match u {
             None => Some(None),
             Some(u) => self
-                .cached(&self.users, at, &(tenant.as_str(), u.as_str()) as &dyn PairRef)
+                .cached(
+                    &self.users,
+                    at,
+                    &(tenant.as_str(), u.as_str()) as &dyn PairRef,
+                )
                 .filter(|e| e.read_at <= at.applied)
                 .map(Some),
         };
         let app = self
-            .cached(&self.apps, at, &(tenant.as_str(), app.as_str()) as &dyn PairRef)
+            .cached(
+                &self.apps,
+                at,
+                &(tenant.as_str(), app.as_str()) as &dyn PairRef,
+            )
             .filter(|e| e.read_at <= at.applied)?;
         Some((app, [user(users[0])?, user(users[1])?]))
     }
@@ -876,7 +893,9 @@ impl Caches {
                 watermarks.clear();
                 self.stale_below.fetch_max(revision.0, Ordering::AcqRel);
             }
-            let mark = watermarks.entry(key.to_owned()).or_insert((0, Instant::now()));
+            let mark = watermarks
+                .entry(key.to_owned())
+                .or_insert((0, Instant::now()));
             *mark = (mark.0.max(revision.0), Instant::now());
         }
         let mut parts = key.splitn(3, '/');

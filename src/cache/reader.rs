@@ -7,6 +7,7 @@
 //! decides anything itself, and never turns a failure into an answer.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry::Vacant;
 use std::sync::Arc;
 
 use super::{At, Caches, Cause, CheckHits, Entry, ReadError};
@@ -90,7 +91,12 @@ impl Reader {
 
     /// Runs `gather` until every snapshot it gathered holds at one revision; returns what it
     /// gathered and that revision.
-    async fn settled<T, F, Fut>(&self, at: At, wanted: Wanted, gather: F) -> Result<(T, Revision), ReadError>
+    async fn settled<T, F, Fut>(
+        &self,
+        at: At,
+        wanted: Wanted,
+        gather: F,
+    ) -> Result<(T, Revision), ReadError>
     where
         T: Gathered,
         F: Fn(Source) -> Fut,
@@ -150,7 +156,12 @@ impl Reader {
     /// One CheckAccess answered at once from current cache hits, when the consistency allows the
     /// cache as it is and every snapshot is a hit; `None` sends the caller to [`Reader::check`].
     /// Nothing waits, no key is built, no map is made.
-    pub fn check_now(&self, at: At, wanted: Wanted, q: &AccessQuery) -> Option<(Decision, Revision)> {
+    pub fn check_now(
+        &self,
+        at: At,
+        wanted: Wanted,
+        q: &AccessQuery,
+    ) -> Option<(Decision, Revision)> {
         if !cache_answers(at, wanted) {
             return None;
         }
@@ -239,14 +250,12 @@ impl Reader {
             let mut users: HashMap<(&str, &str), UserEntry> = HashMap::new();
             for q in queries {
                 let tenant = q.tenant_id.as_str();
-                if !apps.contains_key(&(tenant, q.app_id.as_str())) {
-                    let entry = self.app_in(source, &q.tenant_id, &q.app_id).await?;
-                    apps.insert((tenant, q.app_id.as_str()), entry);
+                if let Vacant(slot) = apps.entry((tenant, q.app_id.as_str())) {
+                    slot.insert(self.app_in(source, &q.tenant_id, &q.app_id).await?);
                 }
                 for user in [&q.user_id, &q.on_behalf_of].into_iter().flatten() {
-                    if !users.contains_key(&(tenant, user.as_str())) {
-                        let entry = self.user_in(source, &q.tenant_id, user).await?;
-                        users.insert((tenant, user.as_str()), entry);
+                    if let Vacant(slot) = users.entry((tenant, user.as_str())) {
+                        slot.insert(self.user_in(source, &q.tenant_id, user).await?);
                     }
                 }
             }
@@ -513,20 +522,23 @@ impl Reader {
     }
 }
 
+/// Whether an entry holds at a revision, as the caches judge it.
+type Holds<'e> = &'e dyn Fn(&Caches, At) -> bool;
+
 /// What one answer gathered: every entry in it, for the settle check.
 trait Gathered {
     /// Calls `f` with each entry's `read_at` and a check of whether it holds at a revision.
-    fn visit(&self, f: &mut dyn FnMut(Revision, &dyn Fn(&Caches, At) -> bool));
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>));
 }
 
 impl<T> Gathered for Arc<Entry<T>> {
-    fn visit(&self, f: &mut dyn FnMut(Revision, &dyn Fn(&Caches, At) -> bool)) {
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
         f(self.read_at, &|caches, at| caches.holds(self, at));
     }
 }
 
 impl<G: Gathered> Gathered for Option<G> {
-    fn visit(&self, f: &mut dyn FnMut(Revision, &dyn Fn(&Caches, At) -> bool)) {
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
         if let Some(g) = self {
             g.visit(f);
         }
@@ -534,14 +546,14 @@ impl<G: Gathered> Gathered for Option<G> {
 }
 
 impl<A: Gathered, B: Gathered> Gathered for (A, B) {
-    fn visit(&self, f: &mut dyn FnMut(Revision, &dyn Fn(&Caches, At) -> bool)) {
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
         self.0.visit(f);
         self.1.visit(f);
     }
 }
 
 impl<K, G: Gathered> Gathered for HashMap<K, G> {
-    fn visit(&self, f: &mut dyn FnMut(Revision, &dyn Fn(&Caches, At) -> bool)) {
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
         for g in self.values() {
             g.visit(f);
         }

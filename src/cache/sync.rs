@@ -131,7 +131,8 @@ async fn listen(caches: Arc<Caches>, url: String, mut stop: watch::Receiver<bool
                         Ok(Some(note)) => {
                             // The payload is the committed revision; an unreadable one means
                             // "read the log".
-                            let revision = note.payload().parse().map_or(Revision(u64::MAX), Revision);
+                            let revision =
+                                note.payload().parse().map_or(Revision(u64::MAX), Revision);
                             if let Err(e) = caches.catch_up_to(revision, Cause::Notify).await {
                                 tracing::debug!(error = %e, "cannot read the change log after a notification");
                             }
@@ -141,7 +142,9 @@ async fn listen(caches: Arc<Caches>, url: String, mut stop: watch::Receiver<bool
                         Ok(None) | Err(_) => break,
                     }
                 }
-                tracing::warn!("change listener lost; reconnecting (the poll keeps the caches current)");
+                tracing::warn!(
+                    "change listener lost; reconnecting (the poll keeps the caches current)"
+                );
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot connect the change listener"),
             Err(_) => tracing::warn!("connecting the change listener timed out"),

@@ -568,7 +568,15 @@ impl AccessQuery {
     }
 
     fn parse_fields<S: AsRef<str> + Into<String>>(
-        [tenant_id, app_id, user_id, on_behalf_of, scope, permission, resource]: [S; 7],
+        [
+            tenant_id,
+            app_id,
+            user_id,
+            on_behalf_of,
+            scope,
+            permission,
+            resource,
+        ]: [S; 7],
         explain: bool,
     ) -> super::error::Valid<Self> {
         Ok(Self {

@@ -178,14 +178,14 @@ mod tests {
         let deep = "/a".repeat(MAX_PATH_SEGMENTS);
         assert!(ResourcePath::parse("r", &deep).is_ok());
         assert!(
-            ResourcePath::parse("r", &format!("{deep}/a"))
+            ResourcePath::parse("r", format!("{deep}/a"))
                 .unwrap_err()
                 .problem
                 .contains("33 segments")
         );
         let long = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
         assert!(ResourcePath::parse("r", &long).is_ok());
-        assert!(ResourcePath::parse("r", &format!("{long}a")).is_err());
+        assert!(ResourcePath::parse("r", format!("{long}a")).is_err());
     }
 
     #[test]

@@ -357,10 +357,7 @@ impl AdminService for AdminApi {
                 "allowed_scopes",
                 &req.allowed_scopes,
             )?,
-            content_access: cv::content_access_from_proto(
-                "content_access",
-                req.content_access,
-            )?,
+            content_access: cv::content_access_from_proto("content_access", req.content_access)?,
         };
         let revision = self
             .store
@@ -492,8 +489,7 @@ impl AdminService for AdminApi {
         let (cx, tenant) = self
             .tenant_context(&request, &request.get_ref().tenant_id)
             .await?;
-        let permission =
-            PermissionId::parse("permission_id", &request.get_ref().permission_id)?;
+        let permission = PermissionId::parse("permission_id", &request.get_ref().permission_id)?;
         let revision = self
             .store
             .delete_permission(&write_ctx(cx), &tenant, &permission)

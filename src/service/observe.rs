@@ -167,12 +167,8 @@ impl ObserveLayer {
             for file in &set.file {
                 for service in &file.service {
                     for method in &service.method {
-                        let path = format!(
-                            "/{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        );
+                        let path =
+                            format!("/{}.{}/{}", file.package(), service.name(), method.name());
                         rpcs.insert(path, Arc::new(Rpc::new(method.name().to_owned())));
                     }
                 }
@@ -249,9 +245,9 @@ where
             request_id = %id.as_ref().and_then(|(id, _)| id.to_str().ok()).unwrap_or("")
         );
         // Shed: refused before the call is made at all.
-        let inner = slot.is_some().then(|| {
-            tokio::time::timeout_at(deadline, self.inner.call(request).instrument(span))
-        });
+        let inner = slot
+            .is_some()
+            .then(|| tokio::time::timeout_at(deadline, self.inner.call(request).instrument(span)));
         ObserveFuture {
             inner: OptionFuture { inner },
             call: Some(Call {
@@ -445,7 +441,17 @@ mod tests {
         assert_eq!(t("7u"), Some(Duration::from_micros(7)));
         assert_eq!(t("9n"), Some(Duration::from_nanos(9)));
         assert_eq!(t("99999999m"), Some(Duration::from_millis(99_999_999)));
-        for bad in ["", "m", "100", "123456789m", "+5S", "-5S", "5s", "5 S", "5x"] {
+        for bad in [
+            "",
+            "m",
+            "100",
+            "123456789m",
+            "+5S",
+            "-5S",
+            "5s",
+            "5 S",
+            "5x",
+        ] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
         assert_eq!(grpc_timeout(&HeaderMap::new()), None);
