@@ -34,10 +34,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
             let app = App::build(config).await?;
-            eprintln!("consentry listening on {}", app.local_addr());
             if let Some(addr) = app.metrics_addr() {
                 eprintln!("metrics at http://{addr}/metrics");
             }
+            eprintln!("consentry listening on {}", app.local_addr());
             if let Some(key) = app.demo_key() {
                 eprintln!("demo world loaded; its key (for examples only, never in production):");
                 println!("{key}");

@@ -102,6 +102,90 @@ async fn a_request_past_its_timeout_is_deadline_exceeded_and_leaves_no_trace() {
     db.cleanup().await;
 }
 
+/// A unary gRPC call over a bare HTTP/2 connection, with the headers given and no deadline of
+/// the client's own (a tonic client would enforce `grpc-timeout` itself, and cancel): the
+/// `grpc-status` the server answered with, and its `grpc-message`.
+async fn raw_unary(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    message: impl prost::Message,
+) -> (i32, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (response, mut send) = client
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    let body = message.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend(u32::try_from(body.len()).unwrap().to_be_bytes());
+    frame.extend(body);
+    send.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let (head, mut body) = response.await.unwrap().into_parts();
+    let status = |headers: &http::HeaderMap| {
+        let code = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
+        let message = headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or_default();
+        Some((code, message.to_owned()))
+    };
+    // A refusal is trailers-only: the status is in the headers.
+    if let Some(answer) = status(&head.headers) {
+        return answer;
+    }
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    status(&trailers).expect("the answer ends with a grpc-status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_deadline_shorter_than_the_servers_is_honoured_and_leaves_no_trace() {
+    let db = TestDb::postgres().await;
+    let server = TestServer::start(&db).await;
+    let lock = block_writes(&db).await;
+    let sent = std::time::Instant::now();
+    let auth = format!("Bearer {}", crate::support::server::BOOTSTRAP_KEY);
+    let (code, message) = raw_unary(
+        server.addr,
+        "/consentry.v1.AdminService/PutTenant",
+        &[("authorization", &auth), ("grpc-timeout", "300m")],
+        tenant("hasty"),
+    )
+    .await;
+    let took = sent.elapsed();
+    assert_eq!(Code::from_i32(code), Code::DeadlineExceeded, "{message}");
+    assert!(message.contains("caller"), "{message}");
+    // The server's own limit is 5 s; the caller's 300 ms deadline ended the call.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    lock.close().await.unwrap();
+    let mut admin = server.admin().await;
+    let events = admin
+        .list_audit_events(boot(ListAuditEventsRequest::default(), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        events.events.iter().all(|e| e.target != "tenant:hasty"),
+        "the abandoned write left no trace: {events:?}"
+    );
+    server.stop().await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_the_concurrency_limit_are_shed_with_resource_exhausted() {
     let db = TestDb::postgres().await;

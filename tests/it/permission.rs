@@ -3310,3 +3310,8 @@ async fn the_demo_world_answers_with_the_printed_key(db: &TestDb) {
     assert_eq!(listed.permissions.len(), 2);
     assert!(server.terminate().await.success());
 }
+
+// ---------------------------------------------------------------------------------------------
+// 10. The read path through outages, and its costs (DESIGN.md §9).
+
+mod outage;

@@ -1,4 +1,5 @@
 //! Shared test support: fresh databases, servers on ephemeral ports, clients.
 
 pub mod db;
+pub mod proxy;
 pub mod server;
