@@ -101,21 +101,34 @@ pub struct Entry<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(value: T, floor: Revision, read_at: Revision, keys: Vec<String>) -> Self {
+    /// An entry whose load began at `loaded` (its age, and the TTL, count from then).
+    fn new(
+        value: T,
+        floor: Revision,
+        read_at: Revision,
+        keys: Vec<String>,
+        loaded: Instant,
+    ) -> Self {
         Self {
             value,
             floor,
             read_at,
             keys: keys.into_boxed_slice(),
             verified: AtomicU64::new(floor.0),
-            loaded: Instant::now(),
+            loaded,
             weight: 0,
         }
     }
 
     /// An entry read straight from the store at `read_at`, bypassing the cache.
     pub fn direct(value: T, read_at: Revision) -> Arc<Self> {
-        Arc::new(Self::new(value, read_at, read_at, Vec::new()))
+        Arc::new(Self::new(
+            value,
+            read_at,
+            read_at,
+            Vec::new(),
+            Instant::now(),
+        ))
     }
 }
 
@@ -359,6 +372,9 @@ fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// How long one read of the change log may take before the store counts as unreachable.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A snapshot cache: entries weighed in bytes against its share of the budget, evictions counted.
 type Snapshots<K, V> = Cache<K, Arc<Entry<V>>, ByWeight, DefaultHashBuilder, CountEvictions>;
 
@@ -506,8 +522,10 @@ impl Caches {
         }
     }
 
-    /// Notes a store failure: one that says the store is unreachable makes everything that
-    /// needs the store fail at once until the poll reaches it again.
+    /// Notes a store failure: one that says the store cannot be reached makes everything that
+    /// needs the store fail at once until the poll reaches it again. (A pool exhausted by a
+    /// flood of misses looks the same; then misses are shed until the next poll, a quarter of a
+    /// second later.)
     pub fn note_failure(&self, e: &StoreError) {
         if e.is_unreachable() {
             self.note_unreachable(e);
@@ -545,7 +563,9 @@ impl Caches {
         {
             let watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
             let newer = |key: &String| watermarks.get(key).is_some_and(|(r, _)| *r > floor);
-            if entry.keys.iter().any(newer) {
+            // Looked at again under the lock: forgetting watermarks (under it too) raises the
+            // floor, and an entry must not pass on a map that was just emptied.
+            if entry.keys.iter().any(newer) || floor < self.stale_below.load(Ordering::Acquire) {
                 return false;
             }
         }
@@ -608,8 +628,9 @@ impl Caches {
         self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);
         self.require_store()?;
-        // The floor is taken before the read, so an invalidation racing it is caught.
-        let floor = self.applied();
+        // The floor (and the entry's age) are taken before the read, so an invalidation racing
+        // it is caught, and no watermark is forgotten while the entry may still be used.
+        let (floor, began) = (self.applied(), Instant::now());
         let (owned, keys, load) = (owned(), keys(), load());
         let seconds = &self.metrics.load_seconds[which];
         // Boxed, so that the state of a load (which only a miss needs) does not make every
@@ -620,20 +641,24 @@ impl Caches {
                 Ok(entry) => return Ok(entry),
                 Err(guard) => guard,
             };
+            // A request that waited behind a load that failed does not try again once the
+            // store is known to be unreachable.
+            self.require_store()?;
             let started = Instant::now();
             let loaded = load.await;
             seconds.record(started.elapsed().as_secs_f64());
-            let (value, read_at) = loaded?;
-            let mut entry = Entry::new(value, floor, read_at, keys);
+            let (value, read_at) = loaded.map_err(ReadError::Store)?;
+            let mut entry = Entry::new(value, floor, read_at, keys, began);
             entry.weight = entry.value.weigh();
             let entry = Arc::new(entry);
             // Refused if the key was invalidated while this load ran: then it is not cached.
             let _ = guard.insert(entry.clone());
             Ok(entry)
         });
-        loaded.await.map_err(|e: StoreError| {
-            self.note_failure(&e);
-            ReadError::Store(e)
+        loaded.await.inspect_err(|e: &ReadError| {
+            if let ReadError::Store(e) = e {
+                self.note_failure(e);
+            }
         })
     }
 
@@ -781,7 +806,7 @@ impl Caches {
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor is taken before the read, so a revocation racing it is caught.
-        let floor = self.applied();
+        let (floor, began) = (self.applied(), Instant::now());
         let caller = match self.store.client_by_key_hash(&hash.hex()).await {
             Ok(caller) => caller.map(Arc::new),
             Err(e) => {
@@ -795,6 +820,7 @@ impl Caches {
                 floor,
                 Revision(0),
                 vec![CLIENTS.to_owned()],
+                began,
             ));
             self.clients.rcu(|clients| {
                 let mut clients = if clients.len() < MAX_CLIENTS {
@@ -811,14 +837,22 @@ impl Caches {
 
     /// Applies the change log up to at least `target` unless that is done already; returns the
     /// applied revision. Requests waiting for the same revision share one read of the log: each
-    /// looks again once it holds the lock.
+    /// looks again once it holds the lock, and a read that began after a request arrived
+    /// answers it too (if it did not reach `target`, nothing committed has).
     pub async fn catch_up_to(&self, target: Revision, cause: Cause) -> Result<Revision, ReadError> {
         if self.applied() >= target {
             return Ok(self.applied());
         }
         self.require_store()?;
+        let arrived = self.sync.now_us();
         let _one_at_a_time = self.catching_up.lock().await;
-        if self.applied() >= target {
+        let read_since = self
+            .sync
+            .synced_us
+            .load(Ordering::Acquire)
+            .saturating_sub(1)
+            > arrived;
+        if self.applied() >= target || read_since {
             return Ok(self.applied());
         }
         self.catch_up_locked(cause).await
@@ -845,11 +879,17 @@ impl Caches {
         let began = self.sync.now_us();
         let applied = self.applied();
         self.metrics.catch_ups[cause as usize].increment(1);
-        let (changes, current) = match self.store.changes_since(applied).await {
-            Ok(read) => read,
-            Err(e) => {
+        // Bounded, so that no one holds the lock (and the poll behind it) for longer.
+        let read = tokio::time::timeout(READ_TIMEOUT, self.store.changes_since(applied)).await;
+        let (changes, current) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
                 self.note_failure(&e);
                 return Err(e.into());
+            }
+            Err(_) => {
+                self.note_unreachable("reading the change log timed out");
+                return Err(ReadError::StoreDown);
             }
         };
         if current > applied {

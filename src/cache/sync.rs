@@ -13,14 +13,14 @@ use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Caches, Cause};
+use super::{Caches, Cause, READ_TIMEOUT};
 use crate::domain::Revision;
 use crate::store::Backend;
 
 /// How often the change log is polled when no notification arrives, by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// How long one poll may take before the store counts as unreachable.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a prune of the change log may take.
+const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many revisions of change log are kept for instances that fall behind.
 pub const KEEP_REVISIONS: u64 = 100_000;
 /// The channel writes notify their revision on.
@@ -61,48 +61,49 @@ async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut ticks: u64 = 0;
+    let mut pruning: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
         ticks += 1;
-        match tokio::time::timeout(PROBE_TIMEOUT, caches.poll()).await {
-            Ok(Ok(applied)) => {
+        match caches.poll().await {
+            Ok(applied) => {
                 if failing {
                     tracing::info!(%applied, "change log readable again");
                     failing = false;
                 }
-                // About once a minute, drop watermarks and change-log rows nobody can still need.
+                // About once a minute, drop watermarks and change-log rows nobody can still
+                // need; the prune runs beside the poll, one at a time, so a slow DELETE never
+                // delays the next read of the log.
                 if ticks.is_multiple_of((60_000 / interval.as_millis().max(1)).max(1) as u64) {
                     caches.forget_old_watermarks();
                     if applied.0 > KEEP_REVISIONS
-                        && let Err(e) = caches
-                            .store()
-                            .prune_changes(Revision(applied.0 - KEEP_REVISIONS))
-                            .await
+                        && pruning.as_ref().is_none_or(|p| p.is_finished())
                     {
-                        tracing::warn!(error = %e, "cannot prune the change log");
+                        pruning = Some(tokio::spawn(prune(
+                            caches.clone(),
+                            Revision(applied.0 - KEEP_REVISIONS),
+                        )));
                     }
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 if !failing {
                     tracing::warn!(error = %e, "cannot read the change log; answering from the cache within the staleness bound");
                     failing = true;
                 }
             }
-            Err(_) => {
-                caches.note_unreachable("reading the change log timed out");
-                if !failing {
-                    tracing::warn!(
-                        timeout_ms = PROBE_TIMEOUT.as_millis() as u64,
-                        "reading the change log timed out; answering from the cache within the staleness bound"
-                    );
-                    failing = true;
-                }
-            }
         }
+    }
+}
+
+async fn prune(caches: Arc<Caches>, before: Revision) {
+    match tokio::time::timeout(PRUNE_TIMEOUT, caches.store().prune_changes(before)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune the change log"),
+        Err(_) => tracing::warn!("pruning the change log timed out"),
     }
 }
 
@@ -115,7 +116,7 @@ async fn listen(caches: Arc<Caches>, url: String, mut stop: watch::Receiver<bool
             Ok::<_, sqlx::Error>(listener)
         };
         let connected = tokio::select! {
-            l = tokio::time::timeout(PROBE_TIMEOUT * 5, connected) => l,
+            l = tokio::time::timeout(READ_TIMEOUT * 5, connected) => l,
             _ = stop.changed() => return,
         };
         match connected {

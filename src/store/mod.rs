@@ -76,6 +76,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The most revisions of change log read at once; see [`Store::changes_since`].
+pub const MAX_CHANGES_READ: u64 = 10_000;
+
 /// The result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -261,6 +264,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The change log after `after`, in revision order, up to the newest committed revision
     /// (returned too). The log may have been pruned: callers check it starts at `after + 1`.
+    /// More than [`MAX_CHANGES_READ`] revisions behind, it is not read at all (empty, like a
+    /// pruned log): a reader that far behind starts afresh rather than apply it.
     async fn changes_since(
         &self,
         after: Revision,

@@ -951,7 +951,7 @@ impl Store for SqlStore {
         after: Revision,
     ) -> StoreResult<(Vec<(Revision, String)>, Revision)> {
         let current = self.revision().await?;
-        if current <= after {
+        if current <= after || current.0 - after.0 > super::MAX_CHANGES_READ {
             return Ok((Vec::new(), current));
         }
         let rows = sqlx::query("SELECT revision, key FROM changes WHERE revision > $1 AND revision <= $2 ORDER BY revision, key")
