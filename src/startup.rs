@@ -229,7 +229,8 @@ impl App {
         let _ = stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
-        store.pool().close().await;
+        // Connections still held by requests abandoned after the grace period are not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(5), store.pool().close()).await;
         tracing::info!("consentry stopped");
         result
     }
@@ -251,7 +252,11 @@ async fn prepare_and_follow(
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        match prepare(&store, &caches, &config).await {
+        let prepared = tokio::select! {
+            prepared = prepare(&store, &caches, &config) => prepared,
+            _ = stop.changed() => return,
+        };
+        match prepared {
             Ok(()) => break,
             Err(e) if is_unreachable(&e) => {
                 tracing::warn!(

@@ -73,16 +73,20 @@ pub fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 /// a duration histogram.
 struct Rpc {
     name: String,
+    /// Whether calls may be shed under load (health checks never are: a probe must learn how
+    /// the server is, and an overloaded server is not a dead one).
+    sheddable: bool,
     codes: [OnceLock<Counter>; 17],
     seconds: Histogram,
 }
 
 impl Rpc {
-    fn new(name: String) -> Self {
+    fn new(name: String, sheddable: bool) -> Self {
         let seconds =
             metrics::histogram!("consentry_request_duration_seconds", "rpc" => name.clone());
         Self {
             name,
+            sheddable,
             codes: Default::default(),
             seconds,
         }
@@ -169,7 +173,9 @@ impl ObserveLayer {
                     for method in &service.method {
                         let path =
                             format!("/{}.{}/{}", file.package(), service.name(), method.name());
-                        rpcs.insert(path, Arc::new(Rpc::new(method.name().to_owned())));
+                        let sheddable = file.package() != "grpc.health.v1";
+                        let rpc = Rpc::new(method.name().to_owned(), sheddable);
+                        rpcs.insert(path, Arc::new(rpc));
                     }
                 }
             }
@@ -179,7 +185,7 @@ impl ObserveLayer {
                 in_flight: AtomicUsize::new(0),
                 max_in_flight: max_in_flight.max(1),
                 rpcs,
-                unknown: Arc::new(Rpc::new("unknown".to_owned())),
+                unknown: Arc::new(Rpc::new("unknown".to_owned(), true)),
                 limit,
                 id_prefix: format!("cs-{:x}-", std::process::id()).into_bytes(),
                 next_id: AtomicU64::new(1),
@@ -224,7 +230,8 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let shared = &self.shared;
-        let slot = InFlight::take(shared);
+        let rpc = shared.rpc(request.uri().path()).clone();
+        let slot = InFlight::take(shared, rpc.sheddable);
         // The caller's id, else one made up when something may show it (a debug log now, or a
         // refusal later).
         let id = match request.headers().get(&REQUEST_ID) {
@@ -236,9 +243,19 @@ where
             Some(d) if d < shared.limit => (d, true),
             _ => (shared.limit, false),
         };
-        // Taken before anything after this layer starts its own clock.
-        let deadline = tokio::time::Instant::from_std(started + limit);
-        let rpc = shared.rpc(request.uri().path()).clone();
+        // Taken before anything after this layer starts its own clock, and a millisecond early
+        // for the caller's: its answer should reach the caller before the caller gives up (and
+        // before tonic's own timer on the caller's deadline, which would say CANCELLED).
+        let early = if by_caller {
+            limit.saturating_sub(Duration::from_millis(1))
+        } else {
+            limit
+        };
+        let deadline = tokio::time::Instant::from_std(
+            started
+                .checked_add(early)
+                .unwrap_or_else(|| started + Duration::from_secs(86_400 * 365)),
+        );
         let span = tracing::debug_span!(
             "rpc",
             rpc = rpc.name.as_str(),
@@ -267,11 +284,11 @@ where
 struct InFlight(Arc<Shared>);
 
 impl InFlight {
-    /// A place, if fewer than the limit are taken.
-    fn take(shared: &Arc<Shared>) -> Option<Self> {
+    /// A place, if fewer than the limit are taken (or the call is never shed).
+    fn take(shared: &Arc<Shared>, sheddable: bool) -> Option<Self> {
         let before = shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let slot = InFlight(shared.clone());
-        (before < shared.max_in_flight).then_some(slot)
+        (before < shared.max_in_flight || !sheddable).then_some(slot)
     }
 }
 
@@ -455,6 +472,25 @@ mod tests {
             assert_eq!(t(bad), None, "{bad:?}");
         }
         assert_eq!(grpc_timeout(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn shedding_gives_places_back_and_spares_health_checks() {
+        let layer = ObserveLayer::new(1, Duration::from_secs(1), &[]);
+        let shared = &layer.shared;
+        let first = InFlight::take(shared, true);
+        assert!(first.is_some(), "the first call fits");
+        assert!(InFlight::take(shared, true).is_none(), "the second is shed");
+        assert!(
+            InFlight::take(shared, false).is_some(),
+            "a health check never is"
+        );
+        drop(first);
+        assert!(
+            InFlight::take(shared, true).is_some(),
+            "a place is given back"
+        );
+        assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
     }
 
     #[test]
