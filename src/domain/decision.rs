@@ -492,110 +492,68 @@ fn impersonation(
     Ok(())
 }
 
-/// An access question as the caller sent it, before validation.
+/// An access question as the caller sent it, before validation: its text fields borrowed
+/// ([`RawAccessQuery`]) or owned ([`OwnedAccessQuery`], kept by parsing rather than copied).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RawAccessQuery<'a> {
+pub struct AccessFields<S> {
     /// The tenant (required).
-    pub tenant_id: &'a str,
+    pub tenant_id: S,
     /// The application (required).
-    pub app_id: &'a str,
+    pub app_id: S,
     /// The signed-in user; empty for app-only.
-    pub user_id: &'a str,
+    pub user_id: S,
     /// A user to act on behalf of; empty for none.
-    pub on_behalf_of: &'a str,
+    pub on_behalf_of: S,
     /// An API scope; empty for none.
-    pub scope: &'a str,
+    pub scope: S,
     /// A permission name; empty for none.
-    pub permission: &'a str,
+    pub permission: S,
     /// A path; empty means `/`.
-    pub resource: &'a str,
+    pub resource: S,
     /// Trace every evaluated step.
     pub explain: bool,
 }
 
-/// The fields of an access question as received, owned: parsing keeps them, copying nothing.
-#[derive(Debug, Clone, Default)]
-pub struct OwnedAccessQuery {
-    /// The tenant (required).
-    pub tenant_id: String,
-    /// The application (required).
-    pub app_id: String,
-    /// The signed-in user; empty for app-only.
-    pub user_id: String,
-    /// A user to act on behalf of; empty for none.
-    pub on_behalf_of: String,
-    /// An API scope; empty for none.
-    pub scope: String,
-    /// A permission name; empty for none.
-    pub permission: String,
-    /// A path; empty means `/`.
-    pub resource: String,
-    /// Trace every evaluated step.
-    pub explain: bool,
-}
+/// An access question with borrowed fields.
+pub type RawAccessQuery<'a> = AccessFields<&'a str>;
+
+/// An access question with owned fields.
+pub type OwnedAccessQuery = AccessFields<String>;
 
 impl AccessQuery {
     /// Validates every field; the first problem found is the error.
     pub fn parse(raw: &RawAccessQuery<'_>) -> super::error::Valid<Self> {
-        Self::parse_fields(
-            [
-                raw.tenant_id,
-                raw.app_id,
-                raw.user_id,
-                raw.on_behalf_of,
-                raw.scope,
-                raw.permission,
-                raw.resource,
-            ],
-            raw.explain,
-        )
+        Self::parse_fields(*raw)
     }
 
     /// [`AccessQuery::parse`] of owned fields, which are kept rather than copied.
     pub fn parse_owned(raw: OwnedAccessQuery) -> super::error::Valid<Self> {
-        Self::parse_fields(
-            [
-                raw.tenant_id,
-                raw.app_id,
-                raw.user_id,
-                raw.on_behalf_of,
-                raw.scope,
-                raw.permission,
-                raw.resource,
-            ],
-            raw.explain,
-        )
+        Self::parse_fields(raw)
     }
 
     fn parse_fields<S: AsRef<str> + Into<String>>(
-        [
-            tenant_id,
-            app_id,
-            user_id,
-            on_behalf_of,
-            scope,
-            permission,
-            resource,
-        ]: [S; 7],
-        explain: bool,
+        raw: AccessFields<S>,
     ) -> super::error::Valid<Self> {
         Ok(Self {
-            tenant_id: TenantId::parse("tenant_id", tenant_id)?,
-            app_id: AppId::parse("app_id", app_id)?,
-            user_id: UserId::parse_optional("user_id", user_id)?,
-            on_behalf_of: UserId::parse_optional("on_behalf_of", on_behalf_of)?,
-            scope: if scope.as_ref().is_empty() {
+            tenant_id: TenantId::parse("tenant_id", raw.tenant_id)?,
+            app_id: AppId::parse("app_id", raw.app_id)?,
+            user_id: UserId::parse_optional("user_id", raw.user_id)?,
+            on_behalf_of: UserId::parse_optional("on_behalf_of", raw.on_behalf_of)?,
+            scope: if raw.scope.as_ref().is_empty() {
                 None
             } else {
-                Some(Scope::parse("scope", scope)?)
+                Some(Scope::parse("scope", raw.scope)?)
             },
-            permission: if permission.as_ref().is_empty() {
+            permission: if raw.permission.as_ref().is_empty() {
                 None
             } else {
-                Some(PermissionName::parse("permission", permission.as_ref())?)
+                Some(PermissionName::parse(
+                    "permission",
+                    raw.permission.as_ref(),
+                )?)
             },
-            resource: ResourcePath::parse_or_root("resource", resource)?,
-            explain,
+            resource: ResourcePath::parse_or_root("resource", raw.resource)?,
+            explain: raw.explain,
         })
     }
 }

@@ -29,8 +29,8 @@ pub use app::{
 };
 pub use consent::{Consent, ResolvedRequest};
 pub use decision::{
-    AccessQuery, Decision, OwnedAccessQuery, RawAccessQuery, Reason, Step, TraceStep, UserFacts,
-    check_access,
+    AccessFields, AccessQuery, Decision, OwnedAccessQuery, RawAccessQuery, Reason, Step, TraceStep,
+    UserFacts, check_access,
 };
 pub use effective::{
     AppScopes, AppSnapshot, ConsentState, EffectiveGrant, ReapprovalReason, ReportedPolicy,
