@@ -82,16 +82,8 @@ async fn a_request_past_its_timeout_is_deadline_exceeded_and_leaves_no_trace() {
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     lock.close().await.unwrap();
-    // The abandoned write rolled back: no tenant, no audit event; the next write is revision 1.
-    let events = admin
-        .list_audit_events(boot(ListAuditEventsRequest::default(), None))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        events.events.iter().all(|e| e.target != "tenant:late"),
-        "{events:?}"
-    );
+    // The abandoned write rolled back: no tenant, no audit event.
+    assert_no_trace(&mut admin, "tenant:late").await;
     let written = admin
         .put_tenant(boot(tenant("late"), None))
         .await
@@ -100,6 +92,24 @@ async fn a_request_past_its_timeout_is_deadline_exceeded_and_leaves_no_trace() {
     assert!(written.created);
     server.stop().await;
     db.cleanup().await;
+}
+
+/// Asserts no audit event names `target`: a write to it left no trace.
+async fn assert_no_trace(
+    admin: &mut consentry::proto::admin_service_client::AdminServiceClient<
+        tonic::transport::Channel,
+    >,
+    target: &str,
+) {
+    let events = admin
+        .list_audit_events(boot(ListAuditEventsRequest::default(), None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        events.events.iter().all(|e| e.target != target),
+        "a write to {target} left a trace: {events:?}"
+    );
 }
 
 /// A unary gRPC call over a bare HTTP/2 connection, with the headers given and no deadline of
@@ -172,16 +182,7 @@ async fn a_callers_deadline_shorter_than_the_servers_is_honoured_and_leaves_no_t
     // The server's own limit is 5 s; the caller's 300 ms deadline ended the call.
     assert!(took < Duration::from_secs(3), "took {took:?}");
     lock.close().await.unwrap();
-    let mut admin = server.admin().await;
-    let events = admin
-        .list_audit_events(boot(ListAuditEventsRequest::default(), None))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        events.events.iter().all(|e| e.target != "tenant:hasty"),
-        "the abandoned write left no trace: {events:?}"
-    );
+    assert_no_trace(&mut server.admin().await, "tenant:hasty").await;
     server.stop().await;
     db.cleanup().await;
 }

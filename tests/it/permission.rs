@@ -3031,13 +3031,23 @@ async fn a_server_cut_off_from_its_pool_stops_answering_from_its_cache(db: &Test
 /// The binary as a child whose stderr lines are kept.
 struct Child {
     addr: SocketAddr,
+    /// Where it serves metrics, if asked to.
+    metrics: Option<SocketAddr>,
     child: tokio::process::Child,
     stderr: Arc<Mutex<Vec<String>>>,
     /// Keeps reading stderr until the child closes it.
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// The binary on `url` with `args`, once it is SERVING.
 async fn spawn_binary(url: &str, args: &[&str]) -> Child {
+    let child = spawn_unready(url, args).await;
+    wait_serving(child.addr).await;
+    child
+}
+
+/// The binary on `url` with `args`, as soon as it says where it listens (SERVING or not).
+async fn spawn_unready(url: &str, args: &[&str]) -> Child {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
         .args(args)
@@ -3052,6 +3062,7 @@ async fn spawn_binary(url: &str, args: &[&str]) -> Child {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let stderr = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut metrics = None;
     let addr = loop {
         let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
             .await
@@ -3059,6 +3070,10 @@ async fn spawn_binary(url: &str, args: &[&str]) -> Child {
             .unwrap()
             .expect("the binary exited before listening");
         stderr.lock().unwrap().push(line.clone());
+        // The metrics address comes first, if there is one.
+        if let Some(rest) = line.strip_prefix("metrics at http://") {
+            metrics = rest.trim().trim_end_matches("/metrics").parse().ok();
+        }
         if let Some(rest) = line.strip_prefix("consentry listening on ") {
             break rest.trim().parse::<SocketAddr>().unwrap();
         }
@@ -3069,9 +3084,9 @@ async fn spawn_binary(url: &str, args: &[&str]) -> Child {
             kept.lock().unwrap().push(line);
         }
     });
-    wait_serving(addr).await;
     Child {
         addr,
+        metrics,
         child,
         stderr,
         reader,

@@ -188,59 +188,6 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
     server.stop().await;
 }
 
-/// The binary as a child, not waited on: where it listens (and serves metrics), and every line
-/// it writes to stderr.
-struct Spawned {
-    addr: SocketAddr,
-    metrics: Option<SocketAddr>,
-    child: tokio::process::Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-async fn spawn_unready(url: &str, args: &[&str]) -> Spawned {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
-        .args(args)
-        .env("CONSENTRY_BOOTSTRAP_KEY", BOOTSTRAP_KEY)
-        .env("RUST_LOG", "info")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("consentry binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut metrics = None;
-    let addr = loop {
-        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-            .await
-            .expect("the binary says where it listens in time")
-            .unwrap()
-            .expect("the binary exited before listening");
-        stderr.lock().unwrap().push(line.clone());
-        if let Some(rest) = line.strip_prefix("metrics at http://") {
-            metrics = rest.trim().trim_end_matches("/metrics").parse().ok();
-        }
-        if let Some(rest) = line.strip_prefix("consentry listening on ") {
-            break rest.trim().parse::<SocketAddr>().unwrap();
-        }
-    };
-    let kept = stderr.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            kept.lock().unwrap().push(line);
-        }
-    });
-    Spawned {
-        addr,
-        metrics,
-        child,
-        stderr,
-    }
-}
-
 async fn a_server_started_while_its_database_is_down_serves_once_it_is_up(db: &TestDb) {
     let proxy = Proxy::start(postgres_addr()).await;
     proxy.cut();
