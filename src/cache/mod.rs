@@ -472,11 +472,6 @@ impl Caches {
         Ok(self.applied())
     }
 
-    /// Whether [`Caches::start`] has succeeded.
-    pub fn started(&self) -> bool {
-        self.sync.synced_us.load(Ordering::Acquire) != 0
-    }
-
     /// The newest revision this instance has fully applied: its `checked_at`.
     pub fn applied(&self) -> Revision {
         Revision(self.applied.load(Ordering::Acquire))
@@ -501,16 +496,9 @@ impl Caches {
         })
     }
 
-    /// How long ago the change log was last read in full (`None`: never).
-    pub fn staleness(&self) -> Option<Duration> {
-        self.sync.age()
-    }
-
     /// Whether answers may come from the cache now: started, and within the staleness bound.
     pub fn fresh(&self) -> bool {
-        self.sync
-            .age()
-            .is_some_and(|age| age <= self.sync.max_staleness)
+        self.at().is_ok()
     }
 
     /// Fails at once while the store is known to be unreachable, so nothing waits for it.
@@ -732,7 +720,14 @@ impl Caches {
                 &(tenant.as_str(), app.as_str()) as &dyn PairRef,
             )
             .filter(|e| e.read_at <= at.applied)?;
-        Some((app, [user(users[0])?, user(users[1])?]))
+        let first = user(users[0])?;
+        // Acting on behalf of oneself: one user, looked up once.
+        let second = if users[1].is_some() && users[1] == users[0] {
+            first.clone()
+        } else {
+            user(users[1])?
+        };
+        Some((app, [first, second]))
     }
 
     /// Counts the hits of answers given from [`Caches::check_hits`] (only once they are used, so
@@ -788,6 +783,7 @@ impl Caches {
     }
 
     /// The cached active client holding the key with this hash, if it is current; never waits.
+    /// Otherwise [`Caches::load_client`] asks the store.
     pub fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
         let clients = self.clients.load();
         let entry = clients.get(hash).filter(|e| self.untouched(e, at))?;
@@ -795,12 +791,10 @@ impl Caches {
         Some(entry.value.clone())
     }
 
-    /// The active client holding the key with this hash (`None`: unknown or revoked). Only found
-    /// clients are cached, so a flood of unknown keys cannot push real clients out.
-    pub async fn client(&self, at: At, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
-        if let Some(caller) = self.client_hit(at, hash) {
-            return Ok(Some(caller));
-        }
+    /// The active client holding the key with this hash, from the store, after
+    /// [`Caches::client_hit`] missed (`None`: unknown or revoked). Only found clients are cached,
+    /// so a flood of unknown keys cannot push real clients out.
+    pub async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
         let which = Kind::Clients as usize;
         self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);

@@ -55,11 +55,6 @@ impl Reader {
         Self { caches, store }
     }
 
-    /// The caches it reads.
-    pub fn caches(&self) -> &Arc<Caches> {
-        &self.caches
-    }
-
     /// The freshness check, once per request: fails past the staleness bound.
     pub fn at(&self) -> Result<At, ReadError> {
         self.caches.at()
@@ -166,7 +161,8 @@ impl Reader {
             return None;
         }
         let hits = self.hits(at, q)?;
-        Some((self.decide(q, &hits), at.applied))
+        self.caches.count_check_hits(&hits);
+        Some((decide(q, &hits), at.applied))
     }
 
     /// [`Reader::check_now`] for a batch: answered only if every query's snapshots are hits.
@@ -186,7 +182,10 @@ impl Reader {
         let decisions = queries
             .iter()
             .zip(&hits)
-            .map(|(q, hits)| self.decide(q, hits))
+            .map(|(q, hits)| {
+                self.caches.count_check_hits(hits);
+                decide(q, hits)
+            })
             .collect();
         Some((decisions, at.applied))
     }
@@ -194,16 +193,6 @@ impl Reader {
     fn hits(&self, at: At, q: &AccessQuery) -> Option<CheckHits> {
         let users = [q.user_id.as_ref(), q.on_behalf_of.as_ref()];
         self.caches.check_hits(at, &q.tenant_id, (&q.app_id, users))
-    }
-
-    fn decide(&self, q: &AccessQuery, hits: &CheckHits) -> Decision {
-        self.caches.count_check_hits(hits);
-        let (app, [user, target]) = hits;
-        let facts = UserFacts {
-            user: user.as_ref().and_then(|e| e.value.as_ref()),
-            target: target.as_ref().and_then(|e| e.value.as_ref()),
-        };
-        check_access(q, &app.value, facts)
     }
 
     /// One CheckAccess: its two or three snapshots, looked up without building a key or a map,
@@ -225,14 +214,10 @@ impl Reader {
                 Some(u) => Some(self.user_in(source, &q.tenant_id, u).await?),
                 None => None,
             };
-            Ok((app, (user, target)))
+            Ok((app, [user, target]))
         };
-        let ((app, (user, target)), revision) = self.settled(at, wanted, gather).await?;
-        let facts = UserFacts {
-            user: user.as_ref().and_then(|e| e.value.as_ref()),
-            target: target.as_ref().and_then(|e| e.value.as_ref()),
-        };
-        Ok((check_access(q, &app.value, facts), revision))
+        let (hits, revision) = self.settled(at, wanted, gather).await?;
+        Ok((decide(q, &hits), revision))
     }
 
     /// Many checks, every one decided at the same revision.
@@ -381,6 +366,15 @@ impl Reader {
         self.caches.note_failure(&e);
         ReadError::Store(e)
     }
+}
+
+/// The engine's decision on one query over its snapshots.
+fn decide(q: &AccessQuery, (app, [user, target]): &CheckHits) -> Decision {
+    let facts = UserFacts {
+        user: user.as_ref().and_then(|e| e.value.as_ref()),
+        target: target.as_ref().and_then(|e| e.value.as_ref()),
+    };
+    check_access(q, &app.value, facts)
 }
 
 /// Whether a request's consistency lets the cache answer as it is at `at`.
@@ -549,6 +543,14 @@ impl<A: Gathered, B: Gathered> Gathered for (A, B) {
     fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
         self.0.visit(f);
         self.1.visit(f);
+    }
+}
+
+impl<G: Gathered, const N: usize> Gathered for [G; N] {
+    fn visit(&self, f: &mut dyn FnMut(Revision, Holds<'_>)) {
+        for g in self {
+            g.visit(f);
+        }
     }
 }
 

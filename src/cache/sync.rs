@@ -17,8 +17,6 @@ use super::{Caches, Cause, READ_TIMEOUT};
 use crate::domain::Revision;
 use crate::store::Backend;
 
-/// How often the change log is polled when no notification arrives, by default.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a prune of the change log may take.
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many revisions of change log are kept for instances that fall behind.

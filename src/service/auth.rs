@@ -76,7 +76,7 @@ impl Authenticator {
         let caller = match self.caches.client_hit(at, &hash) {
             Some(caller) => Some(caller),
             // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.caches.client(at, &hash)).await?,
+            None => Box::pin(self.caches.load_client(&hash)).await?,
         };
         caller.ok_or_else(|| Status::unauthenticated("unknown or revoked key"))
     }

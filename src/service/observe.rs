@@ -120,6 +120,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Takes a place among the calls in flight, if fewer than the limit are taken (or the call
+    /// is never shed); a call that took one gives it back with [`Shared::leave`].
+    fn enter(&self, sheddable: bool) -> bool {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before < self.max_in_flight || !sheddable {
+            return true;
+        }
+        self.leave();
+        false
+    }
+
+    fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
     fn rpc(&self, path: &str) -> &Arc<Rpc> {
         self.rpcs.get(path).unwrap_or(&self.unknown)
     }
@@ -231,7 +246,7 @@ where
         let started = Instant::now();
         let shared = &self.shared;
         let rpc = shared.rpc(request.uri().path()).clone();
-        let slot = InFlight::take(shared, rpc.sheddable);
+        let entered = shared.enter(rpc.sheddable);
         // The caller's id, else one made up when something may show it (a debug log now, or a
         // refusal later).
         let id = match request.headers().get(&REQUEST_ID) {
@@ -262,13 +277,12 @@ where
             request_id = %id.as_ref().and_then(|(id, _)| id.to_str().ok()).unwrap_or("")
         );
         // Shed: refused before the call is made at all.
-        let inner = slot
-            .is_some()
+        let inner = entered
             .then(|| tokio::time::timeout_at(deadline, self.inner.call(request).instrument(span)));
         ObserveFuture {
             inner: OptionFuture { inner },
             call: Some(Call {
-                _slot: slot,
+                entered,
                 shared: shared.clone(),
                 rpc,
                 id,
@@ -277,24 +291,6 @@ where
                 by_caller,
             }),
         }
-    }
-}
-
-/// A call's place among those in flight, given back when the call ends or is dropped.
-struct InFlight(Arc<Shared>);
-
-impl InFlight {
-    /// A place, if fewer than the limit are taken (or the call is never shed).
-    fn take(shared: &Arc<Shared>, sheddable: bool) -> Option<Self> {
-        let before = shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let slot = InFlight(shared.clone());
-        (before < shared.max_in_flight || !sheddable).then_some(slot)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -317,10 +313,11 @@ impl<F: Future> Future for OptionFuture<F> {
     }
 }
 
-/// What a call's answer is recorded with.
+/// What a call's answer is recorded with. While it lives, the call holds its place among those
+/// in flight (given back when the call ends or is dropped).
 struct Call {
-    /// Held while the call runs (`None`: it was shed).
-    _slot: Option<InFlight>,
+    /// Whether the call took a place (`false`: it was shed).
+    entered: bool,
     shared: Arc<Shared>,
     rpc: Arc<Rpc>,
     /// The request id, and whether the caller sent it.
@@ -328,6 +325,14 @@ struct Call {
     started: Instant,
     limit: Duration,
     by_caller: bool,
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.entered {
+            self.shared.leave();
+        }
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -478,18 +483,13 @@ mod tests {
     fn shedding_gives_places_back_and_spares_health_checks() {
         let layer = ObserveLayer::new(1, Duration::from_secs(1), &[]);
         let shared = &layer.shared;
-        let first = InFlight::take(shared, true);
-        assert!(first.is_some(), "the first call fits");
-        assert!(InFlight::take(shared, true).is_none(), "the second is shed");
-        assert!(
-            InFlight::take(shared, false).is_some(),
-            "a health check never is"
-        );
-        drop(first);
-        assert!(
-            InFlight::take(shared, true).is_some(),
-            "a place is given back"
-        );
+        assert!(shared.enter(true), "the first call fits");
+        assert!(!shared.enter(true), "the second is shed");
+        assert!(shared.enter(false), "a health check never is");
+        shared.leave();
+        shared.leave();
+        assert!(shared.enter(true), "a place is given back");
+        shared.leave();
         assert_eq!(shared.in_flight.load(Ordering::Relaxed), 0);
     }
 

@@ -70,10 +70,12 @@ impl PermissionApi {
     }
 
     /// Parses a query (keeping its strings) and checks its tenant is within the caller's bounds.
-    fn query(cx: &CallContext, req: CheckAccessRequest) -> Result<AccessQuery, Status> {
+    fn query(cx: &CallContext, mut req: CheckAccessRequest) -> Result<AccessQuery, Status> {
         // The tenant first: a tenant outside the caller's bounds is refused before anything else.
-        let tenant = TenantId::parse("tenant_id", req.tenant_id.as_str())?;
+        // Its string is moved out and back, never copied.
+        let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
         cx.caller.require_tenant(&tenant)?;
+        req.tenant_id = tenant.into();
         Ok(cv::access_query_from_proto(req)?)
     }
 
