@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -22,6 +23,16 @@ pub const DEFAULT_MAX_STALENESS: &str = "5s";
 /// Default `--change-poll-interval`: how often the change log is read when no notification
 /// arrives; it bounds how late another instance's write is seen.
 pub const DEFAULT_CHANGE_POLL_INTERVAL: &str = "250ms";
+
+/// Default `--tls-reload-interval`: how often the TLS files are re-read. cert-manager renews a
+/// certificate days before it expires, so seconds of delay cost nothing, and a look is three small
+/// file reads.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: &str = "10s";
+
+/// The health service's name that says only whether the process is alive (for liveness probes):
+/// SERVING from start to exit, whatever the database does, so that an outage does not have every
+/// instance restarted.
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// A duration such as `5s`, `250ms` or `1m 30s`.
 fn duration(s: &str) -> Result<Duration, String> {
@@ -69,7 +80,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Create or revoke a client directly in the database.
@@ -173,6 +184,22 @@ pub struct ServeConfig {
     /// transaction mode; the poll alone then bounds how late changes are seen).
     #[arg(long, env = "CONSENTRY_CHANGE_LISTENER", default_value_t = true, action = clap::ArgAction::Set)]
     pub change_listener: bool,
+    /// PEM certificate chain to serve gRPC over TLS with (re-read when the file changes).
+    #[arg(long, env = "CONSENTRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert` (re-read when the file changes).
+    #[arg(long, env = "CONSENTRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that clients must present a certificate from (mutual TLS).
+    #[arg(long, env = "CONSENTRY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// How often the TLS files are re-read; a change is used for new connections.
+    #[arg(long, env = "CONSENTRY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_TLS_RELOAD_INTERVAL, value_parser = duration)]
+    pub tls_reload_interval: Duration,
+    /// Address of a plaintext gRPC listener that serves only `grpc.health.v1.Health` (for
+    /// Kubernetes probes, which cannot speak TLS); off when unset.
+    #[arg(long, env = "CONSENTRY_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// After SIGTERM, how long health says NOT_SERVING while requests are still accepted, so
     /// load balancers stop sending first, in milliseconds.
     #[arg(long, env = "CONSENTRY_SHUTDOWN_DELAY_MS", default_value_t = 500)]
@@ -206,6 +233,23 @@ impl ServeConfig {
             change_listener: true,
             shutdown_delay_ms: 500,
             shutdown_grace_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval: Duration::from_secs(10),
+            health_listen: None,
+        }
+    }
+
+    /// The TLS files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
         }
     }
 
@@ -214,25 +258,64 @@ impl ServeConfig {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// Refuses settings that cannot work together, naming the flags.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Refuses settings that cannot work together and TLS files that cannot be used, naming the
+    /// flags: every problem at once, before anything binds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
         if self.change_poll_interval.is_zero() {
-            anyhow::bail!("--change-poll-interval must be more than zero");
-        }
-        if self.max_staleness <= self.change_poll_interval {
-            anyhow::bail!(
+            problems.push("--change-poll-interval must be more than zero".to_owned());
+        } else if self.max_staleness <= self.change_poll_interval {
+            problems.push(format!(
                 "--max-staleness ({}) must be longer than --change-poll-interval ({}), or the instance would stop answering between two polls",
                 humantime::format_duration(self.max_staleness),
                 humantime::format_duration(self.change_poll_interval)
-            );
+            ));
         }
         if self.request_timeout_ms == 0 {
-            anyhow::bail!("--request-timeout-ms must be more than zero");
+            problems.push("--request-timeout-ms must be more than zero".to_owned());
         }
-        crate::store::Backend::of_url(&self.db.database_url)?;
+        if let Err(e) = crate::store::Backend::of_url(&self.db.database_url) {
+            problems.push(format!("--database-url: {e}"));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => problems.push("--tls-cert needs --tls-key".to_owned()),
+            (None, Some(_)) => problems.push("--tls-key needs --tls-cert".to_owned()),
+            (None, None) if self.tls_client_ca.is_some() => {
+                problems.push("--tls-client-ca needs --tls-cert and --tls-key".to_owned())
+            }
+            _ => {}
+        }
+        if let Some(files) = self.tls_files()
+            && let Err(e) = files.check()
+        {
+            problems.push(e.to_string());
+        }
+        if self.tls_reload_interval.is_zero() {
+            problems.push("--tls-reload-interval must be more than zero".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// Every problem found in a configuration, each naming its flag.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
         Ok(())
     }
 }
+
+impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
@@ -280,7 +363,7 @@ mod tests {
             let mut all = vec!["consentry", "serve"];
             all.extend_from_slice(args);
             match Cli::try_parse_from(all).map(|c| c.command) {
-                Ok(Command::Serve(cfg)) => Ok(cfg),
+                Ok(Command::Serve(cfg)) => Ok(*cfg),
                 Ok(_) => panic!("not serve"),
                 Err(e) => Err(e.to_string()),
             }

@@ -1,9 +1,13 @@
 //! What `grpc.health.v1.Health` says. SERVING only while the store has been prepared, the cache
 //! is within its staleness bound, and no shutdown has begun; NOT_SERVING otherwise, so that load
-//! balancers and Kubernetes route away from an instance that cannot answer.
+//! balancers and Kubernetes route away from an instance that cannot answer. The service
+//! `liveness` ([`LIVENESS_SERVICE`]) is SERVING from start to exit: it says only that the process
+//! answers, for liveness probes that must not restart every instance through a database outage.
 
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+use crate::config::LIVENESS_SERVICE;
 
 /// The services health reports on: the whole server (`""`) and each consentry service.
 const SERVICES: [&str; 3] = [
@@ -27,8 +31,11 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Starts out NOT_SERVING.
+    /// Starts out NOT_SERVING (and `liveness` SERVING).
     pub async fn new(reporter: HealthReporter) -> Self {
+        reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let readiness = Self {
             reporter,
             state: tokio::sync::Mutex::new(State::default()),

@@ -33,11 +33,15 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => {
-            let app = App::build(config).await?;
+            let app = App::build(*config).await?;
             if let Some(addr) = app.metrics_addr() {
                 eprintln!("metrics at http://{addr}/metrics");
             }
-            eprintln!("consentry listening on {}", app.local_addr());
+            if let Some(addr) = app.health_addr() {
+                eprintln!("health (plaintext) at {addr}");
+            }
+            let scheme = if app.tls() { " (TLS)" } else { "" };
+            eprintln!("consentry listening on {}{scheme}", app.local_addr());
             if let Some(key) = app.demo_key() {
                 eprintln!("demo world loaded; its key (for examples only, never in production):");
                 println!("{key}");

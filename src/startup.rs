@@ -30,6 +30,7 @@ use crate::service::permission::PermissionApi;
 use crate::service::{Applied, ObserveLayer};
 use crate::store::backend::{is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
+use crate::tls::Tls;
 
 /// The longest wait between two attempts to reach the database at start.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
@@ -41,6 +42,8 @@ const FRESHNESS_CHECK: Duration = Duration::from_millis(100);
 pub struct App {
     config: ServeConfig,
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    health_listener: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
     store: Arc<SqlStore>,
     caches: Arc<Caches>,
@@ -54,6 +57,7 @@ impl App {
     /// touched here: [`App::run_until_stopped`] prepares it, waiting for it if it is down.
     pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         config.validate()?;
+        let tls = config.tls_files().map(Tls::load).transpose()?;
         let (stop, _) = watch::channel(false);
         // The recorder comes first: every metric handle registered after it is a live one.
         // Without `--metrics-listen` none is installed, and recording costs nothing.
@@ -81,9 +85,19 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let health_listener = match config.health_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--health-listen)"))?,
+            ),
+            None => None,
+        };
         Ok(App {
             config,
             listener,
+            tls,
+            health_listener,
             metrics_addr,
             store,
             caches,
@@ -96,6 +110,18 @@ impl App {
     /// The address the server listens on (the real port when configured with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    /// The address of the plaintext health-only listener, if there is one.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Whether gRPC is served over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address metrics are served on, if they are.
@@ -129,6 +155,8 @@ impl App {
         let App {
             config,
             listener,
+            tls,
+            health_listener,
             store,
             caches,
             health,
@@ -206,14 +234,46 @@ impl App {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message),
             );
-        tracing::info!(listen = %listener.local_addr()?, "consentry accepting gRPC");
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            tls = tls.is_some(),
+            client_certificates = tls.as_ref().is_some_and(|t| t.mutual()),
+            "consentry accepting gRPC"
+        );
+        let health_only = health_listener.map(|listener| {
+            let mut stop = stop.subscribe();
+            let server = transport()
+                .add_service(HealthServer::new(HealthService::from_health_reporter(
+                    health.clone(),
+                )))
+                .serve_with_incoming_shutdown(incoming(listener), async move {
+                    let _ = stop.changed().await;
+                });
+            tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(error = %e, "the health listener failed");
+                }
+            })
+        });
+        let tls_follow = tls.as_ref().map(|tls| {
+            tls.clone()
+                .follow(config.tls_reload_interval, stop.subscribe())
+        });
 
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = router.serve_with_incoming_shutdown(incoming(listener), async move {
+        let drained = async move {
             let _ = drain_rx.await;
             let _ = drained_tx.send(());
-        });
+        };
+        let serve: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            Some(tls) => {
+                Box::pin(router.serve_with_incoming_shutdown(tls.incoming(listener), drained))
+            }
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming(listener), drained)),
+        };
         tokio::pin!(serve);
         let result = tokio::select! {
             result = &mut serve => result.map_err(anyhow::Error::from),
@@ -229,6 +289,9 @@ impl App {
         let _ = stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
+        for task in [health_only, tls_follow].into_iter().flatten() {
+            let _ = task.await;
+        }
         // Connections still held by requests abandoned after the grace period are not waited for.
         let _ = tokio::time::timeout(Duration::from_secs(5), store.pool().close()).await;
         tracing::info!("consentry stopped");

@@ -11,3 +11,4 @@ mod limits;
 mod permission;
 mod readme;
 mod store;
+mod tls;

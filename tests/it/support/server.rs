@@ -31,6 +31,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where it serves metrics, if asked for.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where it serves plaintext health, if asked for.
+    pub health_addr: Option<SocketAddr>,
     /// Its snapshot caches (for hit and miss counters).
     pub caches: Arc<Caches>,
     stop: Option<oneshot::Sender<()>>,
@@ -64,6 +66,9 @@ impl TestServer {
         }
         let app = App::build(config).await.expect("server builds");
         let addr = app.local_addr();
+        // Over TLS, readiness is asked on the plaintext health listener (as Kubernetes does).
+        let app_health = app.health_addr();
+        let probe = app_health.filter(|_| app.tls()).unwrap_or(addr);
         let metrics_addr = app.metrics_addr();
         let caches = app.caches();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -73,17 +78,13 @@ impl TestServer {
         let server = TestServer {
             addr,
             metrics_addr,
+            health_addr: app_health,
             caches,
             stop: Some(stop),
             task: Some(task),
         };
-        server.wait_serving().await;
+        wait_serving(probe).await;
         server
-    }
-
-    /// Polls health until SERVING (or a deadline).
-    async fn wait_serving(&self) {
-        wait_serving(self.addr).await;
     }
 
     /// A channel to the server.
@@ -242,14 +243,23 @@ impl BinaryServer {
             .expect("consentry binary starts");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut health = None;
         let addr = loop {
             let line = tokio::time::timeout_at(deadline.into(), stderr.next_line())
                 .await
                 .expect("the binary printed where it listens in time")
                 .unwrap()
                 .expect("the binary exited before listening");
+            if let Some(rest) = line.strip_prefix("health (plaintext) at ") {
+                health = Some(rest.trim().parse::<SocketAddr>().unwrap());
+            }
             if let Some(rest) = line.strip_prefix("consentry listening on ") {
-                break rest.trim().parse::<SocketAddr>().unwrap();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap();
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
@@ -261,7 +271,7 @@ impl BinaryServer {
                 stdout.push(line);
             }
         }
-        wait_serving(addr).await;
+        wait_serving(health.unwrap_or(addr)).await;
         BinaryServer {
             addr,
             child,
