@@ -184,6 +184,11 @@ pub struct ServeConfig {
     /// transaction mode; the poll alone then bounds how late changes are seen).
     #[arg(long, env = "CONSENTRY_CHANGE_LISTENER", default_value_t = true, action = clap::ArgAction::Set)]
     pub change_listener: bool,
+    /// Apply pending migrations at start. Turn off where a separate `consentry migrate` (a
+    /// Kubernetes Job, with a role that may change the schema) runs them: serving then waits,
+    /// NOT_SERVING, until the schema is current, and the runtime role needs no DDL right.
+    #[arg(long, env = "CONSENTRY_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
     /// PEM certificate chain to serve gRPC over TLS with (re-read when the file changes).
     #[arg(long, env = "CONSENTRY_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -233,6 +238,7 @@ impl ServeConfig {
             change_listener: true,
             shutdown_delay_ms: 500,
             shutdown_grace_ms: 10_000,
+            migrate: true,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

@@ -28,7 +28,7 @@ use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, ObserveLayer};
-use crate::store::backend::{is_unreachable, redact};
+use crate::store::backend::{is_schema_behind, is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 use crate::tls::Tls;
 
@@ -321,12 +321,17 @@ async fn prepare_and_follow(
         };
         match prepared {
             Ok(()) => break,
-            Err(e) if is_unreachable(&e) => {
+            Err(e) if is_unreachable(&e) || is_schema_behind(&e) => {
+                let why = if is_schema_behind(&e) {
+                    "waiting for `consentry migrate`; health stays NOT_SERVING until the schema is current"
+                } else {
+                    "the database cannot be reached yet; health stays NOT_SERVING until it can"
+                };
                 tracing::warn!(
                     error = format!("{e:#}"),
                     attempts,
                     retry_in_ms = backoff.as_millis() as u64,
-                    "the database cannot be reached yet; health stays NOT_SERVING until it can"
+                    "{why}"
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
@@ -372,8 +377,13 @@ async fn prepare_and_follow(
 /// caches read the store once.
 async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> anyhow::Result<()> {
     let url = &config.db.database_url;
-    crate::store::migrate(url).await?;
-    tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
+    if config.migrate {
+        crate::store::migrate(url).await?;
+        tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
+    } else {
+        crate::store::backend::check_migrated(url).await?;
+        tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, schema current");
+    }
     if let Some(key) = &config.bootstrap_key {
         match store
             .ensure_bootstrap_client(&hash_key(key.expose()))

@@ -148,6 +148,60 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     Ok(backend)
 }
 
+/// The schema lacks migrations this build needs: `consentry migrate` has not run yet (with
+/// `--migrate=false`, serving waits for it).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database schema is behind this build: {missing} migration(s) not applied yet (run `consentry migrate`; {detail})"
+)]
+pub struct SchemaBehind {
+    /// How many migrations are missing.
+    pub missing: usize,
+    /// What the database said.
+    pub detail: String,
+}
+
+/// Checks, without changing anything, that every migration of this build has been applied to
+/// the database at `url` (for a runtime role that may not run DDL).
+pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let mut conn = options(url, backend)?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    let needed: Vec<i64> = backend
+        .migrator()
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| m.version)
+        .collect();
+    let applied: Result<Vec<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut conn)
+            .await;
+    let _ = conn.close().await;
+    let (applied, detail) = match applied {
+        Ok(applied) => (applied, "all earlier ones are".to_owned()),
+        Err(e) if is_connection_error(&e) => return Err(e.into()),
+        // No migrations table yet (or no right to read it: the operations guide grants it).
+        Err(e) => (
+            Vec::new(),
+            format!("the migrations table cannot be read: {e}"),
+        ),
+    };
+    let missing = needed.iter().filter(|v| !applied.contains(v)).count();
+    if missing > 0 {
+        return Err(SchemaBehind { missing, detail }.into());
+    }
+    Ok(backend)
+}
+
+/// Whether a start-up failure is a schema that `consentry migrate` has not brought up to date yet.
+pub fn is_schema_behind(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.is::<SchemaBehind>())
+}
+
 /// Connects to the database at `url`, applying pending migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = migrate(url).await?;

@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod limits;
+mod operations;
 mod permission;
 mod readme;
 mod store;

@@ -41,7 +41,12 @@ pub struct TestServer {
 
 /// A configuration for a test server on `db`: ephemeral port, bootstrap key, small pools.
 pub fn config(db: &TestDb) -> ServeConfig {
-    let mut config = ServeConfig::new(([127, 0, 0, 1], 0).into(), db.url.clone());
+    config_at(&db.url)
+}
+
+/// A configuration for a test server on the database at `url` (see [`config`]).
+pub fn config_at(url: &str) -> ServeConfig {
+    let mut config = ServeConfig::new(([127, 0, 0, 1], 0).into(), url);
     config.bootstrap_key = Some(
         BOOTSTRAP_KEY
             .parse()
