@@ -240,21 +240,10 @@ impl App {
             client_certificates = tls.as_ref().is_some_and(|t| t.mutual()),
             "consentry accepting gRPC"
         );
-        let health_only = health_listener.map(|listener| {
-            let mut stop = stop.subscribe();
-            let server = transport()
-                .add_service(HealthServer::new(HealthService::from_health_reporter(
-                    health.clone(),
-                )))
-                .serve_with_incoming_shutdown(incoming(listener), async move {
-                    let _ = stop.changed().await;
-                });
-            tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "the health listener failed");
-                }
-            })
-        });
+        let health_only = match health_listener {
+            Some(listener) => Some(serve_health_only(listener, &health, stop.subscribe())?),
+            None => None,
+        };
         let tls_follow = tls.as_ref().map(|tls| {
             tls.clone()
                 .follow(config.tls_reload_interval, stop.subscribe())
@@ -422,6 +411,33 @@ pub fn transport() -> Server {
 /// must leave at once, so there is no Nagle delay.
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// The plaintext listener for probes: `grpc.health.v1.Health` (and reflection over it alone, so
+/// that `grpcurl` works there too), nothing else, until `stop`.
+fn serve_health_only(
+    listener: TcpListener,
+    health: &HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let server = transport()
+        .add_service(HealthServer::new(HealthService::from_health_reporter(
+            health.clone(),
+        )))
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .serve_with_incoming_shutdown(incoming(listener), async move {
+            let _ = stop.changed().await;
+        });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "the health listener failed");
+        }
+    }))
 }
 
 /// Reports the database pool's size and idle connections every few seconds.

@@ -3,8 +3,7 @@
 //! mutual-TLS server refuses the connection; a certificate replaced on disk is served to new
 //! connections while open ones carry on; bad files are configuration errors before anything binds.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use consentry::config::{LIVENESS_SERVICE, ServeConfig};
@@ -21,38 +20,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::support::db::TestDb;
+use crate::support::dir::TempDir as Dir;
 use crate::support::server::{BOOTSTRAP_KEY, BinaryServer, TestServer, config, eventually, req};
-
-/// A directory of its own for one test's files, removed afterwards.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "consentry-tls-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        Dir(path)
-    }
-
-    /// Writes `text` to `name` atomically (a rename, as Kubernetes swaps a Secret volume).
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A certificate authority made for a test.
 struct Ca {
@@ -188,7 +157,7 @@ async fn served(addr: std::net::SocketAddr, ca: &Ca, identity: Option<&Leaf>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_a_client_that_trusts_the_ca_and_only_over_tls() {
     let db = TestDb::sqlite().await;
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("consentry test ca");
     let files = write_files(&dir, &ca.server(), None);
     let server = TestServer::start_with(tls_config(&db, &files)).await;
@@ -236,7 +205,7 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_only_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_clients_without_a_certificate_or_from_another_ca() {
     let db = TestDb::sqlite().await;
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("consentry test ca");
     let clients = Ca::new("client ca");
     let files = write_files(&dir, &ca.server(), Some(&clients));
@@ -269,7 +238,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate_or_from_another_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_replaced_on_disk_is_served_to_new_connections_without_a_restart() {
     let db = TestDb::sqlite().await;
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let old_ca = Ca::new("old ca");
     let files = write_files(&dir, &old_ca.server(), None);
     let server = TestServer::start_with(tls_config(&db, &files)).await;
@@ -298,7 +267,7 @@ async fn a_certificate_replaced_on_disk_is_served_to_new_connections_without_a_r
 
 #[tokio::test]
 async fn a_rotation_that_cannot_be_used_keeps_the_previous_certificate() {
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("ca");
     let first = ca.server();
     let files = write_files(&dir, &first, None);
@@ -324,7 +293,7 @@ async fn a_rotation_that_cannot_be_used_keeps_the_previous_certificate() {
 #[tokio::test]
 async fn bad_tls_files_are_configuration_errors_reported_with_every_other() {
     let db = TestDb::sqlite().await;
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("ca");
     let files = write_files(&dir, &ca.server(), Some(&ca));
     let other = ca.server();
@@ -372,7 +341,7 @@ async fn bad_tls_files_are_configuration_errors_reported_with_every_other() {
 
 #[tokio::test]
 async fn the_binary_reports_every_configuration_error_and_exits_non_zero_before_binding() {
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("ca");
     let files = write_files(&dir, &ca.server(), None);
     let other = dir.write("other.key", &ca.server().key);
@@ -413,7 +382,7 @@ async fn the_binary_reports_every_configuration_error_and_exits_non_zero_before_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_tls_with_health_on_the_plaintext_listener() {
     let db = TestDb::sqlite().await;
-    let dir = Dir::new();
+    let dir = Dir::new("tls");
     let ca = Ca::new("ca");
     let files = write_files(&dir, &ca.server(), None);
     let cert = files.cert.to_string_lossy().into_owned();

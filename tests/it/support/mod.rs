@@ -1,5 +1,6 @@
 //! Shared test support: fresh databases, servers on ephemeral ports, clients.
 
 pub mod db;
+pub mod dir;
 pub mod proxy;
 pub mod server;

@@ -224,6 +224,8 @@ pub struct BinaryServer {
     pub child: tokio::process::Child,
     /// Lines it printed to stdout (e.g. the demo key).
     pub stdout: Vec<String>,
+    /// Where it serves plaintext health, if asked to.
+    pub health: Option<SocketAddr>,
 }
 
 impl BinaryServer {
@@ -281,6 +283,7 @@ impl BinaryServer {
             addr,
             child,
             stdout,
+            health,
         }
     }
 
