@@ -197,6 +197,26 @@ async fn requests_beyond_the_concurrency_limit_are_shed_with_resource_exhausted(
     // One write takes the only slot and waits on the lock.
     let mut admin = server.admin().await;
     let held = tokio::spawn(async move { admin.put_tenant(boot(tenant("held"), None)).await });
+    // Checks start once the write waits on the lock: one sent earlier could take the slot first
+    // and have the write shed instead.
+    let mut watcher = PgConnection::connect(&db.url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut watcher)
+    .await
+    .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    watcher.close().await.unwrap();
     let mut permission = server.permission().await;
     let check = CheckAccessRequest {
         tenant_id: "held".into(),
