@@ -292,9 +292,26 @@ impl ServeConfig {
             _ => {}
         }
         if let Some(files) = self.tls_files()
-            && let Err(e) = files.check()
+            && let Err(errors) = files.check()
         {
-            problems.push(e.to_string());
+            problems.extend(errors.0.iter().map(ToString::to_string));
+        }
+        // Two listeners on one address: the second bind would fail after the first succeeded.
+        let listeners = [
+            ("--listen", Some(self.listen)),
+            ("--health-listen", self.health_listen),
+            ("--metrics-listen", self.metrics_listen),
+        ];
+        for (i, (flag, addr)) in listeners.iter().enumerate() {
+            for (other, other_addr) in &listeners[i + 1..] {
+                if let (Some(a), Some(b)) = (addr, other_addr)
+                    && a.port() != 0
+                    && a.port() == b.port()
+                    && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+                {
+                    problems.push(format!("{flag} ({a}) and {other} ({b}) use the same port"));
+                }
+            }
         }
         if self.tls_reload_interval.is_zero() {
             problems.push("--tls-reload-interval must be more than zero".to_owned());

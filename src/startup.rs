@@ -34,6 +34,9 @@ use crate::tls::Tls;
 
 /// The longest wait between two attempts to reach the database at start.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
+/// After the grace period, how long each of the health listener and the database pool may take to
+/// close: so a stop takes at most `--shutdown-delay-ms` + `--shutdown-grace-ms` + twice this.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often health looks at the cache's staleness.
 const FRESHNESS_CHECK: Duration = Duration::from_millis(100);
 
@@ -278,11 +281,19 @@ impl App {
         let _ = stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
-        for task in [health_only, tls_follow].into_iter().flatten() {
+        if let Some(task) = tls_follow {
             let _ = task.await;
         }
+        // A probe's connection (a Watch stream never ends by itself) must not hold up the exit.
+        if let Some(mut task) = health_only
+            && tokio::time::timeout(CLOSE_TIMEOUT, &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
         // Connections still held by requests abandoned after the grace period are not waited for.
-        let _ = tokio::time::timeout(Duration::from_secs(5), store.pool().close()).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, store.pool().close()).await;
         tracing::info!("consentry stopped");
         result
     }

@@ -4,8 +4,8 @@
 //! Invariant: a connection is only ever handshaken with a configuration that loaded whole (chain,
 //! matching key, client CA); a file that changes into something unusable (a half-written
 //! rotation, a key that does not match) leaves the last good configuration in place and is
-//! reported, never served. Handshakes run off the accept loop, each bounded in time, so a slow or
-//! silent client cannot hold up anyone else's connection.
+//! reported, never served. Handshakes run off the accept loop, each bounded in time and at most
+//! [`MAX_HANDSHAKES`] at once, so a slow or silent client cannot hold up anyone else's connection.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ use tokio_rustls::server::TlsStream;
 
 /// The longest a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Handshakes in progress at once; beyond it, connections wait in the kernel's accept queue.
+pub const MAX_HANDSHAKES: usize = 512;
 
 /// Handshaken connections waiting for the server to take them.
 const ACCEPTED_BACKLOG: usize = 64;
@@ -64,6 +67,24 @@ pub enum TlsError {
     },
 }
 
+/// Every problem found with the TLS files (at least one).
+#[derive(Debug)]
+pub struct TlsErrors(pub Vec<TlsError>);
+
+impl std::fmt::Display for TlsErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TlsErrors {}
+
 /// The files TLS is configured from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -84,20 +105,29 @@ struct Contents {
 }
 
 impl TlsFiles {
-    fn read(&self) -> Result<Contents, TlsError> {
-        let read = |flag: &'static str, path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                flag,
-                path: path.to_owned(),
-                source,
-            })
+    fn read(&self) -> Result<Contents, TlsErrors> {
+        let mut errors = Vec::new();
+        let mut read = |flag: &'static str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|source| {
+                    errors.push(TlsError::Read {
+                        flag,
+                        path: path.to_owned(),
+                        source,
+                    })
+                })
+                .ok()
         };
-        let cert = read("--tls-cert", &self.cert)?;
-        let key = read("--tls-key", &self.key)?;
-        let client_ca = match &self.client_ca {
-            Some(path) => Some(read("--tls-client-ca", path)?),
-            None => None,
+        let cert = read("--tls-cert", &self.cert);
+        let key = read("--tls-key", &self.key);
+        let client_ca = self
+            .client_ca
+            .as_ref()
+            .map(|path| read("--tls-client-ca", path));
+        let (Some(cert), Some(key), None | Some(Some(_))) = (cert, key, &client_ca) else {
+            return Err(TlsErrors(errors));
         };
+        let client_ca = client_ca.flatten();
         let mut digest = Sha256::new();
         for part in [Some(&cert), Some(&key), client_ca.as_ref()] {
             let part = part.map(Vec::as_slice).unwrap_or_default();
@@ -112,73 +142,90 @@ impl TlsFiles {
         })
     }
 
-    fn build(&self, contents: &Contents) -> Result<ServerConfig, TlsError> {
-        let pem = |flag: &'static str, path: &Path, problem: String| TlsError::Pem {
-            flag,
-            path: path.to_owned(),
-            problem,
+    fn build(&self, contents: &Contents) -> Result<ServerConfig, TlsErrors> {
+        let mut errors = Vec::new();
+        let mut pem = |flag: &'static str, path: &Path, problem: String| {
+            errors.push(TlsError::Pem {
+                flag,
+                path: path.to_owned(),
+                problem,
+            })
         };
+        // Each file is parsed on its own, so that every bad one is reported at once.
         let chain = certificates(&contents.cert)
-            .map_err(|problem| pem("--tls-cert", &self.cert, problem))?;
-        let key = PrivateKeyDer::from_pem_slice(&contents.key).map_err(|e| {
-            pem(
-                "--tls-key",
-                &self.key,
-                format!("holds no private key ({e})"),
-            )
-        })?;
+            .map_err(|problem| pem("--tls-cert", &self.cert, problem))
+            .ok();
+        let key = PrivateKeyDer::from_pem_slice(&contents.key)
+            .map_err(|e| {
+                pem(
+                    "--tls-key",
+                    &self.key,
+                    format!("holds no private key ({e})"),
+                )
+            })
+            .ok();
+        let roots = match (&self.client_ca, &contents.client_ca) {
+            (Some(path), Some(bytes)) => match client_roots(bytes) {
+                Ok(roots) => Some(roots),
+                Err(problem) => {
+                    pem("--tls-client-ca", path, problem);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let (Some(chain), Some(key), true) = (chain, key, errors.is_empty()) else {
+            return Err(TlsErrors(errors));
+        };
+        let refused = |flag: &'static str, problem: String| {
+            TlsErrors(vec![TlsError::Refused { flag, problem }])
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Refused {
-                flag: "--tls-cert",
-                problem: e.to_string(),
-            })?;
-        let builder = match (&self.client_ca, &contents.client_ca) {
-            (Some(path), Some(bytes)) => {
-                let mut roots = RootCertStore::empty();
-                for ca in
-                    certificates(bytes).map_err(|problem| pem("--tls-client-ca", path, problem))?
-                {
-                    roots.add(ca).map_err(|e| {
-                        pem(
-                            "--tls-client-ca",
-                            path,
-                            format!("holds a certificate that is not a usable CA ({e})"),
-                        )
-                    })?;
-                }
+            .map_err(|e| refused("--tls-cert", e.to_string()))?;
+        let builder = match roots {
+            Some(roots) => {
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
-                        .map_err(|e| TlsError::Refused {
-                            flag: "--tls-client-ca",
-                            problem: e.to_string(),
-                        })?;
+                        .map_err(|e| refused("--tls-client-ca", e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
-            _ => builder.with_no_client_auth(),
+            None => builder.with_no_client_auth(),
         };
-        let mut config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| TlsError::Refused {
-                flag: "--tls-key",
-                problem: match e {
+        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+            refused(
+                "--tls-key",
+                match e {
                     rustls::Error::InconsistentKeys(_) => {
                         "the key does not match the certificate of --tls-cert".to_owned()
                     }
                     e => format!("the certificate and key cannot be used together ({e})"),
                 },
-            })?;
+            )
+        })?;
         // gRPC is HTTP/2 only; clients such as grpc-go insist on negotiating it.
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }
 
-    /// Reads and checks the files once: what `serve` does before it binds anything.
-    pub fn check(&self) -> Result<(), TlsError> {
+    /// Reads and checks the files once: what `serve` does before it binds anything. Every bad
+    /// file is reported, each naming its flag.
+    pub fn check(&self) -> Result<(), TlsErrors> {
         self.build(&self.read()?).map(drop)
     }
+}
+
+/// The client CAs of a PEM text.
+fn client_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for ca in certificates(pem)? {
+        roots
+            .add(ca)
+            .map_err(|e| format!("holds a certificate that is not a usable CA ({e})"))?;
+    }
+    Ok(roots)
 }
 
 /// Every certificate in a PEM text, at least one.
@@ -212,7 +259,7 @@ pub enum Reload {
 
 impl Tls {
     /// Loads the files; an error names the flag at fault.
-    pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsError> {
+    pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsErrors> {
         let contents = files.read()?;
         let config = files.build(&contents)?;
         Ok(Arc::new(Tls {
@@ -292,12 +339,19 @@ impl Tls {
     /// arrived. Handshakes that fail or time out are dropped (and logged at debug).
     pub fn incoming(self: Arc<Self>, listener: TcpListener) -> TlsIncoming {
         let (tx, rx) = mpsc::channel(ACCEPTED_BACKLOG);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
+                    accepted = async {
+                        let permit = handshakes.clone().acquire_owned().await;
+                        (permit, listener.accept().await)
+                    } => accepted,
                     // The server stopped taking connections: close the listener.
                     _ = tx.closed() => return,
+                };
+                let (Ok(permit), accepted) = accepted else {
+                    return;
                 };
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
@@ -312,7 +366,10 @@ impl Tls {
                 let acceptor = TlsAcceptor::from(self.current.load_full());
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = tx.send(Ok(tls)).await;
                         }

@@ -328,6 +328,24 @@ async fn bad_tls_files_are_configuration_errors_reported_with_every_other() {
         }),
         ("--tls-key needs --tls-cert", &|c| c.tls_cert = None),
     ];
+    // Every bad file at once, and listeners that would collide.
+    let all = problems(&|c| {
+        c.tls_cert = Some(not_pem.clone());
+        c.tls_key = Some(not_pem.clone());
+        c.tls_client_ca = Some(not_pem.clone());
+        c.health_listen = Some("127.0.0.1:9999".parse().unwrap());
+        c.metrics_listen = Some("0.0.0.0:9999".parse().unwrap());
+    })
+    .unwrap_err();
+    for flag in [
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
+        "--health-listen",
+    ] {
+        assert!(all.iter().any(|p| p.starts_with(flag)), "{flag} in {all:?}");
+    }
+    assert_eq!(all.len(), 4, "{all:?}");
     let mut failures = Vec::new();
     for (flag, change) in cases {
         match problems(change) {
@@ -344,15 +362,13 @@ async fn the_binary_reports_every_configuration_error_and_exits_non_zero_before_
     let dir = Dir::new("tls");
     let ca = Ca::new("ca");
     let files = write_files(&dir, &ca.server(), None);
-    let other = dir.write("other.key", &ca.server().key);
     // Hold a port, so that binding it would fail with a different message.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(["serve", "--listen", &held.local_addr().unwrap().to_string()])
         .arg("--tls-cert")
         .arg(&files.cert)
-        .arg("--tls-key")
-        .arg(&other)
+        .args(["--tls-key", "/nonexistent/server.key"])
         .args(["--tls-client-ca", "/nonexistent/ca.pem"])
         .args(["--max-staleness", "100ms"])
         .env_remove("DATABASE_URL")
@@ -365,6 +381,7 @@ async fn the_binary_reports_every_configuration_error_and_exits_non_zero_before_
     for expected in [
         "invalid configuration",
         "--max-staleness",
+        "--tls-key: cannot read /nonexistent/server.key",
         "--tls-client-ca: cannot read /nonexistent/ca.pem",
     ] {
         assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
@@ -403,5 +420,59 @@ async fn the_binary_serves_tls_with_health_on_the_plaintext_listener() {
     let channel = connect(server.addr, &ca, None).await.unwrap();
     assert_eq!(call(channel).await, Code::NotFound);
     assert!(server.terminate().await.success());
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_does_not_hold_up_anyone_elses_handshake() {
+    let db = TestDb::sqlite().await;
+    let dir = Dir::new("tls");
+    let ca = Ca::new("ca");
+    let files = write_files(&dir, &ca.server(), None);
+    let server = TestServer::start_with(tls_config(&db, &files)).await;
+    // Connections that open and say nothing (their handshakes wait up to the timeout).
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let channel = tokio::time::timeout(Duration::from_secs(5), connect(server.addr, &ca, None))
+        .await
+        .expect("a real client is served while others stay silent")
+        .unwrap();
+    assert_eq!(health(channel).await, Ok(1));
+    assert!(
+        started.elapsed() < consentry::tls::HANDSHAKE_TIMEOUT,
+        "served before the silent handshakes timed out"
+    );
+    drop(silent);
+    server.stop().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_the_health_listener_does_not_hold_up_the_exit() {
+    let db = TestDb::sqlite().await;
+    let mut config = config(&db);
+    config.health_listen = Some(([127, 0, 0, 1], 0).into());
+    let server = TestServer::start_with(config).await;
+    let probe = Channel::from_shared(format!("http://{}", server.health_addr.unwrap()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // A Watch stream ends only when the server goes away.
+    let mut watch = HealthClient::new(probe)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, 1);
+    let limit = consentry::startup::CLOSE_TIMEOUT * 2 + Duration::from_secs(10);
+    tokio::time::timeout(limit, server.stop())
+        .await
+        .expect("the server exits although a Watch stream is open");
     db.cleanup().await;
 }
