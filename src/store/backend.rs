@@ -176,21 +176,36 @@ pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
         .filter(|m| !m.migration_type.is_down_migration())
         .map(|m| m.version)
         .collect();
-    let applied: Result<Vec<i64>, sqlx::Error> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut conn)
-            .await;
+    // `success` as a number: the Any driver does not decode SQLite's booleans.
+    let applied: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT version, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM _sqlx_migrations",
+    )
+    .fetch_all(&mut conn)
+    .await;
     let _ = conn.close().await;
     let (applied, detail) = match applied {
-        Ok(applied) => (applied, "all earlier ones are".to_owned()),
+        Ok(applied) => (applied, "the others are".to_owned()),
         Err(e) if is_connection_error(&e) => return Err(e.into()),
-        // No migrations table yet (or no right to read it: the operations guide grants it).
-        Err(e) => (
-            Vec::new(),
-            format!("the migrations table cannot be read: {e}"),
-        ),
+        // No migrations table yet: nothing has been migrated.
+        Err(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+        {
+            (Vec::new(), "no migration has run yet".to_owned())
+        }
+        // Anything else (no right to read the table, say) is not mended by waiting.
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context("cannot read the applied migrations"));
+        }
     };
-    let missing = needed.iter().filter(|v| !applied.contains(v)).count();
+    if let Some((version, _)) = applied.iter().find(|(_, success)| *success == 0) {
+        anyhow::bail!(
+            "migration {version} failed part-way; repair the database and run `consentry migrate` again"
+        );
+    }
+    let missing = needed
+        .iter()
+        .filter(|v| !applied.iter().any(|(a, _)| a == *v))
+        .count();
     if missing > 0 {
         return Err(SchemaBehind { missing, detail }.into());
     }

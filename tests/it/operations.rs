@@ -60,7 +60,8 @@ impl Names {
             N.fetch_add(1, Ordering::Relaxed)
         );
         Names {
-            database: format!("consentry_t_{n}"),
+            // Not the test databases' prefix: their sweep must not take this one.
+            database: format!("consentry_ops_{n}"),
             migrator: format!("consentry_ops_migrator_{n}"),
             runtime: format!("consentry_ops_runtime_{n}"),
         }
@@ -89,10 +90,10 @@ impl Drop for Names {
             .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &postgres_server_url()])
             .args(["-c", &database, "-c", &migrator, "-c", &runtime])
             .output();
-        if let Ok(out) = out
-            && !out.status.success()
-        {
-            eprintln!("cleanup: {}", String::from_utf8_lossy(&out.stderr));
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("cleanup: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("cleanup: cannot run psql: {e}"),
         }
     }
 }
@@ -134,6 +135,14 @@ async fn the_guides_least_privilege_roles_migrate_and_serve() {
     assert!(create.is_err(), "the runtime role created a table");
     conn.close().await.unwrap();
     check_migrated(&runtime).await.unwrap();
+    // A runtime role that cannot read the migrations table is an error, not a wait.
+    let database = with_database(&postgres_server_url(), &names.database);
+    let revoke = format!("REVOKE SELECT ON _sqlx_migrations FROM {}", names.runtime);
+    run(&database, &[revoke]).await;
+    let refused = check_migrated(&runtime).await.unwrap_err();
+    assert!(!is_schema_behind(&refused), "{refused:#}");
+    let grant = format!("GRANT SELECT ON _sqlx_migrations TO {}", names.runtime);
+    run(&database, &[grant]).await;
 
     // Serving as the runtime role: the demo world written, a tenant written, a check answered.
     let mut config = config_at(&runtime);
@@ -170,4 +179,37 @@ async fn the_guides_least_privilege_roles_migrate_and_serve() {
         .into_inner();
     assert!(answer.allowed, "{answer:?}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unmigrated_sqlite_file_is_behind_until_migrated() {
+    let dir = crate::support::dir::TempDir::new("ops");
+    let url = format!("sqlite://{}/consentry.db", dir.0.display());
+    let behind = check_migrated(&url).await.unwrap_err();
+    assert!(is_schema_behind(&behind), "{behind:#}");
+    consentry::store::migrate(&url).await.unwrap();
+    check_migrated(&url).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_url_that_asks_for_tls_gets_it() {
+    let db = crate::support::db::TestDb::postgres().await;
+    let server = TestServer::start_with(config_at(&format!("{}?sslmode=require", db.url))).await;
+    let mut admin = PgConnection::connect(&postgres_server_url()).await.unwrap();
+    let database = db.url.rsplit('/').next().unwrap().to_owned();
+    let encrypted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.datname = $1 AND s.ssl",
+    )
+    .bind(&database)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(
+        encrypted > 0,
+        "no TLS connection from the server to {database}"
+    );
+    admin.close().await.unwrap();
+    server.stop().await;
+    db.cleanup().await;
 }
