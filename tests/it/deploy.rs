@@ -9,6 +9,7 @@ use std::process::Command;
 
 use clap::{ArgAction, CommandFactory, Parser};
 use consentry::config::{Cli, Command as Sub, LIVENESS_SERVICE, ServeConfig};
+use consentry::startup::CLOSE_TIMEOUT;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -289,13 +290,21 @@ fn check_container(
         say(format!("port metrics is not {}", metrics.port()));
     }
 
-    // Probes: on the health listener; liveness on the service that survives an outage.
+    // Probes: on the health listener; liveness on the service that survives an outage. A native
+    // sidecar has no readiness probe: an outage must not take every application pod out at once.
+    let sidecar = container["restartPolicy"] == "Always";
     for (probe, service) in [
         ("readinessProbe", ""),
         ("livenessProbe", LIVENESS_SERVICE),
         ("startupProbe", "*"),
     ] {
         let grpc = &container[probe]["grpc"];
+        if sidecar && probe == "readinessProbe" {
+            if !container[probe].is_null() {
+                say("a native sidecar's readiness would follow the database".into());
+            }
+            continue;
+        }
         if !grpc.is_object() {
             say(format!("no gRPC {probe}"));
             continue;
@@ -317,11 +326,12 @@ fn check_container(
         }
     }
 
-    // Shutdown: the delay and grace fit in the pod's grace period.
+    // Shutdown: the delay, the grace and closing what is left fit in the pod's grace period.
     let period = pod["terminationGracePeriodSeconds"].as_u64().unwrap_or(30) * 1000;
-    if config.shutdown_delay_ms + config.shutdown_grace_ms >= period {
+    let closing = 2 * CLOSE_TIMEOUT.as_millis() as u64;
+    if config.shutdown_delay_ms + config.shutdown_grace_ms + closing >= period {
         say(format!(
-            "shutdown delay {} ms + grace {} ms do not fit terminationGracePeriodSeconds",
+            "shutdown delay {} ms + grace {} ms + closing {closing} ms do not fit terminationGracePeriodSeconds",
             config.shutdown_delay_ms, config.shutdown_grace_ms
         ));
     }
