@@ -34,9 +34,45 @@ pub const DEFAULT_TLS_RELOAD_INTERVAL: &str = "10s";
 /// instance restarted.
 pub const LIVENESS_SERVICE: &str = "liveness";
 
+/// Default `--db-max-connections`: enough for a busy instance's misses and writes, few enough
+/// that several replicas stay under PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 16;
+
+/// Default `--max-batch`: items in one CheckAccessBatch, enough for a page of results.
+pub const DEFAULT_MAX_BATCH: usize = 100;
+
+/// Default `--request-timeout-ms`: a caller waiting longer than 5 s has given up.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+
+/// Default `--max-concurrent-requests`: beyond it calls are shed rather than queued.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1_024;
+
+/// Default `--cache-mib`: sized for a sidecar; a central service raises it.
+pub const DEFAULT_CACHE_MIB: u64 = 64;
+
+/// Default `--cache-ttl-secs`: a safety net behind invalidation, long enough to cost nothing.
+pub const DEFAULT_CACHE_TTL_SECS: u64 = 300;
+
+/// Default `--change-listener`: LISTEN on Postgres, so other instances' writes arrive at once.
+pub const DEFAULT_CHANGE_LISTENER: bool = true;
+
+/// Default `--migrate`: a single process needs no separate migration step.
+pub const DEFAULT_MIGRATE: bool = true;
+
+/// Default `--shutdown-delay-ms`: long enough for a load balancer to see NOT_SERVING.
+pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 500;
+
+/// Default `--shutdown-grace-ms`: twice the request timeout, so calls in flight can finish.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
 /// A duration such as `5s`, `250ms` or `1m 30s`.
 fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 5s or 250ms)"))
+}
+
+/// One of the `DEFAULT_*` durations above (a unit test parses each of them).
+fn default_duration(text: &str) -> Duration {
+    humantime::parse_duration(text).unwrap_or_default()
 }
 
 /// A secret that never prints itself.
@@ -148,29 +184,25 @@ pub struct ServeConfig {
     #[arg(long, env = "CONSENTRY_LOG_JSON")]
     pub log_json: bool,
     /// Database connections in the pool.
-    #[arg(long, env = "CONSENTRY_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "CONSENTRY_DB_MAX_CONNECTIONS", default_value_t = DEFAULT_DB_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
     /// Most items in one CheckAccessBatch.
-    #[arg(long, env = "CONSENTRY_MAX_BATCH", default_value_t = 100)]
+    #[arg(long, env = "CONSENTRY_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
     pub max_batch: usize,
     /// Per-request timeout, in milliseconds; a request past it gets DEADLINE_EXCEEDED.
-    #[arg(long, env = "CONSENTRY_REQUEST_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "CONSENTRY_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS)]
     pub request_timeout_ms: u64,
     /// Requests served at once; beyond it, requests are shed with RESOURCE_EXHAUSTED.
-    #[arg(
-        long,
-        env = "CONSENTRY_MAX_CONCURRENT_REQUESTS",
-        default_value_t = 1_024
-    )]
+    #[arg(long, env = "CONSENTRY_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
     /// Largest request message, in bytes.
     #[arg(long, env = "CONSENTRY_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
     /// Memory budget of the snapshot caches, in MiB (sized for a sidecar).
-    #[arg(long, env = "CONSENTRY_CACHE_MIB", default_value_t = 64)]
+    #[arg(long, env = "CONSENTRY_CACHE_MIB", default_value_t = DEFAULT_CACHE_MIB)]
     pub cache_mib: u64,
     /// Longest a cached snapshot is kept, in seconds: a safety net behind invalidation.
-    #[arg(long, env = "CONSENTRY_CACHE_TTL_SECS", default_value_t = 300)]
+    #[arg(long, env = "CONSENTRY_CACHE_TTL_SECS", default_value_t = DEFAULT_CACHE_TTL_SECS)]
     pub cache_ttl_secs: u64,
     /// How long after the last successful read of the change log cache hits may still be
     /// answered (through a database outage); past it every check is UNAVAILABLE and health
@@ -182,12 +214,12 @@ pub struct ServeConfig {
     pub change_poll_interval: Duration,
     /// Whether to LISTEN for change notifications on Postgres (turn off behind a pooler in
     /// transaction mode; the poll alone then bounds how late changes are seen).
-    #[arg(long, env = "CONSENTRY_CHANGE_LISTENER", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "CONSENTRY_CHANGE_LISTENER", default_value_t = DEFAULT_CHANGE_LISTENER, action = clap::ArgAction::Set)]
     pub change_listener: bool,
     /// Apply pending migrations at start. Turn off where a separate `consentry migrate` (a
     /// Kubernetes Job, with a role that may change the schema) runs them: serving then waits,
     /// NOT_SERVING, until the schema is current, and the runtime role needs no DDL right.
-    #[arg(long, env = "CONSENTRY_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "CONSENTRY_MIGRATE", default_value_t = DEFAULT_MIGRATE, action = clap::ArgAction::Set)]
     pub migrate: bool,
     /// PEM certificate chain to serve gRPC over TLS with (re-read when the file changes).
     #[arg(long, env = "CONSENTRY_TLS_CERT")]
@@ -207,10 +239,10 @@ pub struct ServeConfig {
     pub health_listen: Option<SocketAddr>,
     /// After SIGTERM, how long health says NOT_SERVING while requests are still accepted, so
     /// load balancers stop sending first, in milliseconds.
-    #[arg(long, env = "CONSENTRY_SHUTDOWN_DELAY_MS", default_value_t = 500)]
+    #[arg(long, env = "CONSENTRY_SHUTDOWN_DELAY_MS", default_value_t = DEFAULT_SHUTDOWN_DELAY_MS)]
     pub shutdown_delay_ms: u64,
     /// How long in-flight requests may finish after SIGTERM, in milliseconds.
-    #[arg(long, env = "CONSENTRY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CONSENTRY_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
 }
 
@@ -226,23 +258,23 @@ impl ServeConfig {
             bootstrap_key: None,
             demo: false,
             log_json: false,
-            db_max_connections: 16,
-            max_batch: 100,
-            request_timeout_ms: 5_000,
-            max_concurrent_requests: 1_024,
+            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
+            max_batch: DEFAULT_MAX_BATCH,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            cache_mib: 64,
-            cache_ttl_secs: 300,
-            max_staleness: Duration::from_secs(5),
-            change_poll_interval: Duration::from_millis(250),
-            change_listener: true,
-            shutdown_delay_ms: 500,
-            shutdown_grace_ms: 10_000,
-            migrate: true,
+            cache_mib: DEFAULT_CACHE_MIB,
+            cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
+            max_staleness: default_duration(DEFAULT_MAX_STALENESS),
+            change_poll_interval: default_duration(DEFAULT_CHANGE_POLL_INTERVAL),
+            change_listener: DEFAULT_CHANGE_LISTENER,
+            shutdown_delay_ms: DEFAULT_SHUTDOWN_DELAY_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            migrate: DEFAULT_MIGRATE,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
-            tls_reload_interval: Duration::from_secs(10),
+            tls_reload_interval: default_duration(DEFAULT_TLS_RELOAD_INTERVAL),
             health_listen: None,
         }
     }
@@ -277,8 +309,23 @@ impl ServeConfig {
                 humantime::format_duration(self.change_poll_interval)
             ));
         }
-        if self.request_timeout_ms == 0 {
-            problems.push("--request-timeout-ms must be more than zero".to_owned());
+        // Zero would stop the server from doing anything useful; it is refused, not rounded up.
+        let counts = [
+            ("--request-timeout-ms", self.request_timeout_ms),
+            ("--db-max-connections", u64::from(self.db_max_connections)),
+            ("--max-batch", self.max_batch as u64),
+            (
+                "--max-concurrent-requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("--max-message-bytes", self.max_message_bytes as u64),
+            ("--cache-mib", self.cache_mib),
+            ("--cache-ttl-secs", self.cache_ttl_secs),
+        ];
+        for (flag, value) in counts {
+            if value == 0 {
+                problems.push(format!("{flag} must be more than zero"));
+            }
         }
         if let Err(e) = crate::store::Backend::of_url(&self.db.database_url) {
             problems.push(format!("--database-url: {e}"));
@@ -411,6 +458,108 @@ mod tests {
         let cfg = serve(&["--change-listener", "false", "--database-url", "mysql://x"]).unwrap();
         assert!(!cfg.change_listener);
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn the_default_durations_parse() {
+        for text in [
+            DEFAULT_MAX_STALENESS,
+            DEFAULT_CHANGE_POLL_INTERVAL,
+            DEFAULT_TLS_RELOAD_INTERVAL,
+        ] {
+            assert!(duration(text).is_ok_and(|d| !d.is_zero()), "{text}");
+        }
+    }
+
+    #[test]
+    fn zero_is_refused_not_rounded_up() {
+        let flags = [
+            "--request-timeout-ms",
+            "--db-max-connections",
+            "--max-batch",
+            "--max-concurrent-requests",
+            "--max-message-bytes",
+            "--cache-mib",
+            "--cache-ttl-secs",
+        ];
+        let mut args = vec!["consentry", "serve"];
+        for flag in flags {
+            args.extend([flag, "0"]);
+        }
+        let Command::Serve(cfg) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not serve")
+        };
+        let problems = cfg.validate().unwrap_err().0;
+        for flag in flags {
+            assert!(
+                problems.iter().any(|p| p.starts_with(flag)),
+                "{flag} in {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), flags.len(), "{problems:?}");
+    }
+
+    /// The README's table of `serve` flags: every row's variable and default are the command
+    /// line's, and every flag of `serve` has a row.
+    #[test]
+    fn the_readme_table_is_the_command_line() {
+        use clap::CommandFactory;
+        let readme = include_str!("../README.md");
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        let mut failures = Vec::new();
+        let mut seen = Vec::new();
+        for row in readme
+            .lines()
+            .filter(|l| l.starts_with("| `--") || l.starts_with("| |"))
+        {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (flags, envs, default) = (cells[1], cells[2], cells[3]);
+            let names = |cell: &str| -> Vec<String> {
+                cell.split(',')
+                    .map(|n| n.trim().trim_matches('`').to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            };
+            for (i, env) in names(envs).into_iter().enumerate() {
+                let Some(arg) = serve
+                    .get_arguments()
+                    .find(|a| a.get_env().is_some_and(|e| e == env.as_str()))
+                else {
+                    failures.push(format!("{env}: not a variable of serve"));
+                    continue;
+                };
+                seen.push(arg.get_id().to_string());
+                if let Some(flag) = names(flags).get(i)
+                    && Some(flag.trim_start_matches("--")) != arg.get_long()
+                {
+                    failures.push(format!("{flag}: its variable is not {env}"));
+                }
+                let defaults: Vec<String> = arg
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                let written = default.trim_matches('`');
+                let agrees = match defaults.as_slice() {
+                    [] => matches!(written, "off" | "unset"),
+                    [d] if d == "false" => written == "off" || written == "false",
+                    [d] => d == written,
+                    _ => false,
+                };
+                if !agrees {
+                    failures.push(format!(
+                        "{env}: README says {written:?}, serve says {defaults:?}"
+                    ));
+                }
+            }
+        }
+        for arg in serve.get_arguments() {
+            if arg.get_env().is_some() && !seen.contains(&arg.get_id().to_string()) {
+                failures.push(format!("--{}: no README row", arg.get_id()));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 
     #[test]

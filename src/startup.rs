@@ -76,7 +76,7 @@ impl App {
             dyn_store,
             CacheConfig {
                 budget_bytes: config.cache_mib.saturating_mul(1024 * 1024),
-                ttl: Duration::from_secs(config.cache_ttl_secs.max(1)),
+                ttl: Duration::from_secs(config.cache_ttl_secs),
                 max_staleness: config.max_staleness,
             },
         );

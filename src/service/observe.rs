@@ -198,7 +198,7 @@ impl ObserveLayer {
         Self {
             shared: Arc::new(Shared {
                 in_flight: AtomicUsize::new(0),
-                max_in_flight: max_in_flight.max(1),
+                max_in_flight,
                 rpcs,
                 unknown: Arc::new(Rpc::new("unknown".to_owned(), true)),
                 limit,

@@ -238,7 +238,7 @@ pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
 
 fn pool_options(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
-        .max_connections(max_connections.max(1))
+        .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
