@@ -349,8 +349,6 @@ async fn prepare_and_follow(
     let sync_tasks = crate::cache::sync::spawn(
         caches.clone(),
         SyncConfig {
-            backend: store.backend(),
-            database_url: config.db.database_url.clone(),
             poll_interval: config.change_poll_interval,
             listen: config.change_listener,
         },

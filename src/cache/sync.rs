@@ -1,7 +1,7 @@
 //! Keeping an instance's caches in step with the store. A short poll reads the change log: it
 //! bounds staleness even when notifications are lost, and it is the probe that finds an
 //! unreachable store again. On Postgres a LISTEN connection also wakes the instance on every
-//! committed write (the payload is the revision; the change log is then read, once for all
+//! committed write (`Store::listen_for_changes`; the change log is then read, once for all
 //! waiters). A lost listener only reconnects: the poll keeps the caches current meanwhile, so
 //! nothing cached is thrown away and cache hits go on through a database outage. The change log
 //! is pruned here too.
@@ -9,31 +9,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Caches, Cause, READ_TIMEOUT};
 use crate::domain::Revision;
-use crate::store::Backend;
 
 /// How long a prune of the change log may take.
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many revisions of change log are kept for instances that fall behind.
 pub const KEEP_REVISIONS: u64 = 100_000;
-/// The channel writes notify their revision on.
-pub const CHANNEL: &str = "consentry_revision";
-
 /// How an instance follows the change log.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// The store's backend (only Postgres can notify).
-    pub backend: Backend,
-    /// The database URL, for the listener's own connection.
-    pub database_url: String,
     /// How often the change log is polled.
     pub poll_interval: Duration,
-    /// Whether to LISTEN for notifications (Postgres only; off behind a transaction pooler).
+    /// Whether to listen for notifications where the store can (Postgres; off behind a
+    /// transaction pooler).
     pub listen: bool,
 }
 
@@ -48,8 +40,8 @@ pub fn spawn(
         config.poll_interval,
         stop.clone(),
     ))];
-    if config.backend == Backend::Postgres && config.listen {
-        tasks.push(tokio::spawn(listen(caches, config.database_url, stop)));
+    if config.listen {
+        tasks.push(tokio::spawn(listen(caches, stop)));
     }
     tasks
 }
@@ -105,40 +97,33 @@ async fn prune(caches: Arc<Caches>, before: Revision) {
     }
 }
 
-async fn listen(caches: Arc<Caches>, url: String, mut stop: watch::Receiver<bool>) {
+async fn listen(caches: Arc<Caches>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        let connected = async {
-            let mut listener = PgListener::connect(&url).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
         let connected = tokio::select! {
-            l = tokio::time::timeout(READ_TIMEOUT * 5, connected) => l,
+            l = tokio::time::timeout(READ_TIMEOUT * 5, caches.store().listen_for_changes()) => l,
             _ = stop.changed() => return,
         };
         match connected {
-            Ok(Ok(mut listener)) => {
+            // The store cannot notify: the poll alone follows the change log.
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(mut listener))) => {
                 tracing::info!("listening for change notifications");
                 backoff = Duration::from_millis(200);
                 loop {
                     let note = tokio::select! {
-                        n = listener.try_recv() => n,
+                        n = listener.next() => n,
                         _ = stop.changed() => return,
                     };
                     match note {
-                        Ok(Some(note)) => {
-                            // The payload is the committed revision; an unreadable one means
-                            // "read the log".
-                            let revision =
-                                note.payload().parse().map_or(Revision(u64::MAX), Revision);
+                        Ok(revision) => {
                             if let Err(e) = caches.catch_up_to(revision, Cause::Notify).await {
                                 tracing::debug!(error = %e, "cannot read the change log after a notification");
                             }
                         }
                         // The connection was lost: notifications may be missing until the poll
                         // reads the log, which it does within its interval.
-                        Ok(None) | Err(_) => break,
+                        Err(_) => break,
                     }
                 }
                 tracing::warn!(

@@ -224,7 +224,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
         .connect_with(options(url, backend)?)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    Ok(SqlStore::new(pool, backend))
+    Ok(SqlStore::new(pool, backend).with_listener(url))
 }
 
 /// A store on the database at `url` that connects on first use: nothing is read, written or
@@ -233,7 +233,7 @@ pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
     let pool: AnyPool = pool_options(max_connections).connect_lazy_with(options(url, backend)?);
-    Ok(SqlStore::new(pool, backend))
+    Ok(SqlStore::new(pool, backend).with_listener(url))
 }
 
 fn pool_options(max_connections: u32) -> AnyPoolOptions {

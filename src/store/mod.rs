@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod change;
 mod json;
+pub mod listener;
 mod sql;
 
 use async_trait::async_trait;
@@ -273,6 +274,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes change-log rows older than `before`.
     async fn prune_changes(&self, before: Revision) -> StoreResult<()>;
+
+    /// A subscription to committed writes, on a connection of its own; `None` where the backend
+    /// cannot notify (SQLite), and the change-log poll alone follows writes.
+    async fn listen_for_changes(&self) -> StoreResult<Option<listener::ChangeListener>>;
 
     /// The active client holding the key with this hash.
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>>;

@@ -33,6 +33,8 @@ pub const BOOTSTRAP_ACTOR: &str = "(bootstrap)";
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// Where a change listener connects (Postgres only); never logged.
+    listen_url: Option<String>,
 }
 
 /// What a write's audit event records besides its actor, time and revision.
@@ -598,7 +600,19 @@ async fn grants_value(
 impl SqlStore {
     /// A store over `pool`, whose schema is migrated for `backend`.
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        Self { pool, backend }
+        Self {
+            pool,
+            backend,
+            listen_url: None,
+        }
+    }
+
+    /// The same store, able to listen for changes on a connection of its own to `url`.
+    pub fn with_listener(mut self, url: &str) -> Self {
+        if self.backend == Backend::Postgres {
+            self.listen_url = Some(url.to_owned());
+        }
+        self
     }
 
     /// The backend this store runs on.
@@ -972,6 +986,13 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn listen_for_changes(&self) -> StoreResult<Option<super::listener::ChangeListener>> {
+        match &self.listen_url {
+            Some(url) => Ok(Some(super::listener::ChangeListener::connect(url).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {

@@ -213,3 +213,55 @@ async fn a_database_url_that_asks_for_tls_gets_it() {
     server.stop().await;
     db.cleanup().await;
 }
+
+/// What a CheckAccess for an app in `tenant` answers at `server`: the code and message.
+async fn answer(server: &TestServer, tenant: &str) -> (tonic::Code, String) {
+    let request = CheckAccessRequest {
+        tenant_id: tenant.into(),
+        app_id: "crm".into(),
+        permission: "READ".into(),
+        resource: "/".into(),
+        ..Default::default()
+    };
+    match server
+        .permission()
+        .await
+        .check_access(boot(request, None))
+        .await
+    {
+        Ok(r) => (tonic::Code::Ok, format!("{:?}", r.into_inner().reason)),
+        Err(s) => (s.code(), s.message().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_write_arrives_by_notification_long_before_the_poll() {
+    let db = crate::support::db::TestDb::postgres().await;
+    let mut slow = crate::support::server::config(&db);
+    // Only a notification can bring the write within the test's deadline.
+    slow.change_poll_interval = std::time::Duration::from_secs(600);
+    slow.max_staleness = std::time::Duration::from_secs(1200);
+    let reader = TestServer::start_with(slow).await;
+    let writer = TestServer::start(&db).await;
+    let before = answer(&reader, "notified").await;
+    writer
+        .admin()
+        .await
+        .put_tenant(boot(
+            PutTenantRequest {
+                tenant_id: "notified".into(),
+                environment: "production".into(),
+                whitelisting_enabled: false,
+            },
+            None,
+        ))
+        .await
+        .unwrap();
+    crate::support::server::eventually(std::time::Duration::from_secs(10), || async {
+        answer(&reader, "notified").await != before
+    })
+    .await;
+    writer.stop().await;
+    reader.stop().await;
+    db.cleanup().await;
+}
