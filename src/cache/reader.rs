@@ -6,6 +6,7 @@
 //! Architecture invariant: the reader gathers facts and hands them to the pure engine; it never
 //! decides anything itself, and never turns a failure into an answer.
 
+use crate::domain::Missing;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry::Vacant;
 use std::sync::Arc;
@@ -403,7 +404,7 @@ fn existing<'c>(
 ) -> Result<&'c ExternalCatalog, ReadError> {
     catalog
         .as_ref()
-        .ok_or_else(|| StoreError::NotFound(format!("tenant {tenant} does not exist")).into())
+        .ok_or_else(|| StoreError::NotFound(Missing::Tenant(tenant.to_string()).to_string()).into())
 }
 
 /// A page of the user's visible grants from the cached catalog, keyed like the store's pages.

@@ -1,6 +1,7 @@
 //! CheckAccess: the ordered steps of DESIGN.md §3. The first failing step decides; with
 //! `explain`, every evaluated step is traced. Pure: facts in, a [`Decision`] out.
 
+use super::Missing;
 use std::fmt;
 
 use super::app::Policy;
@@ -254,7 +255,7 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         return eval.deny(
             Step::Tenant,
             Reason::UnknownTenant,
-            format!("tenant {tenant_id} does not exist"),
+            Missing::Tenant(tenant_id.to_string()).to_string(),
         );
     }
     eval.pass(Step::Tenant, || format!("tenant {tenant_id} exists"));
@@ -262,7 +263,7 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         return eval.deny(
             Step::App,
             Reason::UnknownApp,
-            format!("app {app_id} is not registered"),
+            Missing::App(app_id.to_string()).to_string(),
         );
     };
     eval.pass(Step::App, || {

@@ -32,5 +32,16 @@ impl ValidationError {
     }
 }
 
+/// Something a request names that does not exist: one wording, wherever it is found missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    /// No such tenant.
+    #[error("tenant {0} does not exist")]
+    Tenant(String),
+    /// No such app (in the registry).
+    #[error("app {0} is not registered")]
+    App(String),
+}
+
 /// The result of parsing or validating an input.
 pub type Valid<T> = Result<T, ValidationError>;

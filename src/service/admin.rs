@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::status::ServiceError;
+use crate::domain::ValidationError;
+
 use super::auth::{Authenticator, CallContext, generate_key, hash_key};
 use super::paging::{next_page_token, page_request};
 use super::{Applied, Written};
@@ -304,9 +307,8 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         let app_id = AppId::parse("app_id", &req.app_id)?;
         if req.manifest_revision < 1 {
-            return Err(Status::invalid_argument(
-                "manifest_revision: is required: name the manifest revision you reviewed (see ListApps or GetAppScopes)",
-            ));
+            let problem = "is required: name the manifest revision you reviewed (see ListApps or GetAppScopes)";
+            return Err(ValidationError::new("manifest_revision", problem).into());
         }
         let resolved =
             cv::resolved_requests_from_proto("resolved_requests", &req.resolved_requests)?;
@@ -551,7 +553,7 @@ impl AdminService for AdminApi {
         let client_id = ClientId::parse("client_id", &r.client_id)?;
         let tenants = TenantBounds::parse("tenants", &r.tenants)?;
         let capabilities = capabilities_from_proto(&r.capabilities)?;
-        let key = generate_key().map_err(|e| Status::internal(e.to_string()))?;
+        let key = generate_key().map_err(|e| ServiceError::Internal(e.to_string()))?;
         let revision = self
             .store
             .create_client(

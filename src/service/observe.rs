@@ -18,6 +18,8 @@ use metrics::{Counter, Histogram};
 use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
+
+use super::status::{ServiceError, status, transport};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -359,25 +361,17 @@ where
             return Poll::Ready(Err("an observed call was polled after it finished".into()));
         };
         let mut response = match outcome {
-            None => Status::resource_exhausted(format!(
-                "more than {} calls in flight; retry with backoff",
-                call.shared.max_in_flight
-            ))
+            None => status(ServiceError::Overloaded {
+                limit: call.shared.max_in_flight,
+            })
             .into_http(),
             Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(e))) => Status::from_error(e.into()).into_http(),
-            Some(Err(_)) => {
-                let whose = if call.by_caller {
-                    "the caller's deadline (grpc-timeout)"
-                } else {
-                    "the server's request timeout"
-                };
-                Status::deadline_exceeded(format!(
-                    "{whose} of {} ms passed before the answer",
-                    call.limit.as_millis()
-                ))
-                .into_http()
-            }
+            Some(Ok(Err(e))) => transport(e.into()).into_http(),
+            Some(Err(_)) => status(ServiceError::Deadline {
+                by_caller: call.by_caller,
+                limit: call.limit,
+            })
+            .into_http(),
         };
         let code = code_of(&response);
         // An id is made up now if a refusal or failure needs one for its log line.

@@ -8,6 +8,9 @@
 use metrics::Counter;
 use tonic::{Request, Response, Status};
 
+use super::status::ServiceError;
+use crate::domain::{Missing, ValidationError};
+
 use super::auth::{Authenticator, CallContext};
 use super::paging::{next_page_token, page_request};
 use crate::cache::{At, Reader, Wanted};
@@ -70,7 +73,7 @@ impl PermissionApi {
     }
 
     /// Parses a query (keeping its strings) and checks its tenant is within the caller's bounds.
-    fn query(cx: &CallContext, mut req: CheckAccessRequest) -> Result<AccessQuery, Status> {
+    fn query(cx: &CallContext, mut req: CheckAccessRequest) -> Result<AccessQuery, ServiceError> {
         // The tenant first: a tenant outside the caller's bounds is refused before anything else.
         // Its string is moved out and back, never copied.
         let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
@@ -130,25 +133,24 @@ impl PermissionService for PermissionApi {
         let (cx, at) = self.context(&request).await?;
         let req = request.into_inner();
         if req.items.len() > self.max_batch {
-            return Err(Status::invalid_argument(format!(
-                "items: {} items; at most {} are allowed in one batch",
+            let problem = format!(
+                "{} items; at most {} are allowed in one batch",
                 req.items.len(),
                 self.max_batch
-            )));
+            );
+            return Err(ValidationError::new("items", problem).into());
         }
         let mut queries = Vec::with_capacity(req.items.len());
         for (i, item) in req.items.into_iter().enumerate() {
+            let in_item = |e: ServiceError| ServiceError::Item {
+                index: i,
+                source: Box::new(e),
+            };
             if item.consistency.is_some() {
-                return Err(Status::invalid_argument(format!(
-                    "items[{i}].consistency: items carry no consistency; set it on the batch"
-                )));
+                let problem = "items carry no consistency; set it on the batch";
+                return Err(in_item(ValidationError::new("consistency", problem).into()).into());
             }
-            let query = Self::query(&cx, item).map_err(|s| match s.code() {
-                tonic::Code::InvalidArgument => {
-                    Status::invalid_argument(format!("items[{i}].{}", s.message()))
-                }
-                _ => Status::new(s.code(), format!("items[{i}]: {}", s.message())),
-            })?;
+            let query = Self::query(&cx, item).map_err(in_item)?;
             queries.push(query);
         }
         let wanted = wanted(req.consistency.as_ref())?;
@@ -222,9 +224,8 @@ impl PermissionService for PermissionApi {
                 ExternalId::parse("external_id", &r.external_id)?,
             ),
             _ => {
-                return Err(Status::invalid_argument(
-                    "name the permission by permission_id, or by group_id and external_id (not both)",
-                ));
+                let problem = "name the permission by permission_id, or by group_id and external_id (not both)";
+                return Err(ValidationError::new("permission_id", problem).into());
             }
         };
         let viewer = Self::viewer(&cx, &r.app_id)?;
@@ -255,10 +256,10 @@ impl PermissionService for PermissionApi {
         let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
         let snapshot = &entry.value;
         if snapshot.tenant.is_none() {
-            return Err(Status::not_found(format!("tenant {tenant} does not exist")));
+            return Err(ServiceError::from(Missing::Tenant(tenant.to_string())).into());
         }
         let report = AppScopes::report(snapshot)
-            .ok_or_else(|| Status::not_found(format!("app {app} is not registered")))?;
+            .ok_or_else(|| ServiceError::from(Missing::App(app.to_string())))?;
         Ok(Response::new(cv::app_scopes_to_proto(report, revision)))
     }
 }

@@ -1,11 +1,97 @@
-//! Errors to gRPC statuses, in exactly one place. Database details never reach a caller: they
-//! are logged here and the caller sees a plain `UNAVAILABLE` or `INTERNAL`.
+//! The service layer's errors ([`ServiceError`]) and their gRPC statuses, in exactly one place
+//! (the auth interceptor answers `UNAUTHENTICATED` itself). Database details never reach a
+//! caller: they are logged here and the caller sees a plain `UNAVAILABLE` or `INTERNAL`.
+
+use std::time::Duration;
 
 use tonic::Status;
 
 use crate::cache::ReadError;
-use crate::domain::{RuleError, ValidationError};
+use crate::domain::{Missing, RuleError, ValidationError};
 use crate::store::StoreError;
+
+/// Everything a call can fail with, typed until it leaves the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Input that does not validate (`INVALID_ARGUMENT`, naming the field).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A rule refuses the call (`PERMISSION_DENIED` or `FAILED_PRECONDITION`).
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// The store failed or refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A read that cannot be answered now.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Something the request names does not exist (`NOT_FOUND`).
+    #[error(transparent)]
+    Missing(#[from] Missing),
+    /// One item of a batch failed; its field or message is prefixed with `items[index]`.
+    #[error("items[{index}]: {source}")]
+    Item {
+        /// The item's position in the request.
+        index: usize,
+        /// Why it failed.
+        source: Box<ServiceError>,
+    },
+    /// More calls in flight than the server takes (`RESOURCE_EXHAUSTED`).
+    #[error("more than {limit} calls in flight; retry with backoff")]
+    Overloaded {
+        /// `--max-concurrent-requests`.
+        limit: usize,
+    },
+    /// The call's deadline passed (`DEADLINE_EXCEEDED`), the caller's or the server's own.
+    #[error("{} of {} ms passed before the answer", if *.by_caller { "the caller's deadline (grpc-timeout)" } else { "the server's request timeout" }, .limit.as_millis())]
+    Deadline {
+        /// Whether the caller's `grpc-timeout` set it.
+        by_caller: bool,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The server failed at something that is no fault of the caller's (`INTERNAL`).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(v) => invalid(v),
+            ServiceError::Rule(r) => rule(r),
+            ServiceError::Store(s) => store(s),
+            ServiceError::Read(r) => read(r),
+            ServiceError::Missing(m) => Status::not_found(m.to_string()),
+            ServiceError::Item { index, source } => match *source {
+                ServiceError::Invalid(v) => invalid(v.within(format_args!("items[{index}]"))),
+                other => {
+                    let status = Status::from(other);
+                    Status::new(
+                        status.code(),
+                        format!("items[{index}]: {}", status.message()),
+                    )
+                }
+            },
+            e @ ServiceError::Overloaded { .. } => Status::resource_exhausted(e.to_string()),
+            e @ ServiceError::Deadline { .. } => Status::deadline_exceeded(e.to_string()),
+            ServiceError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal(m)
+            }
+        }
+    }
+}
+
+/// The status a service error answers with.
+pub fn status(e: ServiceError) -> Status {
+    e.into()
+}
+
+/// A failure below the services (a layer or the transport) as the status it answers with.
+pub fn transport(e: Box<dyn std::error::Error + Send + Sync>) -> Status {
+    Status::from_error(e)
+}
 
 /// Input that does not validate.
 pub fn invalid(e: ValidationError) -> Status {

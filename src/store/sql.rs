@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the [`Store`] over sqlx's `Any` driver. Every statement here runs unchanged on
 //! Postgres and SQLite (`$n` placeholders, integer flags and times, JSON text for lists).
 
+use crate::domain::Missing;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
@@ -126,8 +127,8 @@ fn stored<T>(parsed: Result<T, crate::domain::ValidationError>) -> StoreResult<T
     parsed.map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn not_found(what: impl Into<String>) -> StoreError {
-    StoreError::NotFound(what.into())
+fn not_found(what: impl ToString) -> StoreError {
+    StoreError::NotFound(what.to_string())
 }
 
 /// Maps a unique-constraint violation (a racing create) to `AlreadyExists`.
@@ -310,7 +311,7 @@ async fn tenant_in(conn: &mut AnyConnection, tenant: &TenantId) -> StoreResult<O
 async fn require_tenant(conn: &mut AnyConnection, tenant: &TenantId) -> StoreResult<Tenant> {
     tenant_in(conn, tenant)
         .await?
-        .ok_or_else(|| not_found(format!("tenant {tenant} does not exist")))
+        .ok_or_else(|| not_found(Missing::Tenant(tenant.to_string())))
 }
 
 async fn roles_in(
@@ -372,7 +373,7 @@ async fn app_in(conn: &mut AnyConnection, app: &AppId) -> StoreResult<Option<App
 async fn require_app(conn: &mut AnyConnection, app: &AppId) -> StoreResult<App> {
     app_in(conn, app)
         .await?
-        .ok_or_else(|| not_found(format!("app {app} is not registered")))
+        .ok_or_else(|| not_found(Missing::App(app.to_string())))
 }
 
 async fn consent_in(
