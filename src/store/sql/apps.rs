@@ -1,0 +1,297 @@
+//! Writes of apps, consents and whitelist entries.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn register_app(
+        &self,
+        ctx: &WriteCtx,
+        app_id: &AppId,
+        name: &Name,
+        kind: AppKind,
+        manifest: &Manifest,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        rules::manage_apps(&ctx.caller)?;
+        if app_in(w.conn(), app_id).await?.is_some() {
+            return Err(StoreError::AlreadyExists(format!(
+                "app {app_id} is already registered"
+            )));
+        }
+        let app = App {
+            app_id: app_id.clone(),
+            name: name.clone(),
+            kind,
+            manifest: manifest.clone(),
+            manifest_revision: 1,
+        };
+        sqlx::query("INSERT INTO apps (app_id, name, kind, manifest, manifest_revision) VALUES ($1, $2, $3, $4, 1)")
+            .bind(app_id.as_str())
+            .bind(name.as_str())
+            .bind(kind_code(kind))
+            .bind(json::manifest_to_text(manifest))
+            .execute(w.conn())
+            .await
+            .map_err(conflict("the app was registered concurrently"))?;
+        let audit = Audit {
+            action: "RegisterApp",
+            tenant: None,
+            target: format!("app:{app_id}"),
+            before: None,
+            after: Some(json::app_value(&app)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn update_app_manifest(
+        &self,
+        ctx: &WriteCtx,
+        app_id: &AppId,
+        manifest: &Manifest,
+    ) -> StoreResult<(Revision, i64)> {
+        let mut w = self.begin_write().await?;
+        let app = require_app(w.conn(), app_id).await?;
+        rules::manage_apps(&ctx.caller)?;
+        if app.manifest == *manifest {
+            // Nothing changes: no new manifest revision, nothing written (the transaction rolls back).
+            return Ok((w.previous(), app.manifest_revision));
+        }
+        let updated = App {
+            manifest: manifest.clone(),
+            manifest_revision: app.manifest_revision + 1,
+            ..app.clone()
+        };
+        sqlx::query("UPDATE apps SET manifest = $2, manifest_revision = $3 WHERE app_id = $1")
+            .bind(app_id.as_str())
+            .bind(json::manifest_to_text(manifest))
+            .bind(updated.manifest_revision)
+            .execute(w.conn())
+            .await?;
+        let audit = Audit {
+            action: "UpdateAppManifest",
+            tenant: None,
+            target: format!("app:{app_id}"),
+            before: Some(json::app_value(&app)),
+            after: Some(json::app_value(&updated)),
+        };
+        Ok((w.commit_as(ctx, audit).await?, updated.manifest_revision))
+    }
+
+    pub(super) async fn unregister_app(
+        &self,
+        ctx: &WriteCtx,
+        app_id: &AppId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        let app = require_app(w.conn(), app_id).await?;
+        rules::manage_apps(&ctx.caller)?;
+        let consents = sqlx::query(AssertSqlSafe(format!("SELECT c.tenant_id, {CONSENT_COLUMNS} FROM consents c WHERE c.app_id = $1 ORDER BY c.tenant_id")))
+            .bind(app_id.as_str())
+            .fetch_all(w.conn())
+            .await?
+            .iter()
+            .map(|r| {
+                let mut v = consent_from(r)?.map_or(Value::Null, |c| json::consent_value(app_id.as_str(), &c));
+                if let Value::Object(map) = &mut v {
+                    map.insert("tenant_id".into(), json!(col::<String>(r, "tenant_id")?));
+                }
+                Ok(v)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let entries = sqlx::query("SELECT tenant_id, allowed_scopes, content_access FROM whitelist_entries WHERE app_id = $1 ORDER BY tenant_id")
+            .bind(app_id.as_str())
+            .fetch_all(w.conn())
+            .await?
+            .iter()
+            .map(|r| {
+                let mut v = whitelist_from(r)?.map_or(Value::Null, |e| json::whitelist_value(app_id.as_str(), &e));
+                if let Value::Object(map) = &mut v {
+                    map.insert("tenant_id".into(), json!(col::<String>(r, "tenant_id")?));
+                }
+                Ok(v)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        sqlx::query("DELETE FROM apps WHERE app_id = $1")
+            .bind(app_id.as_str())
+            .execute(w.conn())
+            .await?;
+        let mut before = json::app_value(&app);
+        if let Value::Object(map) = &mut before {
+            map.insert("consents".into(), Value::Array(consents));
+            map.insert("whitelist_entries".into(), Value::Array(entries));
+        }
+        let audit = Audit {
+            action: "UnregisterApp",
+            tenant: None,
+            target: format!("app:{app_id}"),
+            before: Some(before),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn approve_consent(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        manifest_revision: i64,
+        resolved: Vec<ResolvedRequest>,
+    ) -> StoreResult<(Revision, Consent)> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let app = require_app(w.conn(), app_id).await?;
+        let existing = consent_in(w.conn(), tenant, app_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        let approved_by =
+            rules::approve_consent(app.kind, existing.is_some(), &actor(ctx, acting))?;
+        if manifest_revision != app.manifest_revision {
+            return Err(StoreError::Aborted(format!(
+                "app {app_id} is at manifest revision {}, not {manifest_revision}: review the current manifest and approve that",
+                app.manifest_revision
+            )));
+        }
+        let resolved_requests = resolve_requests(&app.manifest, resolved)?;
+        let consent = Consent {
+            approved_by,
+            approved_at: ctx.at,
+            approved_manifest_revision: app.manifest_revision,
+            approved_manifest: app.manifest.clone(),
+            resolved_requests,
+            revoked_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO consents (tenant_id, app_id, approved_by, approved_at, approved_manifest_revision, \
+                                   approved_manifest, resolved_requests, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
+             ON CONFLICT (tenant_id, app_id) DO UPDATE SET approved_by = excluded.approved_by, \
+                approved_at = excluded.approved_at, approved_manifest_revision = excluded.approved_manifest_revision, \
+                approved_manifest = excluded.approved_manifest, resolved_requests = excluded.resolved_requests, \
+                revoked_at = NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(app_id.as_str())
+        .bind(consent.approved_by.to_string())
+        .bind(consent.approved_at.as_micros())
+        .bind(consent.approved_manifest_revision)
+        .bind(json::manifest_to_text(&consent.approved_manifest))
+        .bind(json::resolved_to_text(&consent.resolved_requests))
+        .execute(w.conn())
+        .await?;
+        let audit = Audit {
+            action: "ApproveConsent",
+            tenant: Some(tenant.clone()),
+            target: format!("app:{app_id}"),
+            before: existing
+                .as_ref()
+                .map(|c| json::consent_value(app_id.as_str(), c)),
+            after: Some(json::consent_value(app_id.as_str(), &consent)),
+        };
+        Ok((w.commit_as(ctx, audit).await?, consent))
+    }
+
+    pub(super) async fn revoke_consent(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let app = require_app(w.conn(), app_id).await?;
+        let consent = consent_in(w.conn(), tenant, app_id)
+            .await?
+            .filter(Consent::is_active)
+            .ok_or_else(|| {
+                not_found(format!(
+                    "app {app_id} has no consent in force in tenant {tenant}"
+                ))
+            })?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::revoke_consent(app.kind, &actor(ctx, acting))?;
+        sqlx::query("UPDATE consents SET revoked_at = $3 WHERE tenant_id = $1 AND app_id = $2")
+            .bind(tenant.as_str())
+            .bind(app_id.as_str())
+            .bind(ctx.at.as_micros())
+            .execute(w.conn())
+            .await?;
+        let revoked = Consent {
+            revoked_at: Some(ctx.at),
+            ..consent.clone()
+        };
+        let audit = Audit {
+            action: "RevokeConsent",
+            tenant: Some(tenant.clone()),
+            target: format!("app:{app_id}"),
+            before: Some(json::consent_value(app_id.as_str(), &consent)),
+            after: Some(json::consent_value(app_id.as_str(), &revoked)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn put_whitelist_entry(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        entry: &WhitelistEntry,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_app(w.conn(), app_id).await?;
+        let before = whitelist_in(w.conn(), tenant, app_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        actor(ctx, acting).require_tenant_admin("changing the whitelist")?;
+        sqlx::query(
+            "INSERT INTO whitelist_entries (tenant_id, app_id, allowed_scopes, content_access) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, app_id) DO UPDATE SET allowed_scopes = excluded.allowed_scopes, \
+                content_access = excluded.content_access",
+        )
+        .bind(tenant.as_str())
+        .bind(app_id.as_str())
+        .bind(json::strings_to_text(&entry.allowed_scopes))
+        .bind(json::content_access_code(entry.content_access))
+        .execute(w.conn())
+        .await?;
+        let audit = Audit {
+            action: "PutWhitelistEntry",
+            tenant: Some(tenant.clone()),
+            target: format!("app:{app_id}"),
+            before: before.map(|e| json::whitelist_value(app_id.as_str(), &e)),
+            after: Some(json::whitelist_value(app_id.as_str(), entry)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn delete_whitelist_entry(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let entry = whitelist_in(w.conn(), tenant, app_id)
+            .await?
+            .ok_or_else(|| {
+                not_found(format!(
+                    "app {app_id} has no whitelist entry in tenant {tenant}"
+                ))
+            })?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        actor(ctx, acting).require_tenant_admin("changing the whitelist")?;
+        sqlx::query("DELETE FROM whitelist_entries WHERE tenant_id = $1 AND app_id = $2")
+            .bind(tenant.as_str())
+            .bind(app_id.as_str())
+            .execute(w.conn())
+            .await?;
+        let audit = Audit {
+            action: "DeleteWhitelistEntry",
+            tenant: Some(tenant.clone()),
+            target: format!("app:{app_id}"),
+            before: Some(json::whitelist_value(app_id.as_str(), &entry)),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+}

@@ -1,0 +1,74 @@
+//! The write transaction: the revision bumped first, the audit event and the change-log keys
+//! committed with the write.
+
+use super::*;
+
+/// What a write's audit event records besides its actor, time and revision.
+pub(super) struct Audit {
+    pub(super) action: &'static str,
+    pub(super) tenant: Option<TenantId>,
+    pub(super) target: String,
+    pub(super) before: Option<Value>,
+    pub(super) after: Option<Value>,
+}
+
+/// An open write transaction whose revision is already bumped (and so holds the write lock).
+pub(super) struct WriteTx {
+    pub(super) tx: Transaction<'static, Any>,
+    pub(super) revision: Revision,
+}
+
+impl WriteTx {
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Appends the audit event and the change-log keys, and commits: the write, its event, its
+    /// keys and its revision together.
+    pub(super) async fn commit(
+        mut self,
+        actor: (&str, Option<&UserId>),
+        at: Timestamp,
+        audit: Audit,
+    ) -> StoreResult<Revision> {
+        sqlx::query(
+            "INSERT INTO audit_events (revision, at, actor_client, actor_user, action, tenant_id, target, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(rev_i64(self.revision))
+        .bind(at.as_micros())
+        .bind(actor.0)
+        .bind(actor.1.map(UserId::as_str))
+        .bind(audit.action)
+        .bind(audit.tenant.as_ref().map(TenantId::as_str))
+        .bind(&audit.target)
+        .bind(audit.before.map(|v| v.to_string()))
+        .bind(audit.after.map(|v| v.to_string()))
+        .execute(&mut *self.tx)
+        .await?;
+        for key in change::touched(audit.action, audit.tenant.as_ref(), &audit.target) {
+            sqlx::query("INSERT INTO changes (revision, key) VALUES ($1, $2)")
+                .bind(rev_i64(self.revision))
+                .bind(key)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(self.revision)
+    }
+
+    /// Commits with the actor taken from the write context.
+    pub(super) async fn commit_as(self, ctx: &WriteCtx, audit: Audit) -> StoreResult<Revision> {
+        self.commit(
+            (ctx.caller.client_id.as_str(), ctx.acting_user.as_ref()),
+            ctx.at,
+            audit,
+        )
+        .await
+    }
+
+    /// The revision committed before this transaction (nothing is written when it is dropped).
+    pub(super) fn previous(&self) -> Revision {
+        Revision(self.revision.0.saturating_sub(1))
+    }
+}

@@ -1,0 +1,319 @@
+//! Writes of external permission groups, their permissions and grants.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn create_group(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        spec: GroupSpec,
+    ) -> StoreResult<(Revision, PermissionGroup)> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        let creator = rules::create_group(&actor(ctx, acting))?;
+        if group_in(w.conn(), tenant, &spec.group_id).await?.is_some() {
+            return Err(StoreError::AlreadyExists(format!(
+                "permission group {} already exists in tenant {tenant}",
+                spec.group_id
+            )));
+        }
+        let mut acl = spec.acl;
+        acl.add_read_write_manager(creator);
+        let group = PermissionGroup {
+            group_id: spec.group_id,
+            name: spec.name,
+            description: spec.description,
+            acl,
+        };
+        sqlx::query("INSERT INTO permission_groups (tenant_id, group_id, name, description) VALUES ($1, $2, $3, $4)")
+            .bind(tenant.as_str())
+            .bind(group.group_id.as_str())
+            .bind(group.name.as_str())
+            .bind(group.description.as_str())
+            .execute(w.conn())
+            .await
+            .map_err(conflict("the group was created concurrently"))?;
+        write_acl(w.conn(), tenant, &group.group_id, &group.acl).await?;
+        let audit = Audit {
+            action: "CreatePermissionGroup",
+            tenant: Some(tenant.clone()),
+            target: format!("group:{}", group.group_id),
+            before: None,
+            after: Some(json::group_value(&group)),
+        };
+        Ok((w.commit_as(ctx, audit).await?, group))
+    }
+
+    pub(super) async fn update_group(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        spec: GroupSpec,
+    ) -> StoreResult<(Revision, GroupWithPermissions)> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let old = require_group(w.conn(), tenant, &spec.group_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::change_group(&old.acl, &actor(ctx, acting))?;
+        let group = PermissionGroup {
+            group_id: spec.group_id,
+            name: spec.name,
+            description: spec.description,
+            acl: spec.acl,
+        };
+        sqlx::query("UPDATE permission_groups SET name = $3, description = $4 WHERE tenant_id = $1 AND group_id = $2")
+            .bind(tenant.as_str())
+            .bind(group.group_id.as_str())
+            .bind(group.name.as_str())
+            .bind(group.description.as_str())
+            .execute(w.conn())
+            .await?;
+        write_acl(w.conn(), tenant, &group.group_id, &group.acl).await?;
+        let audit = Audit {
+            action: "UpdatePermissionGroup",
+            tenant: Some(tenant.clone()),
+            target: format!("group:{}", group.group_id),
+            before: Some(json::group_value(&old)),
+            after: Some(json::group_value(&group)),
+        };
+        let permissions = permissions_of(w.conn(), tenant, &group.group_id).await?;
+        Ok((
+            w.commit_as(ctx, audit).await?,
+            GroupWithPermissions { group, permissions },
+        ))
+    }
+
+    pub(super) async fn delete_group(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        group: &GroupId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let old = require_group(w.conn(), tenant, group).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::change_group(&old.acl, &actor(ctx, acting))?;
+        let permissions: Vec<_> = permissions_of(w.conn(), tenant, group)
+            .await?
+            .iter()
+            .map(json::permission_value)
+            .collect();
+        let grants = grants_value(w.conn(), tenant, "group_id", group.as_str()).await?;
+        sqlx::query("DELETE FROM permission_groups WHERE tenant_id = $1 AND group_id = $2")
+            .bind(tenant.as_str())
+            .bind(group.as_str())
+            .execute(w.conn())
+            .await?;
+        let mut before = json::group_value(&old);
+        if let Value::Object(map) = &mut before {
+            map.insert("permissions".into(), Value::Array(permissions));
+            map.insert("grants".into(), grants);
+        }
+        let audit = Audit {
+            action: "DeletePermissionGroup",
+            tenant: Some(tenant.clone()),
+            target: format!("group:{group}"),
+            before: Some(before),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn create_permission(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        permission: &ExternalPermission,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let group = require_group(w.conn(), tenant, &permission.group_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::change_group(&group.acl, &actor(ctx, acting))?;
+        if permission_in(w.conn(), tenant, &permission.permission_id)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::AlreadyExists(format!(
+                "external permission {} already exists in tenant {tenant}",
+                permission.permission_id
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO external_permissions (tenant_id, permission_id, group_id, name, description, external_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant.as_str())
+        .bind(permission.permission_id.as_str())
+        .bind(permission.group_id.as_str())
+        .bind(permission.name.as_str())
+        .bind(permission.description.as_str())
+        .bind(permission.external_id.as_str())
+        .execute(w.conn())
+        .await
+        .map_err(conflict(&format!(
+            "group {} already has a permission with external id {:?}",
+            permission.group_id,
+            permission.external_id.as_str()
+        )))?;
+        let audit = Audit {
+            action: "CreateExternalPermission",
+            tenant: Some(tenant.clone()),
+            target: format!("permission:{}", permission.permission_id),
+            before: None,
+            after: Some(json::permission_value(permission)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn delete_permission(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        permission: &PermissionId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let old = require_permission(w.conn(), tenant, permission).await?;
+        let group = require_group(w.conn(), tenant, &old.group_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::change_group(&group.acl, &actor(ctx, acting))?;
+        let grants = grants_value(w.conn(), tenant, "permission_id", permission.as_str()).await?;
+        sqlx::query("DELETE FROM external_permissions WHERE tenant_id = $1 AND permission_id = $2")
+            .bind(tenant.as_str())
+            .bind(permission.as_str())
+            .execute(w.conn())
+            .await?;
+        let mut before = json::permission_value(&old);
+        if let Value::Object(map) = &mut before {
+            map.insert("grants".into(), grants);
+        }
+        let audit = Audit {
+            action: "DeleteExternalPermission",
+            tenant: Some(tenant.clone()),
+            target: format!("permission:{permission}"),
+            before: Some(before),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn grant_external(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        permission: &PermissionId,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let perm = require_permission(w.conn(), tenant, permission).await?;
+        let group = require_group(w.conn(), tenant, &perm.group_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        let actor = actor(ctx, acting);
+        rules::grant_external(&group.acl, &actor)?;
+        let existing = sqlx::query(
+            "SELECT granted_by, granted_at, expires_at FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(permission.as_str())
+        .fetch_optional(w.conn())
+        .await?;
+        let before = existing
+            .as_ref()
+            .map(|r| -> StoreResult<_> {
+                Ok((
+                    col::<String>(r, "granted_by")?,
+                    Timestamp::from_micros(col(r, "granted_at")?),
+                    col::<Option<i64>>(r, "expires_at")?.map(Timestamp::from_micros),
+                ))
+            })
+            .transpose()?;
+        let (granted_by, granted_at) = match &before {
+            Some((by, at, _)) => (by.clone(), *at),
+            None => (actor.principal().to_string(), ctx.at),
+        };
+        sqlx::query(
+            "INSERT INTO external_grants (tenant_id, user_id, permission_id, group_id, granted_by, granted_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, user_id, permission_id) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(permission.as_str())
+        .bind(perm.group_id.as_str())
+        .bind(&granted_by)
+        .bind(granted_at.as_micros())
+        .bind(expires_at.map(Timestamp::as_micros))
+        .execute(w.conn())
+        .await?;
+        let audit = Audit {
+            action: "GrantExternalPermission",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before: before.map(|(by, at, exp)| {
+                json::grant_value(user.as_str(), permission.as_str(), &by, at, exp)
+            }),
+            after: Some(json::grant_value(
+                user.as_str(),
+                permission.as_str(),
+                &granted_by,
+                granted_at,
+                expires_at,
+            )),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn revoke_external(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        permission: &PermissionId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let perm = require_permission(w.conn(), tenant, permission).await?;
+        let existing = sqlx::query(
+            "SELECT granted_by, granted_at, expires_at FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(permission.as_str())
+        .fetch_optional(w.conn())
+        .await?
+        .ok_or_else(|| not_found(format!("user {user} holds no grant of {permission}")))?;
+        let group = require_group(w.conn(), tenant, &perm.group_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::grant_external(&group.acl, &actor(ctx, acting))?;
+        sqlx::query("DELETE FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(permission.as_str())
+            .execute(w.conn())
+            .await?;
+        let before = json::grant_value(
+            user.as_str(),
+            permission.as_str(),
+            &col::<String>(&existing, "granted_by")?,
+            Timestamp::from_micros(col(&existing, "granted_at")?),
+            col::<Option<i64>>(&existing, "expires_at")?.map(Timestamp::from_micros),
+        );
+        let audit = Audit {
+            action: "RevokeExternalPermission",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before: Some(before),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+}

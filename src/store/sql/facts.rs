@@ -1,0 +1,310 @@
+//! Reads inside a connection or a write transaction: the facts the domain's rules need, and
+//! the ACL rows of a group.
+
+use super::*;
+
+pub(super) async fn tenant_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+) -> StoreResult<Option<Tenant>> {
+    let row = sqlx::query(
+        "SELECT tenant_id, environment, whitelisting_enabled FROM tenants WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(tenant_from).transpose()
+}
+
+pub(super) async fn require_tenant(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+) -> StoreResult<Tenant> {
+    tenant_in(conn, tenant)
+        .await?
+        .ok_or_else(|| not_found(Missing::Tenant(tenant.to_string())))
+}
+
+pub(super) async fn roles_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<Option<RoleSet>> {
+    let bits: Option<i64> =
+        sqlx::query_scalar("SELECT roles FROM tenant_users WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_optional(conn)
+            .await?;
+    Ok(bits.map(roles_from))
+}
+
+pub(super) async fn require_user(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<RoleSet> {
+    roles_in(conn, tenant, user).await?.ok_or_else(|| {
+        not_found(format!(
+            "user {user} is not known in tenant {tenant}; add them with PutUser"
+        ))
+    })
+}
+
+/// The acting user's roles in `tenant` (empty without an acting user or if unknown).
+pub(super) async fn acting_roles(
+    conn: &mut AnyConnection,
+    ctx: &WriteCtx,
+    tenant: &TenantId,
+) -> StoreResult<RoleSet> {
+    match &ctx.acting_user {
+        Some(user) => Ok(roles_in(conn, tenant, user).await?.unwrap_or_default()),
+        None => Ok(RoleSet::EMPTY),
+    }
+}
+
+pub(super) fn actor(ctx: &WriteCtx, roles: RoleSet) -> Actor<'_> {
+    Actor {
+        caller: &ctx.caller,
+        user: ctx.acting_user.as_ref(),
+        roles,
+    }
+}
+
+pub(super) async fn app_in(conn: &mut AnyConnection, app: &AppId) -> StoreResult<Option<App>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {APP_COLUMNS} FROM apps a WHERE a.app_id = $1"
+    )))
+    .bind(app.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(app_from).transpose()
+}
+
+pub(super) async fn require_app(conn: &mut AnyConnection, app: &AppId) -> StoreResult<App> {
+    app_in(conn, app)
+        .await?
+        .ok_or_else(|| not_found(Missing::App(app.to_string())))
+}
+
+pub(super) async fn consent_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    app: &AppId,
+) -> StoreResult<Option<Consent>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.tenant_id = $1 AND c.app_id = $2"
+    )))
+    .bind(tenant.as_str())
+    .bind(app.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(row) => consent_from(&row)?,
+        None => None,
+    })
+}
+
+pub(super) async fn whitelist_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    app: &AppId,
+) -> StoreResult<Option<WhitelistEntry>> {
+    let row = sqlx::query("SELECT allowed_scopes, content_access FROM whitelist_entries WHERE tenant_id = $1 AND app_id = $2")
+        .bind(tenant.as_str())
+        .bind(app.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(match row {
+        Some(row) => whitelist_from(&row)?,
+        None => None,
+    })
+}
+
+pub(super) async fn acl_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+) -> StoreResult<GroupAcl> {
+    let rows = sqlx::query(
+        "SELECT relation, principal, access FROM group_principals WHERE tenant_id = $1 AND group_id = $2 \
+         ORDER BY relation, position",
+    )
+    .bind(tenant.as_str())
+    .bind(group.as_str())
+    .fetch_all(conn)
+    .await?;
+    let mut acl = GroupAcl::default();
+    for row in &rows {
+        let principal = stored(Principal::parse(
+            "principal",
+            &col::<String>(row, "principal")?,
+        ))?;
+        match col::<String>(row, "relation")?.as_str() {
+            "manager" => {
+                let access = if col::<i64>(row, "access")? == 2 {
+                    ManagerAccess::ReadWrite
+                } else {
+                    ManagerAccess::Read
+                };
+                acl.managers.push((principal, access));
+            }
+            "grantor" => acl.grantors.push(principal),
+            _ => acl.visible_to.push(principal),
+        }
+    }
+    Ok(acl)
+}
+
+pub(super) async fn group_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+) -> StoreResult<Option<PermissionGroup>> {
+    let row = sqlx::query(
+        "SELECT name, description FROM permission_groups WHERE tenant_id = $1 AND group_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(group.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(PermissionGroup {
+        group_id: group.clone(),
+        name: stored(Name::parse("name", &col::<String>(&row, "name")?))?,
+        description: stored(Description::parse(
+            "description",
+            &col::<String>(&row, "description")?,
+        ))?,
+        acl: acl_in(conn, tenant, group).await?,
+    }))
+}
+
+pub(super) async fn require_group(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+) -> StoreResult<PermissionGroup> {
+    group_in(conn, tenant, group).await?.ok_or_else(|| {
+        not_found(format!(
+            "permission group {group} does not exist in tenant {tenant}"
+        ))
+    })
+}
+
+pub(super) async fn write_acl(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+    acl: &GroupAcl,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM group_principals WHERE tenant_id = $1 AND group_id = $2")
+        .bind(tenant.as_str())
+        .bind(group.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let managers = acl.managers.iter().map(|(p, a)| {
+        (
+            "manager",
+            p,
+            if *a == ManagerAccess::ReadWrite { 2 } else { 1 },
+        )
+    });
+    let grantors = acl.grantors.iter().map(|p| ("grantor", p, 0));
+    let visible = acl.visible_to.iter().map(|p| ("visible_to", p, 0));
+    for (position, (relation, principal, access)) in
+        managers.chain(grantors).chain(visible).enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO group_principals (tenant_id, group_id, relation, principal, access, position) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant.as_str())
+        .bind(group.as_str())
+        .bind(relation)
+        .bind(principal.to_string())
+        .bind(access)
+        .bind(i64::try_from(position).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn permission_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    permission: &PermissionId,
+) -> StoreResult<Option<ExternalPermission>> {
+    let row = sqlx::query(
+        "SELECT permission_id, group_id, name, description, external_id FROM external_permissions \
+         WHERE tenant_id = $1 AND permission_id = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(permission.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(permission_from).transpose()
+}
+
+pub(super) async fn require_permission(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    permission: &PermissionId,
+) -> StoreResult<ExternalPermission> {
+    permission_in(conn, tenant, permission)
+        .await?
+        .ok_or_else(|| {
+            not_found(format!(
+                "external permission {permission} does not exist in tenant {tenant}"
+            ))
+        })
+}
+
+/// A group's permissions, ordered by id.
+pub(super) async fn permissions_of(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    group: &GroupId,
+) -> StoreResult<Vec<ExternalPermission>> {
+    sqlx::query(
+        "SELECT permission_id, group_id, name, description, external_id FROM external_permissions \
+         WHERE tenant_id = $1 AND group_id = $2 ORDER BY permission_id",
+    )
+    .bind(tenant.as_str())
+    .bind(group.as_str())
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(permission_from)
+    .collect()
+}
+
+/// Grants of one user (or of one permission) as audit values, before a cascade removes them.
+pub(super) async fn grants_value(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    column: &'static str,
+    id: &str,
+) -> StoreResult<Value> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT user_id, permission_id, granted_by, granted_at, expires_at FROM external_grants \
+         WHERE tenant_id = $1 AND {column} = $2 ORDER BY user_id, permission_id"
+    )))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(json::grant_value(
+                &col::<String>(r, "user_id")?,
+                &col::<String>(r, "permission_id")?,
+                &col::<String>(r, "granted_by")?,
+                Timestamp::from_micros(col(r, "granted_at")?),
+                col::<Option<i64>>(r, "expires_at")?.map(Timestamp::from_micros),
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()
+        .map(Value::Array)
+}

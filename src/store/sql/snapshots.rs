@@ -1,0 +1,357 @@
+//! What the caches load: snapshots of an app and a user in a tenant, a tenant's external
+//! catalog, a user's grants, the change log, and clients by key.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn revision(&self) -> StoreResult<Revision> {
+        let value: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(rev_from(value))
+    }
+
+    pub(super) async fn app_snapshot(
+        &self,
+        tenant: &TenantId,
+        app: &AppId,
+    ) -> StoreResult<(AppSnapshot, Revision)> {
+        // One round trip: the revision and every fact, read by one statement (one snapshot).
+        let sql = format!(
+            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, \
+                    t.tenant_id, t.environment, t.whitelisting_enabled, \
+                    a.app_id AS registered_app, {APP_COLUMNS}, {CONSENT_COLUMNS}, \
+                    w.allowed_scopes, w.content_access \
+             FROM (SELECT $1 AS tenant_id, $2 AS app_id) q \
+             LEFT JOIN tenants t ON t.tenant_id = q.tenant_id \
+             LEFT JOIN apps a ON a.app_id = q.app_id \
+             LEFT JOIN consents c ON c.tenant_id = q.tenant_id AND c.app_id = q.app_id \
+             LEFT JOIN whitelist_entries w ON w.tenant_id = q.tenant_id AND w.app_id = q.app_id"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(app.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        let revision = rev_from(col(&row, "rev")?);
+        let tenant = match col::<Option<String>>(&row, "environment")? {
+            Some(_) => Some(tenant_from(&row)?),
+            None => None,
+        };
+        let app = match col::<Option<String>>(&row, "registered_app")? {
+            Some(_) => Some(app_from(&row)?),
+            None => None,
+        };
+        let snapshot = AppSnapshot::new(tenant, app, consent_from(&row)?, whitelist_from(&row)?);
+        Ok((snapshot, revision))
+    }
+
+    pub(super) async fn user_snapshot(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<(Option<UserSnapshot>, Revision)> {
+        let rows = sqlx::query(
+            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, u.roles, r.resource, r.right_level \
+             FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
+             LEFT JOIN tenant_users u ON u.tenant_id = q.tenant_id AND u.user_id = q.user_id \
+             LEFT JOIN user_rights r ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("user snapshot returned no row".into()))?;
+        let revision = rev_from(col(first, "rev")?);
+        let Some(roles) = col::<Option<i64>>(first, "roles")? else {
+            return Ok((None, revision));
+        };
+        let mut rights = Vec::new();
+        for row in &rows {
+            if let Some(resource) = col::<Option<String>>(row, "resource")? {
+                let path = stored(ResourcePath::parse("resource", &resource))?;
+                rights.push((path, json::right_from_code(col(row, "right_level")?)?));
+            }
+        }
+        Ok((Some(UserSnapshot::new(roles_from(roles), rights)), revision))
+    }
+
+    pub(super) async fn tenant(&self, tenant: &TenantId) -> StoreResult<Option<Tenant>> {
+        tenant_in(&mut *self.conn().await?, tenant).await
+    }
+
+    pub(super) async fn list_user_grants(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        query: &GrantQuery,
+        page: &PageRequest,
+    ) -> StoreResult<(Page<GrantView>, Revision)> {
+        let mut tx = self.pool.begin().await?;
+        require_tenant(&mut tx, tenant).await?;
+        let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (after_group, after_permission) = page
+            .after
+            .as_deref()
+            .and_then(|k| k.split_once('\n'))
+            .map_or(("", ""), |(g, p)| (g, p));
+        let (principal, relation) = viewer_relation(&query.viewer);
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM external_grants g \
+             JOIN external_permissions p ON p.tenant_id = g.tenant_id AND p.permission_id = g.permission_id \
+             JOIN permission_groups pg ON pg.tenant_id = g.tenant_id AND pg.group_id = g.group_id \
+             WHERE g.tenant_id = $1 AND g.user_id = $2 \
+               AND (g.expires_at IS NULL OR g.expires_at > $3) \
+               AND ($4 = '' OR g.group_id = $4) \
+               AND (g.group_id > $5 OR (g.group_id = $5 AND g.permission_id > $6)) \
+               AND EXISTS (SELECT 1 FROM group_principals v WHERE v.tenant_id = g.tenant_id \
+                           AND v.group_id = g.group_id AND v.principal = $7 AND v.relation = $8) \
+             ORDER BY g.group_id, g.permission_id LIMIT $9"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(query.now.as_micros())
+            .bind(query.group.as_ref().map_or("", GroupId::as_str))
+            .bind(after_group)
+            .bind(after_permission)
+            .bind(principal)
+            .bind(relation)
+            .bind(fetch_limit(page))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let grants = rows
+            .iter()
+            .map(grant_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((page_of_grants(grants, page.limit), rev_from(revision)))
+    }
+
+    pub(super) async fn find_grant(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        permission: &PermissionRef,
+        viewer: &Viewer,
+    ) -> StoreResult<(Option<GrantView>, Revision)> {
+        let mut tx = self.pool.begin().await?;
+        require_tenant(&mut tx, tenant).await?;
+        let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (by, a, b) = match permission {
+            PermissionRef::Id(id) => ("p.permission_id = $2 AND $3 = ''", id.as_str(), ""),
+            PermissionRef::External(group, external) => (
+                "p.group_id = $2 AND p.external_id = $3",
+                group.as_str(),
+                external.as_str(),
+            ),
+        };
+        let (principal, relation) = viewer_relation(viewer);
+        let sql = format!(
+            "SELECT p.permission_id, p.group_id, pg.name AS group_name, p.name, p.external_id, \
+                    g.granted_by, g.granted_at, g.expires_at \
+             FROM external_permissions p \
+             JOIN permission_groups pg ON pg.tenant_id = p.tenant_id AND pg.group_id = p.group_id \
+             LEFT JOIN external_grants g ON g.tenant_id = p.tenant_id AND g.permission_id = p.permission_id AND g.user_id = $4 \
+             WHERE p.tenant_id = $1 AND {by} \
+               AND EXISTS (SELECT 1 FROM group_principals v WHERE v.tenant_id = p.tenant_id \
+                           AND v.group_id = p.group_id AND v.principal = $5 AND v.relation = $6)"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(a)
+            .bind(b)
+            .bind(user.as_str())
+            .bind(principal)
+            .bind(relation)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else {
+            return Err(not_found(
+                "no such external permission is visible to the caller",
+            ));
+        };
+        let grant = match col::<Option<String>>(&row, "granted_by")? {
+            Some(_) => Some(grant_from(&row)?),
+            None => None,
+        };
+        Ok((grant, rev_from(revision)))
+    }
+
+    pub(super) async fn external_catalog(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
+        // One statement (one snapshot): the revision, the tenant, its groups, their principals
+        // and permissions, as rows of one shape.
+        let rows = sqlx::query(
+            "SELECT 'R' AS kind, CAST(NULL AS TEXT) AS g, CAST(NULL AS TEXT) AS a, CAST(NULL AS TEXT) AS b, \
+                    CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, 0 AS m FROM revision WHERE id = 1 \
+             UNION ALL SELECT 'T', tenant_id, NULL, NULL, NULL, NULL, 0, 0 FROM tenants WHERE tenant_id = $1 \
+             UNION ALL SELECT 'G', group_id, name, description, NULL, NULL, 0, 0 FROM permission_groups WHERE tenant_id = $1 \
+             UNION ALL SELECT 'P', group_id, relation, principal, NULL, NULL, access, position FROM group_principals \
+                       WHERE tenant_id = $1 \
+             UNION ALL SELECT 'X', group_id, permission_id, name, description, external_id, 0, 0 FROM external_permissions \
+                       WHERE tenant_id = $1 \
+             ORDER BY 1, 2, 8",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut revision = Revision(0);
+        let mut exists = false;
+        let mut catalog = ExternalCatalog::default();
+        let text = |row: &AnyRow, name: &str| -> StoreResult<String> {
+            Ok(col::<Option<String>>(row, name)?.unwrap_or_default())
+        };
+        for row in &rows {
+            let kind = col::<String>(row, "kind")?;
+            let group_id = || stored(GroupId::parse("group_id", &text(row, "g")?));
+            match kind.as_str() {
+                "R" => revision = rev_from(col(row, "n")?),
+                "T" => exists = true,
+                "G" => {
+                    let group = PermissionGroup {
+                        group_id: group_id()?,
+                        name: stored(Name::parse("name", &text(row, "a")?))?,
+                        description: stored(Description::parse("description", &text(row, "b")?))?,
+                        acl: GroupAcl::default(),
+                    };
+                    catalog.groups.insert(group.group_id.clone(), group);
+                }
+                "P" => {
+                    let Some(group) = catalog.groups.get_mut(&group_id()?) else {
+                        continue;
+                    };
+                    let principal = stored(Principal::parse("principal", &text(row, "b")?))?;
+                    match text(row, "a")?.as_str() {
+                        "manager" => {
+                            let access = if col::<i64>(row, "n")? == 2 {
+                                ManagerAccess::ReadWrite
+                            } else {
+                                ManagerAccess::Read
+                            };
+                            group.acl.managers.push((principal, access));
+                        }
+                        "grantor" => group.acl.grantors.push(principal),
+                        _ => group.acl.visible_to.push(principal),
+                    }
+                }
+                _ => {
+                    let permission = ExternalPermission {
+                        permission_id: stored(PermissionId::parse(
+                            "permission_id",
+                            &text(row, "a")?,
+                        ))?,
+                        group_id: group_id()?,
+                        name: stored(Name::parse("name", &text(row, "b")?))?,
+                        description: stored(Description::parse("description", &text(row, "c")?))?,
+                        external_id: stored(ExternalId::parse("external_id", &text(row, "d")?))?,
+                    };
+                    catalog
+                        .permissions
+                        .insert(permission.permission_id.clone(), permission);
+                }
+            }
+        }
+        Ok((exists.then_some(catalog), revision))
+    }
+
+    pub(super) async fn user_grants(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<(Vec<UserGrant>, Revision)> {
+        let rows = sqlx::query(
+            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
+             FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
+             LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("user grants returned no row".into()))?;
+        let revision = rev_from(col(first, "rev")?);
+        let mut grants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(permission) = col::<Option<String>>(row, "permission_id")? else {
+                continue;
+            };
+            grants.push(UserGrant {
+                permission_id: stored(PermissionId::parse("permission_id", &permission))?,
+                granted_by: stored(Principal::parse(
+                    "granted_by",
+                    &col::<String>(row, "granted_by")?,
+                ))?,
+                granted_at: Timestamp::from_micros(col(row, "granted_at")?),
+                expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+            });
+        }
+        Ok((grants, revision))
+    }
+
+    pub(super) async fn changes_since(
+        &self,
+        after: Revision,
+    ) -> StoreResult<(Vec<(Revision, String)>, Revision)> {
+        let current = self.revision().await?;
+        if current <= after || current.0 - after.0 > crate::store::MAX_CHANGES_READ {
+            return Ok((Vec::new(), current));
+        }
+        let rows = sqlx::query("SELECT revision, key FROM changes WHERE revision > $1 AND revision <= $2 ORDER BY revision, key")
+            .bind(rev_i64(after))
+            .bind(rev_i64(current))
+            .fetch_all(&self.pool)
+            .await?;
+        let changes = rows
+            .iter()
+            .map(|r| Ok((rev_from(col(r, "revision")?), col::<String>(r, "key")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((changes, current))
+    }
+
+    pub(super) async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
+        sqlx::query("DELETE FROM changes WHERE revision < $1")
+            .bind(rev_i64(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn listen_for_changes(
+        &self,
+    ) -> StoreResult<Option<crate::store::listener::ChangeListener>> {
+        match &self.listen_url {
+            Some(url) => Ok(Some(
+                crate::store::listener::ChangeListener::connect(url).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
+        let row = sqlx::query(
+            "SELECT client_id, key_hash, tenants, capabilities, created_at, revoked_at FROM clients \
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored_hash: String = col(&row, "key_hash")?;
+        if !bool::from(stored_hash.as_bytes().ct_eq(key_hash.as_bytes())) {
+            return Ok(None);
+        }
+        Ok(Some(client_from(&row)?.caller))
+    }
+}

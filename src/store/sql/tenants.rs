@@ -1,0 +1,243 @@
+//! Writes of tenants, users and their rights.
+
+use super::*;
+
+impl SqlStore {
+    pub(super) async fn put_tenant(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &Tenant,
+    ) -> StoreResult<(Revision, bool)> {
+        let mut w = self.begin_write().await?;
+        let id = &tenant.tenant_id;
+        let after = Some(json::tenant_value(tenant));
+        let Some(existing) = tenant_in(w.conn(), id).await? else {
+            rules::create_tenant(&ctx.caller)?;
+            sqlx::query("INSERT INTO tenants (tenant_id, environment, whitelisting_enabled) VALUES ($1, $2, $3)")
+                .bind(id.as_str())
+                .bind(tenant.environment.as_str())
+                .bind(i64::from(tenant.whitelisting_enabled))
+                .execute(w.conn())
+                .await
+                .map_err(conflict("the tenant was created concurrently"))?;
+            let audit = Audit {
+                action: "PutTenant",
+                tenant: Some(id.clone()),
+                target: format!("tenant:{id}"),
+                before: None,
+                after,
+            };
+            return Ok((w.commit_as(ctx, audit).await?, true));
+        };
+        let roles = acting_roles(w.conn(), ctx, id).await?;
+        rules::update_tenant(
+            &existing,
+            &tenant.environment,
+            tenant.whitelisting_enabled,
+            &actor(ctx, roles),
+        )?;
+        sqlx::query("UPDATE tenants SET whitelisting_enabled = $2 WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .bind(i64::from(tenant.whitelisting_enabled))
+            .execute(w.conn())
+            .await?;
+        let before = Some(json::tenant_value(&existing));
+        let audit = Audit {
+            action: "PutTenant",
+            tenant: Some(id.clone()),
+            target: format!("tenant:{id}"),
+            before,
+            after,
+        };
+        Ok((w.commit_as(ctx, audit).await?, false))
+    }
+
+    pub(super) async fn put_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        roles: RoleSet,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let before = roles_in(w.conn(), tenant, user).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tenant_users WHERE tenant_id = $1 AND roles & 3 <> 0",
+        )
+        .bind(tenant.as_str())
+        .fetch_one(w.conn())
+        .await?;
+        rules::put_user(before, roles, &actor(ctx, acting), admins > 0)?;
+        sqlx::query(
+            "INSERT INTO tenant_users (tenant_id, user_id, roles) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET roles = excluded.roles",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(i64::from(roles.bits()))
+        .execute(w.conn())
+        .await?;
+        let audit = Audit {
+            action: "PutUser",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before: before.map(|r| json::user_value(user.as_str(), r)),
+            after: Some(json::user_value(user.as_str(), roles)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn delete_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let roles = require_user(w.conn(), tenant, user).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::delete_user(roles, &actor(ctx, acting))?;
+        // What the cascade removes, for the audit event.
+        let rights = sqlx::query("SELECT resource, right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 ORDER BY resource")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_all(w.conn())
+            .await?
+            .iter()
+            .map(|r| Ok(json!({"resource": col::<String>(r, "resource")?, "right": json::right_from_code(col(r, "right_level")?)?.as_str()})))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let grants = grants_value(w.conn(), tenant, "user_id", user.as_str()).await?;
+        let principal = Principal::User(user.clone()).to_string();
+        let entries = sqlx::query(
+            "SELECT group_id, relation FROM group_principals WHERE tenant_id = $1 AND principal = $2 ORDER BY group_id, relation",
+        )
+        .bind(tenant.as_str())
+        .bind(&principal)
+        .fetch_all(w.conn())
+        .await?
+        .iter()
+        .map(|r| Ok(json!({"group_id": col::<String>(r, "group_id")?, "relation": col::<String>(r, "relation")?})))
+        .collect::<StoreResult<Vec<_>>>()?;
+        sqlx::query("DELETE FROM group_principals WHERE tenant_id = $1 AND principal = $2")
+            .bind(tenant.as_str())
+            .bind(&principal)
+            .execute(w.conn())
+            .await?;
+        sqlx::query("DELETE FROM tenant_users WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(w.conn())
+            .await?;
+        let mut before = json::user_value(user.as_str(), roles);
+        if let Value::Object(map) = &mut before {
+            map.insert("rights".into(), Value::Array(rights));
+            map.insert("grants".into(), grants);
+            map.insert("group_entries".into(), Value::Array(entries));
+        }
+        let audit = Audit {
+            action: "DeleteUser",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before: Some(before),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn grant_user_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        resource: &ResourcePath,
+        right: Right,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let before: Option<i64> = sqlx::query_scalar(
+            "SELECT right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(resource.as_str())
+        .fetch_optional(w.conn())
+        .await?;
+        sqlx::query(
+            "INSERT INTO user_rights (tenant_id, user_id, resource, right_level) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, user_id, resource) DO UPDATE SET right_level = excluded.right_level",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(resource.as_str())
+        .bind(json::right_code(right))
+        .execute(w.conn())
+        .await?;
+        let before = before
+            .map(json::right_from_code)
+            .transpose()?
+            .map(|r| json::right_value(user.as_str(), resource, r));
+        let audit = Audit {
+            action: "GrantUserRight",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before,
+            after: Some(json::right_value(user.as_str(), resource, right)),
+        };
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn revoke_user_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        resource: &ResourcePath,
+        right: Option<Right>,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(resource.as_str())
+        .fetch_optional(w.conn())
+        .await?;
+        let held = held.map(json::right_from_code).transpose()?;
+        let held = match (held, right) {
+            (None, _) => {
+                return Err(not_found(format!(
+                    "user {user} holds no right at {resource}"
+                )));
+            }
+            (Some(h), Some(r)) if h != r => {
+                return Err(not_found(format!(
+                    "user {user} holds {h} at {resource}, not {r}"
+                )));
+            }
+            (Some(h), _) => h,
+        };
+        sqlx::query(
+            "DELETE FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(resource.as_str())
+        .execute(w.conn())
+        .await?;
+        let audit = Audit {
+            action: "RevokeUserRight",
+            tenant: Some(tenant.clone()),
+            target: format!("user:{user}"),
+            before: Some(json::right_value(user.as_str(), resource, held)),
+            after: None,
+        };
+        w.commit_as(ctx, audit).await
+    }
+}
