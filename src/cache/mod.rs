@@ -41,7 +41,7 @@ use crate::domain::{
     AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, TenantId, UserGrant, UserId,
     UserSnapshot,
 };
-use crate::store::change::{self, CLIENTS};
+use crate::store::change::ChangeKey;
 use crate::store::{Store, StoreError, StoreResult};
 
 /// Why the cache cannot answer.
@@ -90,7 +90,7 @@ pub struct Entry<T> {
     /// The revision the store read the facts at.
     pub read_at: Revision,
     /// The change-log keys whose changes make this entry stale.
-    keys: Box<[String]>,
+    keys: Box<[ChangeKey]>,
     /// The change mark (see [`At::changed`]) through which no watermark was found above the
     /// floor: while the instance's mark is no higher, the entry is current without looking.
     verified: AtomicU64,
@@ -106,7 +106,7 @@ impl<T> Entry<T> {
         value: T,
         floor: Revision,
         read_at: Revision,
-        keys: Vec<String>,
+        keys: Vec<ChangeKey>,
         loaded: Instant,
     ) -> Self {
         Self {
@@ -300,7 +300,7 @@ pub struct Caches {
     /// Longest an entry is kept (the clients map checks it itself).
     ttl: Duration,
     /// Per change-log key, the newest revision that invalidated it and when that was applied.
-    watermarks: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
+    watermarks: std::sync::Mutex<HashMap<ChangeKey, (u64, Instant)>>,
     /// Entries whose load began before this revision are stale: raised by [`Caches::clear`] and
     /// whenever watermarks are forgotten early, so losing one never makes a stale entry look
     /// current.
@@ -550,7 +550,7 @@ impl Caches {
         }
         {
             let watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-            let newer = |key: &String| watermarks.get(key).is_some_and(|(r, _)| *r > floor);
+            let newer = |key: &ChangeKey| watermarks.get(key).is_some_and(|(r, _)| *r > floor);
             // Looked at again under the lock: forgetting watermarks (under it too) raises the
             // floor, and an entry must not pass on a map that was just emptied.
             if entry.keys.iter().any(newer) || floor < self.stale_below.load(Ordering::Acquire) {
@@ -599,7 +599,7 @@ impl Caches {
         at: At,
         key: &Q,
         owned: impl FnOnce() -> K,
-        keys: impl FnOnce() -> Vec<String>,
+        keys: impl FnOnce() -> Vec<ChangeKey>,
         load: impl FnOnce() -> F,
     ) -> Result<Arc<Entry<V>>, ReadError>
     where
@@ -665,9 +665,9 @@ impl Caches {
             || Pair(tenant.clone(), app.clone()),
             || {
                 vec![
-                    change::tenant(tenant),
-                    change::app(app),
-                    change::app_in_tenant(tenant, app),
+                    ChangeKey::Tenant(tenant.clone()),
+                    ChangeKey::App(app.clone()),
+                    ChangeKey::AppInTenant(tenant.clone(), app.clone()),
                 ]
             },
             || self.store.app_snapshot(tenant, app),
@@ -688,7 +688,12 @@ impl Caches {
             at,
             &(tenant.as_str(), user.as_str()) as &dyn PairRef,
             || Pair(tenant.clone(), user.clone()),
-            || vec![change::tenant(tenant), change::user(tenant, user)],
+            || {
+                vec![
+                    ChangeKey::Tenant(tenant.clone()),
+                    ChangeKey::User(tenant.clone(), user.clone()),
+                ]
+            },
             || self.store.user_snapshot(tenant, user),
         )
         .await
@@ -754,9 +759,9 @@ impl Caches {
             || Pair(tenant.clone(), user.clone()),
             || {
                 vec![
-                    change::tenant(tenant),
-                    change::user(tenant, user),
-                    change::groups(tenant),
+                    ChangeKey::Tenant(tenant.clone()),
+                    ChangeKey::User(tenant.clone(), user.clone()),
+                    ChangeKey::Groups(tenant.clone()),
                 ]
             },
             || self.store.user_grants(tenant, user),
@@ -776,7 +781,12 @@ impl Caches {
             at,
             tenant.as_str(),
             || tenant.clone(),
-            || vec![change::tenant(tenant), change::groups(tenant)],
+            || {
+                vec![
+                    ChangeKey::Tenant(tenant.clone()),
+                    ChangeKey::Groups(tenant.clone()),
+                ]
+            },
             || self.store.external_catalog(tenant),
         )
         .await
@@ -813,7 +823,7 @@ impl Caches {
                 caller.clone(),
                 floor,
                 Revision(0),
-                vec![CLIENTS.to_owned()],
+                vec![ChangeKey::Clients],
                 began,
             ));
             self.clients.rcu(|clients| {
@@ -919,7 +929,10 @@ impl Caches {
 
     /// Records that `key` changed at `revision`, and drops at once the entries it names exactly
     /// (coarser keys leave theirs to be found stale by the watermark).
-    fn invalidate(&self, key: &str, revision: Revision) {
+    fn invalidate(&self, key: &ChangeKey, revision: Revision) {
+        if *key == ChangeKey::Everything {
+            return self.clear(revision);
+        }
         {
             let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
             if watermarks.len() >= MAX_WATERMARKS && !watermarks.contains_key(key) {
@@ -927,34 +940,24 @@ impl Caches {
                 watermarks.clear();
                 self.stale_below.fetch_max(revision.0, Ordering::AcqRel);
             }
-            let mark = watermarks
-                .entry(key.to_owned())
-                .or_insert((0, Instant::now()));
+            let mark = watermarks.entry(key.clone()).or_insert((0, Instant::now()));
             *mark = (mark.0.max(revision.0), Instant::now());
         }
-        let mut parts = key.splitn(3, '/');
-        let (kind, first, second) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        match kind {
-            Some("a") if !second.is_empty() => {
-                self.apps.remove(&(first, second) as &dyn PairRef);
+        match key {
+            ChangeKey::AppInTenant(t, a) => {
+                self.apps.remove(&(t.as_str(), a.as_str()) as &dyn PairRef);
             }
-            Some("u") if !second.is_empty() => {
-                self.users.remove(&(first, second) as &dyn PairRef);
-                self.grants.remove(&(first, second) as &dyn PairRef);
+            ChangeKey::User(t, u) => {
+                self.users.remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
+                self.grants
+                    .remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
             }
-            Some("g") if !first.is_empty() => {
-                self.catalogs.remove(first);
+            ChangeKey::Groups(t) => {
+                self.catalogs.remove(t.as_str());
             }
-            Some(CLIENTS) => self.clients.store(Arc::default()),
-            // A tenant, an app in every tenant, a tenant's groups for every user's grants: the
-            // watermark alone makes the entries stale.
-            Some("t" | "A") if !first.is_empty() => {}
-            // Anything else (or a key that does not parse) clears everything: never too little.
-            _ => self.clear(revision),
+            ChangeKey::Clients => self.clients.store(Arc::default()),
+            // A tenant, an app in every tenant: the watermark alone makes the entries stale.
+            ChangeKey::Tenant(_) | ChangeKey::App(_) | ChangeKey::Everything => {}
         }
     }
 

@@ -1,69 +1,85 @@
 //! The change log's keys: what a write touched, in the granularity the caches are invalidated
 //! at. Writes that fan out use coarse keys (a manifest change touches every tenant's view of
 //! that app through `A/<app>`; a tenant change every snapshot in it through `t/<tenant>`).
+//!
+//! Invariant: every write declares its keys as [`ChangeKey`] values; the text form is only how
+//! they are stored, and a stored key that does not parse invalidates everything.
+
+use std::fmt;
+use std::str::FromStr;
 
 use crate::domain::{AppId, TenantId, UserId};
 
-/// Everything cached about a tenant (its existence, whitelisting switch).
-pub fn tenant(t: &TenantId) -> String {
-    format!("t/{t}")
+/// A part of the cached world that a write changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChangeKey {
+    /// Everything cached about a tenant (its existence, whitelisting switch): `t/<tenant>`.
+    Tenant(TenantId),
+    /// One application's snapshot in one tenant (consent, whitelist entry): `a/<tenant>/<app>`.
+    AppInTenant(TenantId, AppId),
+    /// An application in every tenant (its registration and manifest): `A/<app>`.
+    App(AppId),
+    /// One user in one tenant (roles, rights, external permission grants): `u/<tenant>/<user>`.
+    User(TenantId, UserId),
+    /// A tenant's external permission groups and permissions: `g/<tenant>`.
+    Groups(TenantId),
+    /// Clients and their keys: `c`.
+    Clients,
+    /// Every cache: `*`.
+    Everything,
 }
 
-/// One application's snapshot in one tenant (consent, whitelist entry).
-pub fn app_in_tenant(t: &TenantId, a: &AppId) -> String {
-    format!("a/{t}/{a}")
-}
-
-/// An application in every tenant (its registration and manifest).
-pub fn app(a: &AppId) -> String {
-    format!("A/{a}")
-}
-
-/// One user in one tenant (roles, rights, external permission grants).
-pub fn user(t: &TenantId, u: &UserId) -> String {
-    format!("u/{t}/{u}")
-}
-
-/// A tenant's external permission groups and permissions.
-pub fn groups(t: &TenantId) -> String {
-    format!("g/{t}")
-}
-
-/// Clients and their keys.
-pub const CLIENTS: &str = "c";
-
-/// The keys a write touched, from its action, tenant and audit target (`user:<id>`,
-/// `app:<id>`, `tenant:<id>`, `group:<id>`, `permission:<id>`, `client:<id>`).
-pub fn touched(action: &str, in_tenant: Option<&TenantId>, target: &str) -> Vec<String> {
-    let (kind, id) = target.split_once(':').unwrap_or((target, ""));
-    let mut keys = match (kind, in_tenant) {
-        ("client", _) => vec![CLIENTS.to_owned()],
-        ("tenant", Some(t)) => vec![tenant(t)],
-        ("app", Some(t)) => AppId::parse("target", id)
-            .map(|a| vec![app_in_tenant(t, &a)])
-            .unwrap_or_default(),
-        ("app", None) => AppId::parse("target", id)
-            .map(|a| vec![app(&a)])
-            .unwrap_or_default(),
-        ("user", Some(t)) => UserId::parse("target", id)
-            .map(|u| vec![user(t, &u)])
-            .unwrap_or_default(),
-        ("group" | "permission", Some(t)) => vec![groups(t)],
-        _ => Vec::new(),
-    };
-    if action == "DeleteUser" {
-        // The user's manager, grantor and visible-to entries went with them.
-        keys.extend(in_tenant.map(groups));
+impl fmt::Display for ChangeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeKey::Tenant(t) => write!(f, "t/{t}"),
+            ChangeKey::AppInTenant(t, a) => write!(f, "a/{t}/{a}"),
+            ChangeKey::App(a) => write!(f, "A/{a}"),
+            ChangeKey::User(t, u) => write!(f, "u/{t}/{u}"),
+            ChangeKey::Groups(t) => write!(f, "g/{t}"),
+            ChangeKey::Clients => f.write_str("c"),
+            ChangeKey::Everything => f.write_str("*"),
+        }
     }
-    if keys.is_empty() {
-        // Unknown shapes invalidate the whole tenant (or everything): never too little.
-        keys.push(in_tenant.map_or_else(|| EVERYTHING.to_owned(), tenant));
-    }
-    keys
 }
 
-/// The key that invalidates every cache.
-pub const EVERYTHING: &str = "*";
+/// A stored key that is not one [`ChangeKey`] writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a change-log key: {0:?}")]
+pub struct UnknownChangeKey(String);
+
+impl FromStr for ChangeKey {
+    type Err = UnknownChangeKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let unknown = || UnknownChangeKey(s.chars().take(64).collect());
+        let mut parts = s.splitn(3, '/');
+        let key = match (parts.next(), parts.next(), parts.next()) {
+            (Some("c"), None, None) => ChangeKey::Clients,
+            (Some("*"), None, None) => ChangeKey::Everything,
+            (Some("t"), Some(t), None) => ChangeKey::Tenant(tenant(t).ok_or_else(unknown)?),
+            (Some("g"), Some(t), None) => ChangeKey::Groups(tenant(t).ok_or_else(unknown)?),
+            (Some("A"), Some(a), None) => ChangeKey::App(app(a).ok_or_else(unknown)?),
+            (Some("a"), Some(t), Some(a)) => {
+                ChangeKey::AppInTenant(tenant(t).ok_or_else(unknown)?, app(a).ok_or_else(unknown)?)
+            }
+            (Some("u"), Some(t), Some(u)) => ChangeKey::User(
+                tenant(t).ok_or_else(unknown)?,
+                UserId::parse("key", u).ok().ok_or_else(unknown)?,
+            ),
+            _ => return Err(unknown()),
+        };
+        Ok(key)
+    }
+}
+
+fn tenant(s: &str) -> Option<TenantId> {
+    TenantId::parse("key", s).ok()
+}
+
+fn app(s: &str) -> Option<AppId> {
+    AppId::parse("key", s).ok()
+}
 
 #[cfg(test)]
 mod tests {
@@ -71,24 +87,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_map_to_the_keys_they_invalidate() {
+    fn keys_read_back_as_they_were_written() {
         let t = TenantId::parse("t", "acme").unwrap();
-        assert_eq!(touched("PutUser", Some(&t), "user:bob"), ["u/acme/bob"]);
-        assert_eq!(
-            touched("DeleteUser", Some(&t), "user:bob"),
-            ["u/acme/bob", "g/acme"]
-        );
-        assert_eq!(
-            touched("ApproveConsent", Some(&t), "app:crm"),
-            ["a/acme/crm"]
-        );
-        assert_eq!(touched("UpdateAppManifest", None, "app:crm"), ["A/crm"]);
-        assert_eq!(touched("PutTenant", Some(&t), "tenant:acme"), ["t/acme"]);
-        assert_eq!(
-            touched("CreateExternalPermission", Some(&t), "permission:p"),
-            ["g/acme"]
-        );
-        assert_eq!(touched("RevokeClient", None, "client:svc"), ["c"]);
-        assert_eq!(touched("Odd", None, "thing"), [EVERYTHING]);
+        let a = AppId::parse("a", "crm").unwrap();
+        let u = UserId::parse("u", "bob").unwrap();
+        let keys = [
+            (ChangeKey::Tenant(t.clone()), "t/acme"),
+            (ChangeKey::AppInTenant(t.clone(), a.clone()), "a/acme/crm"),
+            (ChangeKey::App(a), "A/crm"),
+            (ChangeKey::User(t.clone(), u), "u/acme/bob"),
+            (ChangeKey::Groups(t), "g/acme"),
+            (ChangeKey::Clients, "c"),
+            (ChangeKey::Everything, "*"),
+        ];
+        for (key, text) in keys {
+            assert_eq!(key.to_string(), text);
+            assert_eq!(text.parse::<ChangeKey>().unwrap(), key);
+        }
+        for odd in [
+            "", "x", "t", "t/", "u/acme", "a/acme", "c/x", "t/a/b/c", "A/a b",
+        ] {
+            assert!(odd.parse::<ChangeKey>().is_err(), "{odd:?}");
+        }
     }
 }

@@ -270,7 +270,7 @@ pub trait Store: Send + Sync + 'static {
     async fn changes_since(
         &self,
         after: Revision,
-    ) -> StoreResult<(Vec<(Revision, String)>, Revision)>;
+    ) -> StoreResult<(Vec<(Revision, change::ChangeKey)>, Revision)>;
 
     /// Removes change-log rows older than `before`.
     async fn prune_changes(&self, before: Revision) -> StoreResult<()>;

@@ -14,6 +14,7 @@ use consentry::domain::{
     RuleError, Scope, ScopeLevel, Tenant, TenantBounds, TenantId, Timestamp, UserId, Viewer,
     WhitelistEntry,
 };
+use consentry::store::change::ChangeKey;
 use consentry::store::{
     AuditEvent, AuditFilter, BootstrapOutcome, GrantQuery, GroupSpec, PageRequest, PermissionRef,
     Store, StoreError, WriteCtx,
@@ -777,10 +778,22 @@ async fn roles_need_an_acting_administrator_except_the_first_one(db: &TestDb) {
     // Deleting a user who holds roles needs an acting administrator.
     refused!(s, s.delete_user(&by_root(), &acme, &uid("bob")), denied!());
     refused!(s, s.delete_user(&by("bob"), &acme, &uid("bob")), denied!());
-    let (_, ev) = wrote!(s, s.delete_user(&by("alice"), &acme, &uid("bob")));
+    let (written, ev) = wrote!(s, s.delete_user(&by("alice"), &acme, &uid("bob")));
     assert_eq!(
         (ev.action.as_str(), ev.target.as_str()),
         ("DeleteUser", "user:bob")
+    );
+    // The write declares what it touched: the user, and the groups that named them.
+    let (changes, _) = s.changes_since(Revision(written.0 - 1)).await.unwrap();
+    let mut keys: Vec<String> = changes.iter().map(|(_, k)| k.to_string()).collect();
+    keys.sort();
+    assert_eq!(keys, ["g/acme", "u/acme/bob"]);
+    assert_eq!(
+        changes.iter().map(|(_, k)| k).collect::<Vec<_>>(),
+        [
+            &ChangeKey::Groups(acme.clone()),
+            &ChangeKey::User(acme.clone(), uid("bob"))
+        ]
     );
     assert_eq!(ev.after, None);
 

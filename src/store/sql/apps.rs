@@ -36,7 +36,7 @@ impl SqlStore {
         let audit = Audit {
             action: "RegisterApp",
             tenant: None,
-            target: format!("app:{app_id}"),
+            touched: Touched::app(app_id),
             before: None,
             after: Some(json::app_value(&app)),
         };
@@ -70,7 +70,7 @@ impl SqlStore {
         let audit = Audit {
             action: "UpdateAppManifest",
             tenant: None,
-            target: format!("app:{app_id}"),
+            touched: Touched::app(app_id),
             before: Some(json::app_value(&app)),
             after: Some(json::app_value(&updated)),
         };
@@ -123,7 +123,7 @@ impl SqlStore {
         let audit = Audit {
             action: "UnregisterApp",
             tenant: None,
-            target: format!("app:{app_id}"),
+            touched: Touched::app(app_id),
             before: Some(before),
             after: None,
         };
@@ -181,7 +181,7 @@ impl SqlStore {
         let audit = Audit {
             action: "ApproveConsent",
             tenant: Some(tenant.clone()),
-            target: format!("app:{app_id}"),
+            touched: Touched::app_in(tenant, app_id),
             before: existing
                 .as_ref()
                 .map(|c| json::consent_value(app_id.as_str(), c)),
@@ -222,7 +222,7 @@ impl SqlStore {
         let audit = Audit {
             action: "RevokeConsent",
             tenant: Some(tenant.clone()),
-            target: format!("app:{app_id}"),
+            touched: Touched::app_in(tenant, app_id),
             before: Some(json::consent_value(app_id.as_str(), &consent)),
             after: Some(json::consent_value(app_id.as_str(), &revoked)),
         };
@@ -256,7 +256,7 @@ impl SqlStore {
         let audit = Audit {
             action: "PutWhitelistEntry",
             tenant: Some(tenant.clone()),
-            target: format!("app:{app_id}"),
+            touched: Touched::app_in(tenant, app_id),
             before: before.map(|e| json::whitelist_value(app_id.as_str(), &e)),
             after: Some(json::whitelist_value(app_id.as_str(), entry)),
         };
@@ -288,7 +288,7 @@ impl SqlStore {
         let audit = Audit {
             action: "DeleteWhitelistEntry",
             tenant: Some(tenant.clone()),
-            target: format!("app:{app_id}"),
+            touched: Touched::app_in(tenant, app_id),
             before: Some(json::whitelist_value(app_id.as_str(), &entry)),
             after: None,
         };

@@ -7,9 +7,77 @@ use super::*;
 pub(super) struct Audit {
     pub(super) action: &'static str,
     pub(super) tenant: Option<TenantId>,
-    pub(super) target: String,
+    pub(super) touched: Touched,
     pub(super) before: Option<Value>,
     pub(super) after: Option<Value>,
+}
+
+/// What a write changed: the target its audit event names, and the change-log keys it touches
+/// (declared here, by the kind of thing written, never read back from the target's text).
+pub(super) struct Touched {
+    target: String,
+    keys: Vec<ChangeKey>,
+}
+
+impl Touched {
+    fn of(target: String, keys: Vec<ChangeKey>) -> Touched {
+        Touched { target, keys }
+    }
+
+    /// A tenant's own row.
+    pub(super) fn tenant(t: &TenantId) -> Touched {
+        Self::of(format!("tenant:{t}"), vec![ChangeKey::Tenant(t.clone())])
+    }
+
+    /// An app's registration or manifest, seen by every tenant.
+    pub(super) fn app(a: &AppId) -> Touched {
+        Self::of(format!("app:{a}"), vec![ChangeKey::App(a.clone())])
+    }
+
+    /// An app's consent or whitelist entry in one tenant.
+    pub(super) fn app_in(t: &TenantId, a: &AppId) -> Touched {
+        Self::of(
+            format!("app:{a}"),
+            vec![ChangeKey::AppInTenant(t.clone(), a.clone())],
+        )
+    }
+
+    /// A user's roles, rights or external permission grants.
+    pub(super) fn user(t: &TenantId, u: &UserId) -> Touched {
+        Self::of(
+            format!("user:{u}"),
+            vec![ChangeKey::User(t.clone(), u.clone())],
+        )
+    }
+
+    /// A user removed: with them went their manager, grantor and visible-to entries.
+    pub(super) fn user_removed(t: &TenantId, u: &UserId) -> Touched {
+        Self::of(
+            format!("user:{u}"),
+            vec![
+                ChangeKey::User(t.clone(), u.clone()),
+                ChangeKey::Groups(t.clone()),
+            ],
+        )
+    }
+
+    /// A permission group of a tenant.
+    pub(super) fn group(t: &TenantId, g: &GroupId) -> Touched {
+        Self::of(format!("group:{g}"), vec![ChangeKey::Groups(t.clone())])
+    }
+
+    /// An external permission of a tenant.
+    pub(super) fn permission(t: &TenantId, p: &PermissionId) -> Touched {
+        Self::of(
+            format!("permission:{p}"),
+            vec![ChangeKey::Groups(t.clone())],
+        )
+    }
+
+    /// A client.
+    pub(super) fn client(c: &str) -> Touched {
+        Self::of(format!("client:{c}"), vec![ChangeKey::Clients])
+    }
 }
 
 /// An open write transaction whose revision is already bumped (and so holds the write lock).
@@ -41,15 +109,15 @@ impl WriteTx {
         .bind(actor.1.map(UserId::as_str))
         .bind(audit.action)
         .bind(audit.tenant.as_ref().map(TenantId::as_str))
-        .bind(&audit.target)
+        .bind(&audit.touched.target)
         .bind(audit.before.map(|v| v.to_string()))
         .bind(audit.after.map(|v| v.to_string()))
         .execute(&mut *self.tx)
         .await?;
-        for key in change::touched(audit.action, audit.tenant.as_ref(), &audit.target) {
+        for key in &audit.touched.keys {
             sqlx::query("INSERT INTO changes (revision, key) VALUES ($1, $2)")
                 .bind(rev_i64(self.revision))
-                .bind(key)
+                .bind(key.to_string())
                 .execute(&mut *self.tx)
                 .await?;
         }

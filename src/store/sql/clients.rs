@@ -45,7 +45,7 @@ impl SqlStore {
         let audit = Audit {
             action: "CreateClient",
             tenant: None,
-            target: format!("client:{client_id}"),
+            touched: Touched::client(client_id.as_str()),
             before: None,
             after: Some(json::client_parts_value(&caller, Some(at), None)),
         };
@@ -95,7 +95,7 @@ impl SqlStore {
         let audit = Audit {
             action: "RevokeClient",
             tenant: None,
-            target: format!("client:{client_id}"),
+            touched: Touched::client(client_id.as_str()),
             before: Some(json::client_value(&record)),
             after: Some(json::client_value(&revoked)),
         };
@@ -138,7 +138,7 @@ impl SqlStore {
         let audit = Audit {
             action: "CreateClient",
             tenant: None,
-            target: "client:bootstrap".into(),
+            touched: Touched::client("bootstrap"),
             before: None,
             after: Some(json::client_parts_value(&caller, Some(at), None)),
         };

@@ -39,7 +39,7 @@ impl SqlStore {
         let audit = Audit {
             action: "CreatePermissionGroup",
             tenant: Some(tenant.clone()),
-            target: format!("group:{}", group.group_id),
+            touched: Touched::group(tenant, &group.group_id),
             before: None,
             after: Some(json::group_value(&group)),
         };
@@ -74,7 +74,7 @@ impl SqlStore {
         let audit = Audit {
             action: "UpdatePermissionGroup",
             tenant: Some(tenant.clone()),
-            target: format!("group:{}", group.group_id),
+            touched: Touched::group(tenant, &group.group_id),
             before: Some(json::group_value(&old)),
             after: Some(json::group_value(&group)),
         };
@@ -115,7 +115,7 @@ impl SqlStore {
         let audit = Audit {
             action: "DeletePermissionGroup",
             tenant: Some(tenant.clone()),
-            target: format!("group:{group}"),
+            touched: Touched::group(tenant, group),
             before: Some(before),
             after: None,
         };
@@ -162,7 +162,7 @@ impl SqlStore {
         let audit = Audit {
             action: "CreateExternalPermission",
             tenant: Some(tenant.clone()),
-            target: format!("permission:{}", permission.permission_id),
+            touched: Touched::permission(tenant, &permission.permission_id),
             before: None,
             after: Some(json::permission_value(permission)),
         };
@@ -194,7 +194,7 @@ impl SqlStore {
         let audit = Audit {
             action: "DeleteExternalPermission",
             tenant: Some(tenant.clone()),
-            target: format!("permission:{permission}"),
+            touched: Touched::permission(tenant, permission),
             before: Some(before),
             after: None,
         };
@@ -256,7 +256,7 @@ impl SqlStore {
         let audit = Audit {
             action: "GrantExternalPermission",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user(tenant, user),
             before: before.map(|(by, at, exp)| {
                 json::grant_value(user.as_str(), permission.as_str(), &by, at, exp)
             }),
@@ -310,7 +310,7 @@ impl SqlStore {
         let audit = Audit {
             action: "RevokeExternalPermission",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user(tenant, user),
             before: Some(before),
             after: None,
         };

@@ -14,12 +14,13 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Decode, Row, Transaction, Type};
 use subtle::ConstantTimeEq;
 
+use super::change::ChangeKey;
+use super::json;
 use super::{
     AuditEvent, AuditFilter, Backend, BootstrapOutcome, ClientRecord, GrantQuery, GroupSpec,
     GroupWithPermissions, Page, PageRequest, PermissionRef, Store, StoreError, StoreResult,
     WriteCtx,
 };
-use super::{change, json};
 use crate::domain::consent::resolve_requests;
 use crate::domain::rules;
 use crate::domain::{
@@ -197,7 +198,7 @@ impl Store for SqlStore {
     async fn changes_since(
         &self,
         after: Revision,
-    ) -> StoreResult<(Vec<(Revision, String)>, Revision)> {
+    ) -> StoreResult<(Vec<(Revision, ChangeKey)>, Revision)> {
         SqlStore::changes_since(self, after).await
     }
 

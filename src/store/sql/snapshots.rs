@@ -303,7 +303,7 @@ impl SqlStore {
     pub(super) async fn changes_since(
         &self,
         after: Revision,
-    ) -> StoreResult<(Vec<(Revision, String)>, Revision)> {
+    ) -> StoreResult<(Vec<(Revision, ChangeKey)>, Revision)> {
         let current = self.revision().await?;
         if current <= after || current.0 - after.0 > crate::store::MAX_CHANGES_READ {
             return Ok((Vec::new(), current));
@@ -315,7 +315,15 @@ impl SqlStore {
             .await?;
         let changes = rows
             .iter()
-            .map(|r| Ok((rev_from(col(r, "revision")?), col::<String>(r, "key")?)))
+            .map(|r| {
+                let key = col::<String>(r, "key")?;
+                // A key this build does not know (written by a newer one) invalidates everything.
+                let key = key.parse().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "invalidating every cache");
+                    ChangeKey::Everything
+                });
+                Ok((rev_from(col(r, "revision")?), key))
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok((changes, current))
     }

@@ -23,7 +23,7 @@ impl SqlStore {
             let audit = Audit {
                 action: "PutTenant",
                 tenant: Some(id.clone()),
-                target: format!("tenant:{id}"),
+                touched: Touched::tenant(id),
                 before: None,
                 after,
             };
@@ -45,7 +45,7 @@ impl SqlStore {
         let audit = Audit {
             action: "PutTenant",
             tenant: Some(id.clone()),
-            target: format!("tenant:{id}"),
+            touched: Touched::tenant(id),
             before,
             after,
         };
@@ -82,7 +82,7 @@ impl SqlStore {
         let audit = Audit {
             action: "PutUser",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user(tenant, user),
             before: before.map(|r| json::user_value(user.as_str(), r)),
             after: Some(json::user_value(user.as_str(), roles)),
         };
@@ -140,7 +140,7 @@ impl SqlStore {
         let audit = Audit {
             action: "DeleteUser",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user_removed(tenant, user),
             before: Some(before),
             after: None,
         };
@@ -183,7 +183,7 @@ impl SqlStore {
         let audit = Audit {
             action: "GrantUserRight",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user(tenant, user),
             before,
             after: Some(json::right_value(user.as_str(), resource, right)),
         };
@@ -234,7 +234,7 @@ impl SqlStore {
         let audit = Audit {
             action: "RevokeUserRight",
             tenant: Some(tenant.clone()),
-            target: format!("user:{user}"),
+            touched: Touched::user(tenant, user),
             before: Some(json::right_value(user.as_str(), resource, held)),
             after: None,
         };
