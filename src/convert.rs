@@ -16,101 +16,76 @@ fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Valid<E> {
         .map_err(|_| ValidationError::new(field, format_args!("{value} is not a known value")))
 }
 
-/// A required `Role`.
-pub fn role_from_proto(field: &str, value: i32) -> Valid<domain::Role> {
-    use proto::Role as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "a role is required (ROLE_UNSPECIFIED given)",
-        )),
-        P::GeneralAdmin => Ok(domain::Role::GeneralAdmin),
-        P::UserAdmin => Ok(domain::Role::UserAdmin),
-        P::PermissionManager => Ok(domain::Role::PermissionManager),
-        P::Delegate => Ok(domain::Role::Delegate),
-    }
+/// The two functions between a domain enum and its proto enum whose variants share their names:
+/// `$from(field, value)` (an unknown or unspecified value is a [`ValidationError`] naming the
+/// field) and `$to(value)`.
+macro_rules! required_enum {
+    ($domain:ident, $proto:ident, $from:ident, $to:ident, $missing:literal, [$($variant:ident),+ $(,)?]) => {
+        #[doc = concat!("A required `", stringify!($domain), "`.")]
+        pub fn $from(field: &str, value: i32) -> Valid<domain::$domain> {
+            match known::<proto::$proto>(field, value)? {
+                proto::$proto::Unspecified => Err(ValidationError::new(field, $missing)),
+                $(proto::$proto::$variant => Ok(domain::$domain::$variant),)+
+            }
+        }
+
+        #[doc = concat!("A `", stringify!($domain), "` for the wire.")]
+        pub fn $to(value: domain::$domain) -> proto::$proto {
+            match value {
+                $(domain::$domain::$variant => proto::$proto::$variant,)+
+            }
+        }
+    };
 }
 
-/// A `Role` for the wire.
-pub fn role_to_proto(role: domain::Role) -> proto::Role {
-    match role {
-        domain::Role::GeneralAdmin => proto::Role::GeneralAdmin,
-        domain::Role::UserAdmin => proto::Role::UserAdmin,
-        domain::Role::PermissionManager => proto::Role::PermissionManager,
-        domain::Role::Delegate => proto::Role::Delegate,
-    }
-}
-
-/// A required `Right`.
-pub fn right_from_proto(field: &str, value: i32) -> Valid<domain::Right> {
-    use proto::Right as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "a right is required (RIGHT_UNSPECIFIED given)",
-        )),
-        P::Read => Ok(domain::Right::Read),
-        P::Write => Ok(domain::Right::Write),
-        P::Manage => Ok(domain::Right::Manage),
-        P::FullControl => Ok(domain::Right::FullControl),
-    }
-}
-
-/// A `Right` for the wire.
-pub fn right_to_proto(right: domain::Right) -> proto::Right {
-    match right {
-        domain::Right::Read => proto::Right::Read,
-        domain::Right::Write => proto::Right::Write,
-        domain::Right::Manage => proto::Right::Manage,
-        domain::Right::FullControl => proto::Right::FullControl,
-    }
-}
-
-/// A required `ScopeLevel`.
-pub fn scope_level_from_proto(field: &str, value: i32) -> Valid<domain::ScopeLevel> {
-    use proto::ScopeLevel as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "a scope level is required (SCOPE_LEVEL_UNSPECIFIED given)",
-        )),
-        P::Tenancy => Ok(domain::ScopeLevel::Tenancy),
-        P::SiteCollection => Ok(domain::ScopeLevel::SiteCollection),
-        P::Web => Ok(domain::ScopeLevel::Web),
-        P::List => Ok(domain::ScopeLevel::List),
-    }
-}
-
-/// A `ScopeLevel` for the wire.
-pub fn scope_level_to_proto(level: domain::ScopeLevel) -> proto::ScopeLevel {
-    match level {
-        domain::ScopeLevel::Tenancy => proto::ScopeLevel::Tenancy,
-        domain::ScopeLevel::SiteCollection => proto::ScopeLevel::SiteCollection,
-        domain::ScopeLevel::Web => proto::ScopeLevel::Web,
-        domain::ScopeLevel::List => proto::ScopeLevel::List,
-    }
-}
-
-/// A required `AppKind`.
-pub fn app_kind_from_proto(field: &str, value: i32) -> Valid<domain::AppKind> {
-    use proto::AppKind as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "a kind is required (APP_KIND_UNSPECIFIED given)",
-        )),
-        P::Standard => Ok(domain::AppKind::Standard),
-        P::Custom => Ok(domain::AppKind::Custom),
-    }
-}
-
-/// An `AppKind` for the wire.
-pub fn app_kind_to_proto(kind: domain::AppKind) -> proto::AppKind {
-    match kind {
-        domain::AppKind::Standard => proto::AppKind::Standard,
-        domain::AppKind::Custom => proto::AppKind::Custom,
-    }
-}
+required_enum!(
+    Role,
+    Role,
+    role_from_proto,
+    role_to_proto,
+    "a role is required (ROLE_UNSPECIFIED given)",
+    [GeneralAdmin, UserAdmin, PermissionManager, Delegate]
+);
+required_enum!(
+    Right,
+    Right,
+    right_from_proto,
+    right_to_proto,
+    "a right is required (RIGHT_UNSPECIFIED given)",
+    [Read, Write, Manage, FullControl]
+);
+required_enum!(
+    ScopeLevel,
+    ScopeLevel,
+    scope_level_from_proto,
+    scope_level_to_proto,
+    "a scope level is required (SCOPE_LEVEL_UNSPECIFIED given)",
+    [Tenancy, SiteCollection, Web, List]
+);
+required_enum!(
+    AppKind,
+    AppKind,
+    app_kind_from_proto,
+    app_kind_to_proto,
+    "a kind is required (APP_KIND_UNSPECIFIED given)",
+    [Standard, Custom]
+);
+required_enum!(
+    ManagerAccess,
+    ManagerAccess,
+    manager_access_from_proto,
+    manager_access_to_proto,
+    "an access is required (MANAGER_ACCESS_UNSPECIFIED given)",
+    [Read, ReadWrite]
+);
+required_enum!(
+    Capability,
+    Capability,
+    capability_from_proto,
+    capability_to_proto,
+    "a capability is required (CAPABILITY_UNSPECIFIED given)",
+    [Query, Admin, AppManager, AssertUser]
+);
 
 /// A `RunAs`; unspecified is USER_CONTEXT.
 pub fn run_as_from_proto(field: &str, value: i32) -> Valid<domain::RunAs> {
@@ -175,52 +150,6 @@ pub fn content_access_to_proto(access: domain::ContentAccess) -> proto::ContentA
         domain::ContentAccess::OnBehalfOfManagedUsers => {
             proto::ContentAccess::OnBehalfOfManagedUsers
         }
-    }
-}
-
-/// A required `ManagerAccess`.
-pub fn manager_access_from_proto(field: &str, value: i32) -> Valid<domain::ManagerAccess> {
-    use proto::ManagerAccess as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "an access is required (MANAGER_ACCESS_UNSPECIFIED given)",
-        )),
-        P::Read => Ok(domain::ManagerAccess::Read),
-        P::ReadWrite => Ok(domain::ManagerAccess::ReadWrite),
-    }
-}
-
-/// A `ManagerAccess` for the wire.
-pub fn manager_access_to_proto(access: domain::ManagerAccess) -> proto::ManagerAccess {
-    match access {
-        domain::ManagerAccess::Read => proto::ManagerAccess::Read,
-        domain::ManagerAccess::ReadWrite => proto::ManagerAccess::ReadWrite,
-    }
-}
-
-/// A required `Capability`.
-pub fn capability_from_proto(field: &str, value: i32) -> Valid<domain::Capability> {
-    use proto::Capability as P;
-    match known::<P>(field, value)? {
-        P::Unspecified => Err(ValidationError::new(
-            field,
-            "a capability is required (CAPABILITY_UNSPECIFIED given)",
-        )),
-        P::Query => Ok(domain::Capability::Query),
-        P::Admin => Ok(domain::Capability::Admin),
-        P::AppManager => Ok(domain::Capability::AppManager),
-        P::AssertUser => Ok(domain::Capability::AssertUser),
-    }
-}
-
-/// A `Capability` for the wire.
-pub fn capability_to_proto(cap: domain::Capability) -> proto::Capability {
-    match cap {
-        domain::Capability::Query => proto::Capability::Query,
-        domain::Capability::Admin => proto::Capability::Admin,
-        domain::Capability::AppManager => proto::Capability::AppManager,
-        domain::Capability::AssertUser => proto::Capability::AssertUser,
     }
 }
 

@@ -150,13 +150,21 @@ fn level(s: &str) -> anyhow::Result<ScopeLevel> {
     ScopeLevel::from_name(s).ok_or_else(|| anyhow::anyhow!("unknown level {s}"))
 }
 
+/// An optional named value: absent is the default; a name that is not one is an error.
+fn named<T: Default>(
+    name: Option<&str>,
+    what: &str,
+    from_name: fn(&str) -> Option<T>,
+) -> anyhow::Result<T> {
+    match name {
+        None => Ok(T::default()),
+        Some(n) => from_name(n).ok_or_else(|| anyhow::anyhow!("unknown {what} {n}")),
+    }
+}
+
 fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
     Ok(Manifest::parse(ManifestParts {
-        run_as: if m.run_as.as_deref() == Some("SYSTEM_USER") {
-            RunAs::SystemUser
-        } else {
-            RunAs::UserContext
-        },
+        run_as: named(m.run_as.as_deref(), "run_as", RunAs::from_name)?,
         webhooks: m.webhooks,
         database_mirroring: m.database_mirroring,
         scopes: m.scopes.clone(),
@@ -171,11 +179,7 @@ fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
             })
             .collect::<anyhow::Result<_>>()?,
         allow_app_only: m.allow_app_only,
-        policy: if m.policy.as_deref() == Some("USER_ONLY") {
-            Policy::UserOnly
-        } else {
-            Policy::UserAndApp
-        },
+        policy: named(m.policy.as_deref(), "policy", Policy::from_name)?,
     })?)
 }
 
@@ -394,4 +398,34 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
             .await?;
     }
     Ok(world.key)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn manifest_of(json: serde_json::Value) -> anyhow::Result<Manifest> {
+        manifest(&serde_json::from_value(json).unwrap())
+    }
+
+    #[test]
+    fn a_name_the_world_misspells_is_an_error_not_a_default() {
+        let m = manifest_of(serde_json::json!({"run_as": "SYSTEM_USER", "policy": "USER_ONLY"}))
+            .unwrap();
+        assert_eq!((m.run_as, m.policy), (RunAs::SystemUser, Policy::UserOnly));
+        let m = manifest_of(serde_json::json!({})).unwrap();
+        assert_eq!(
+            (m.run_as, m.policy),
+            (RunAs::UserContext, Policy::UserAndApp)
+        );
+        for bad in [
+            serde_json::json!({"run_as": "SYSTEM_USR"}),
+            serde_json::json!({"policy": "APP_ONLY"}),
+            serde_json::json!({"permission_requests": [{"scope_level": "SITE", "right": "READ"}]}),
+            serde_json::json!({"permission_requests": [{"scope_level": "WEB", "right": "ALL"}]}),
+        ] {
+            assert!(manifest_of(bad.clone()).is_err(), "{bad}");
+        }
+    }
 }

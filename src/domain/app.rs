@@ -40,6 +40,14 @@ pub enum RunAs {
 }
 
 impl RunAs {
+    /// Every value.
+    pub const ALL: [RunAs; 2] = [RunAs::UserContext, RunAs::SystemUser];
+
+    /// The value named `name` (`USER_CONTEXT`, `SYSTEM_USER`), if any.
+    pub fn from_name(name: &str) -> Option<RunAs> {
+        RunAs::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+
     /// The value's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,6 +68,14 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy a manifest may ask for.
+    pub const ALL: [Policy; 2] = [Policy::UserAndApp, Policy::UserOnly];
+
+    /// The policy named `name` (`USER_AND_APP`, `USER_ONLY`), if any.
+    pub fn from_name(name: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+
     /// The stricter of two policies: USER_AND_APP unless both are USER_ONLY.
     pub fn stricter(self, other: Policy) -> Policy {
         if self == Policy::UserOnly && other == Policy::UserOnly {
