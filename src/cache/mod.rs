@@ -18,8 +18,10 @@
 //! successfully within `max_staleness`. While the store is known to be unreachable, nothing
 //! waits for it: what needs the store fails at once, and only the poll keeps probing.
 
+mod error;
 mod key;
 pub mod reader;
+mod snapshots;
 pub mod sync;
 
 use std::collections::HashMap;
@@ -44,93 +46,9 @@ use crate::domain::{
 use crate::store::change::ChangeKey;
 use crate::store::{Store, StoreError, StoreResult};
 
-/// Why the cache cannot answer.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The store has not been reached since the process started.
-    #[error("consentry is starting: the store has not been reached yet")]
-    Starting,
-    /// The change log was last read longer ago than the staleness bound allows.
-    #[error(
-        "the store has not been heard from for {:.1} s, beyond the {:.1} s this instance may answer from its cache",
-        .age.as_secs_f64(), .bound.as_secs_f64()
-    )]
-    Stale {
-        /// How long ago the change log was last read in full.
-        age: Duration,
-        /// `--max-staleness`.
-        bound: Duration,
-    },
-    /// The store is known to be unreachable; the answer needs it.
-    #[error("the store is unreachable; this answer needs it")]
-    StoreDown,
-    /// A token newer than anything the store has committed.
-    #[error("at_least_as_fresh {} is newer than anything committed (newest: {})", .token.token(), .newest.token())]
-    FromTheFuture {
-        /// The caller's token.
-        token: Revision,
-        /// The store's newest revision.
-        newest: Revision,
-    },
-    /// Writes kept landing while the answer was gathered.
-    #[error("writes kept landing while the answer was read; retry")]
-    Unsettled,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// One cached snapshot with the revisions that say whether it is still current.
-#[derive(Debug)]
-pub struct Entry<T> {
-    /// The facts.
-    pub value: T,
-    /// This instance's applied revision when the load began.
-    pub floor: Revision,
-    /// The revision the store read the facts at.
-    pub read_at: Revision,
-    /// The change-log keys whose changes make this entry stale.
-    keys: Box<[ChangeKey]>,
-    /// The change mark (see [`At::changed`]) through which no watermark was found above the
-    /// floor: while the instance's mark is no higher, the entry is current without looking.
-    verified: AtomicU64,
-    /// When it was loaded.
-    loaded: Instant,
-    /// Its rough size in bytes, for the memory budget (fixed once loaded).
-    weight: u32,
-}
-
-impl<T> Entry<T> {
-    /// An entry whose load began at `loaded` (its age, and the TTL, count from then).
-    fn new(
-        value: T,
-        floor: Revision,
-        read_at: Revision,
-        keys: Vec<ChangeKey>,
-        loaded: Instant,
-    ) -> Self {
-        Self {
-            value,
-            floor,
-            read_at,
-            keys: keys.into_boxed_slice(),
-            verified: AtomicU64::new(floor.0),
-            loaded,
-            weight: 0,
-        }
-    }
-
-    /// An entry read straight from the store at `read_at`, bypassing the cache.
-    pub fn direct(value: T, read_at: Revision) -> Arc<Self> {
-        Arc::new(Self::new(
-            value,
-            read_at,
-            read_at,
-            Vec::new(),
-            Instant::now(),
-        ))
-    }
-}
+pub use error::ReadError;
+pub use snapshots::Entry;
+use snapshots::{Snapshots, Weigh, build};
 
 /// The snapshots of one check's application and (up to two) users, all current.
 pub type CheckHits = (
@@ -315,119 +233,11 @@ pub struct Caches {
     pub counters: [Counters; 5],
 }
 
-/// A rough size of a snapshot in bytes, for the memory budget.
-trait Weigh {
-    fn weigh(&self) -> u32;
-}
-
-impl Weigh for AppSnapshot {
-    fn weigh(&self) -> u32 {
-        let manifest = |m: &crate::domain::Manifest| {
-            m.scopes
-                .iter()
-                .map(|s| s.as_str().len() + 48)
-                .sum::<usize>()
-                + 128
-        };
-        let app = self.app.as_ref().map_or(0, |a| manifest(&a.manifest));
-        let consent = self.consent.as_ref().map_or(0, |c| {
-            manifest(&c.approved_manifest) + c.resolved_requests.len() * 64
-        });
-        saturate(512 + app * 2 + consent * 2)
-    }
-}
-
-impl Weigh for Option<UserSnapshot> {
-    fn weigh(&self) -> u32 {
-        saturate(
-            128 + self
-                .as_ref()
-                .map_or(0, |u| u.rights.keys().map(|p| p.as_str().len() + 64).sum()),
-        )
-    }
-}
-
-impl Weigh for Vec<UserGrant> {
-    fn weigh(&self) -> u32 {
-        saturate(
-            64 + self
-                .iter()
-                .map(|g| g.permission_id.as_str().len() + 96)
-                .sum::<usize>(),
-        )
-    }
-}
-
-impl Weigh for Option<ExternalCatalog> {
-    fn weigh(&self) -> u32 {
-        saturate(
-            128 + self
-                .as_ref()
-                .map_or(0, |c| c.groups.len() * 512 + c.permissions.len() * 256),
-        )
-    }
-}
-
-fn saturate(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// How long one read of the change log may take before the store counts as unreachable.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// A snapshot cache: entries weighed in bytes against its share of the budget, evictions counted.
-type Snapshots<K, V> = Cache<K, Arc<Entry<V>>, ByWeight, DefaultHashBuilder, CountEvictions>;
-
-/// Weighs an entry by the size recorded when it was loaded.
-#[derive(Clone)]
-struct ByWeight;
-
-impl<K, V> Weighter<K, Arc<Entry<V>>> for ByWeight {
-    fn weight(&self, _: &K, entry: &Arc<Entry<V>>) -> u64 {
-        u64::from(entry.weight.max(1))
-    }
-}
-
-/// Counts the entries evicted to stay within the budget.
-#[derive(Clone)]
-struct CountEvictions(Counter);
-
-impl<K, V> Lifecycle<K, V> for CountEvictions {
-    type RequestState = ();
-
-    fn begin_request(&self) -> Self::RequestState {}
-
-    fn on_evict(&self, _: &mut (), _: K, _: V) {
-        self.0.increment(1);
-    }
-}
-
 /// The most watermarks kept at once; more forgets them all and raises the stale floor.
 const MAX_WATERMARKS: usize = 500_000;
 
-fn build<K, V>(name: &'static str, budget: u64) -> Snapshots<K, V>
-where
-    K: Hash + Eq + Clone,
-{
-    let budget = budget.max(64 * 1024);
-    let options = OptionsBuilder::new()
-        // A guess from a typical snapshot of half a kilobyte; it only sizes the tables.
-        .estimated_items_capacity(
-            usize::try_from(budget / 512)
-                .unwrap_or(usize::MAX)
-                .min(1 << 20),
-        )
-        .weight_capacity(budget)
-        .build()
-        .unwrap_or_else(|_| unreachable!("both capacities are set"));
-    let evicted = metrics::counter!("consentry_cache_evictions_total", "cache" => name);
-    Cache::with_options(
-        options,
-        ByWeight,
-        DefaultHashBuilder::default(),
-        CountEvictions(evicted),
-    )
-}
+/// How long one read of the change log may take before the store counts as unreachable.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Caches {
     /// Empty caches over `store`. Nothing is read until [`Caches::start`]; until then every

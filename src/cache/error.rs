@@ -1,0 +1,42 @@
+//! Why a read cannot be answered: each becomes a status in `service::status`, never an answer.
+
+use std::time::Duration;
+
+use crate::domain::Revision;
+use crate::store::StoreError;
+
+/// Why the cache cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The store has not been reached since the process started.
+    #[error("consentry is starting: the store has not been reached yet")]
+    Starting,
+    /// The change log was last read longer ago than the staleness bound allows.
+    #[error(
+        "the store has not been heard from for {:.1} s, beyond the {:.1} s this instance may answer from its cache",
+        .age.as_secs_f64(), .bound.as_secs_f64()
+    )]
+    Stale {
+        /// How long ago the change log was last read in full.
+        age: Duration,
+        /// `--max-staleness`.
+        bound: Duration,
+    },
+    /// The store is known to be unreachable; the answer needs it.
+    #[error("the store is unreachable; this answer needs it")]
+    StoreDown,
+    /// A token newer than anything the store has committed.
+    #[error("at_least_as_fresh {} is newer than anything committed (newest: {})", .token.token(), .newest.token())]
+    FromTheFuture {
+        /// The caller's token.
+        token: Revision,
+        /// The store's newest revision.
+        newest: Revision,
+    },
+    /// Writes kept landing while the answer was gathered.
+    #[error("writes kept landing while the answer was read; retry")]
+    Unsettled,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
