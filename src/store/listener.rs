@@ -6,7 +6,7 @@
 
 use sqlx::postgres::PgListener;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
 use crate::domain::Revision;
 
 /// The channel the revision trigger notifies (its payload is the committed revision).
@@ -31,7 +31,7 @@ impl ChangeListener {
     pub async fn next(&mut self) -> StoreResult<Revision> {
         match self.inner.try_recv().await? {
             Some(note) => Ok(note.payload().parse().map_or(Revision(u64::MAX), Revision)),
-            None => Err(StoreError::Unavailable(sqlx::Error::PoolClosed)),
+            None => Err(sqlx::Error::PoolClosed.into()),
         }
     }
 }

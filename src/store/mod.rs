@@ -50,7 +50,7 @@ pub enum StoreError {
     Invalid(#[from] ValidationError),
     /// The database failed or could not be reached.
     #[error("the store is unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] DatabaseError),
     /// A row could not be read back into the domain.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
@@ -64,7 +64,7 @@ impl StoreError {
     /// shutting down), as opposed to refusing or failing one statement.
     pub fn is_unreachable(&self) -> bool {
         match self {
-            StoreError::Unavailable(e) => backend::is_connection_error(e),
+            StoreError::Unavailable(e) => backend::is_connection_error(&e.0),
             StoreError::Shared(inner) => inner.is_unreachable(),
             _ => false,
         }
@@ -73,9 +73,15 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(e)
+        StoreError::Unavailable(DatabaseError(e))
     }
 }
+
+/// What the database said when it failed: opaque outside the store (logged, never shown to a
+/// caller, and no sqlx type in the store's interface).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DatabaseError(sqlx::Error);
 
 /// The most revisions of change log read at once; see [`Store::changes_since`].
 pub const MAX_CHANGES_READ: u64 = 10_000;

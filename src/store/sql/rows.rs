@@ -32,7 +32,7 @@ pub(super) fn not_found(what: impl ToString) -> StoreError {
 pub(super) fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |e| match e.as_database_error().map(|d| d.kind()) {
         Some(sqlx::error::ErrorKind::UniqueViolation) => StoreError::AlreadyExists(what.to_owned()),
-        _ => StoreError::Unavailable(e),
+        _ => StoreError::from(e),
     }
 }
 
