@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::support::db::{TestDb, backend_tests};
+use crate::support::fixtures::{manifest, resolved, strings};
 use crate::support::server::{BOOTSTRAP_KEY, BinaryServer, TestServer, eventually};
 
 backend_tests!(
@@ -537,10 +538,6 @@ macro_rules! pages {
 
 const ACME: &str = "acme";
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
-}
-
 fn role_codes(roles: &[Role]) -> Vec<i32> {
     roles.iter().map(|r| i32::from(*r)).collect()
 }
@@ -555,28 +552,6 @@ const ALL_CAPS: [Capability; 4] = [
     Capability::AppManager,
     Capability::AssertUser,
 ];
-
-fn manifest(scopes: &[&str], requests: &[(ScopeLevel, Right)]) -> Manifest {
-    Manifest {
-        scopes: strings(scopes),
-        permission_requests: requests
-            .iter()
-            .map(|&(level, right)| PermissionRequest {
-                scope_level: level.into(),
-                right: right.into(),
-            })
-            .collect(),
-        ..Manifest::default()
-    }
-}
-
-fn resolved(level: ScopeLevel, right: Right, resource: &str) -> ResolvedRequest {
-    ResolvedRequest {
-        scope_level: level.into(),
-        right: right.into(),
-        resource: resource.to_owned(),
-    }
-}
 
 fn approve_req(
     tenant: &str,

@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 use crate::support::db::{TestDb, backend_tests, postgres_server_url};
+use crate::support::fixtures::{manifest, resolved, strings};
 use crate::support::server::{
     BOOTSTRAP_KEY, BinaryServer, TestServer, boot, config, eventually, req, scrape, wait_serving,
 };
@@ -121,32 +122,6 @@ fn assert_code<T: std::fmt::Debug>(what: &str, r: Result<T, Status>, code: Code)
     let s = err(what, r);
     assert_eq!(s.code(), code, "{what}: {}", s.message());
     s
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn manifest(scopes: &[&str], requests: &[(ScopeLevel, Right)]) -> Manifest {
-    Manifest {
-        scopes: strings(scopes),
-        permission_requests: requests
-            .iter()
-            .map(|(level, right)| PermissionRequest {
-                scope_level: *level as i32,
-                right: *right as i32,
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-fn resolved(level: ScopeLevel, right: Right, resource: &str) -> ResolvedRequest {
-    ResolvedRequest {
-        scope_level: level as i32,
-        right: right as i32,
-        resource: resource.to_owned(),
-    }
 }
 
 /// The CRM app's manifest: two scopes and WRITE on a site collection.

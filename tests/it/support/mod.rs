@@ -2,5 +2,6 @@
 
 pub mod db;
 pub mod dir;
+pub mod fixtures;
 pub mod proxy;
 pub mod server;
