@@ -461,8 +461,9 @@ async fn a_watch_on_the_health_listener_does_not_hold_up_the_exit() {
         .connect()
         .await
         .unwrap();
-    // A Watch stream ends only when the server goes away.
-    let mut watch = HealthClient::new(probe)
+    // A Watch stream ends only when the server goes away; the client keeps its connection open
+    // (the channel is held to the end) and never cancels.
+    let mut watch = HealthClient::new(probe.clone())
         .watch(HealthCheckRequest {
             service: String::new(),
         })
@@ -474,5 +475,6 @@ async fn a_watch_on_the_health_listener_does_not_hold_up_the_exit() {
     tokio::time::timeout(limit, server.stop())
         .await
         .expect("the server exits although a Watch stream is open");
+    drop((watch, probe));
     db.cleanup().await;
 }
