@@ -6,7 +6,7 @@
 //! Architecture invariant: the reader gathers facts and hands them to the pure engine; it never
 //! decides anything itself, and never turns a failure into an answer.
 
-use crate::domain::Missing;
+use crate::domain::Entity;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry::Vacant;
 use std::sync::Arc;
@@ -330,9 +330,9 @@ impl Reader {
         }
         let ((catalog, grants), revision) = self.external(at, wanted, tenant, user).await?;
         let catalog = existing(&catalog.value, tenant)?;
-        let permission = catalog.find_visible(which, viewer).ok_or_else(|| {
-            StoreError::NotFound("no such external permission is visible to the caller".into())
-        })?;
+        let permission = catalog
+            .find_visible(which, viewer)
+            .ok_or_else(|| StoreError::NotFound(Entity::VisiblePermission))?;
         Ok((
             catalog.grant_of(&grants.value, &permission.permission_id),
             revision,
@@ -404,7 +404,7 @@ fn existing<'c>(
 ) -> Result<&'c ExternalCatalog, ReadError> {
     catalog
         .as_ref()
-        .ok_or_else(|| StoreError::NotFound(Missing::Tenant(tenant.to_string()).to_string()).into())
+        .ok_or_else(|| StoreError::NotFound(Entity::Tenant(tenant.clone())).into())
 }
 
 /// A page of the user's visible grants from the cached catalog, keyed like the store's pages.

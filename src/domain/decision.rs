@@ -1,7 +1,7 @@
 //! CheckAccess: the ordered steps of DESIGN.md §3. The first failing step decides; with
 //! `explain`, every evaluated step is traced. Pure: facts in, a [`Decision`] out.
 
-use super::Missing;
+use super::{Entity, NotFound};
 use std::fmt;
 
 use super::app::Policy;
@@ -255,7 +255,7 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         return eval.deny(
             Step::Tenant,
             Reason::UnknownTenant,
-            Missing::Tenant(tenant_id.to_string()).to_string(),
+            NotFound(Entity::Tenant(tenant_id.clone())).to_string(),
         );
     }
     eval.pass(Step::Tenant, || format!("tenant {tenant_id} exists"));
@@ -263,7 +263,7 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         return eval.deny(
             Step::App,
             Reason::UnknownApp,
-            Missing::App(app_id.to_string()).to_string(),
+            NotFound(Entity::App(app_id.clone())).to_string(),
         );
     };
     eval.pass(Step::App, || {

@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+use super::{
+    AppId, ClientId, ExternalId, GroupId, PermissionId, ResourcePath, Right, TenantId, UserId,
+};
+
 /// Input that does not satisfy the limits of the domain; reported as `INVALID_ARGUMENT`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
@@ -32,15 +36,117 @@ impl ValidationError {
     }
 }
 
-/// Something a request names that does not exist: one wording, wherever it is found missing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Missing {
-    /// No such tenant.
-    #[error("tenant {0} does not exist")]
-    Tenant(String),
-    /// No such app (in the registry).
-    #[error("app {0} is not registered")]
-    App(String),
+/// Something a request can name, for the two errors that name it: [`NotFound`] and
+/// [`AlreadyExists`]. One wording for each, wherever it is found missing or present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entity {
+    /// A tenant.
+    Tenant(TenantId),
+    /// An app in the registry.
+    App(AppId),
+    /// A user known in a tenant.
+    User(TenantId, UserId),
+    /// A user's right at a resource (`None`: any right).
+    UserRight(UserId, ResourcePath, Option<Right>),
+    /// An app's consent in force in a tenant.
+    Consent(TenantId, AppId),
+    /// An app's whitelist entry in a tenant.
+    WhitelistEntry(TenantId, AppId),
+    /// A permission group.
+    Group(TenantId, GroupId),
+    /// An external permission.
+    Permission(TenantId, PermissionId),
+    /// An external permission the caller can see (which one is not said: invisible ones must not
+    /// be told apart from missing ones).
+    VisiblePermission,
+    /// A user's grant of an external permission.
+    Grant(UserId, PermissionId),
+    /// An API client (revoked ones count as existing for creation: ids are never reused).
+    Client(ClientId),
+    /// A client's key.
+    ClientKey,
+    /// An external permission's id within its group.
+    ExternalId(GroupId, ExternalId),
+}
+
+/// Something a request names does not exist; reported as `NOT_FOUND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound(pub Entity);
+
+impl std::error::Error for NotFound {}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Entity::Tenant(t) => write!(f, "tenant {t} does not exist"),
+            Entity::App(a) => write!(f, "app {a} is not registered"),
+            Entity::User(t, u) => write!(
+                f,
+                "user {u} is not known in tenant {t}; add them with PutUser"
+            ),
+            Entity::UserRight(u, r, None) => write!(f, "user {u} holds no right at {r}"),
+            Entity::UserRight(u, r, Some(right)) => {
+                write!(f, "user {u} does not hold {right} at {r}")
+            }
+            Entity::Consent(t, a) => write!(f, "app {a} has no consent in force in tenant {t}"),
+            Entity::WhitelistEntry(t, a) => {
+                write!(f, "app {a} has no whitelist entry in tenant {t}")
+            }
+            Entity::Group(t, g) => write!(f, "permission group {g} does not exist in tenant {t}"),
+            Entity::Permission(t, p) => {
+                write!(f, "external permission {p} does not exist in tenant {t}")
+            }
+            Entity::VisiblePermission => {
+                f.write_str("no such external permission is visible to the caller")
+            }
+            Entity::Grant(u, p) => write!(f, "user {u} holds no grant of {p}"),
+            Entity::Client(c) => write!(f, "client {c} does not exist or is already revoked"),
+            Entity::ClientKey => f.write_str("no client holds this key"),
+            Entity::ExternalId(g, e) => write!(
+                f,
+                "group {g} has no permission with external id {:?}",
+                e.as_str()
+            ),
+        }
+    }
+}
+
+/// Something a request would create exists already; reported as `ALREADY_EXISTS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlreadyExists(pub Entity);
+
+impl std::error::Error for AlreadyExists {}
+
+impl fmt::Display for AlreadyExists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Entity::Tenant(t) => write!(f, "tenant {t} already exists"),
+            Entity::App(a) => write!(f, "app {a} is already registered"),
+            Entity::User(t, u) => write!(f, "user {u} is already known in tenant {t}"),
+            Entity::UserRight(u, r, _) => write!(f, "user {u} already holds a right at {r}"),
+            Entity::Consent(t, a) => {
+                write!(f, "app {a} already has a consent in force in tenant {t}")
+            }
+            Entity::WhitelistEntry(t, a) => {
+                write!(f, "app {a} already has a whitelist entry in tenant {t}")
+            }
+            Entity::Group(t, g) => write!(f, "permission group {g} already exists in tenant {t}"),
+            Entity::Permission(t, p) => {
+                write!(f, "external permission {p} already exists in tenant {t}")
+            }
+            Entity::VisiblePermission => f.write_str("the external permission already exists"),
+            Entity::Grant(u, p) => write!(f, "user {u} already holds a grant of {p}"),
+            Entity::Client(c) => {
+                write!(f, "client {c} already exists (client ids are never reused)")
+            }
+            Entity::ClientKey => f.write_str("another client already holds this key"),
+            Entity::ExternalId(g, e) => write!(
+                f,
+                "group {g} already has a permission with external id {:?}",
+                e.as_str()
+            ),
+        }
+    }
 }
 
 /// The result of parsing or validating an input.

@@ -35,7 +35,7 @@ pub use decision::{
 pub use effective::{
     AppScopes, AppSnapshot, ConsentState, EffectiveGrant, ReapprovalReason, ReportedPolicy,
 };
-pub use error::{Missing, Valid, ValidationError};
+pub use error::{AlreadyExists, Entity, NotFound, Valid, ValidationError};
 pub use external::{
     ExternalCatalog, ExternalPermission, GrantView, GroupAcl, ManagerAccess, PermissionGroup,
     PermissionRef, Principal, UserGrant, Viewer,

@@ -9,7 +9,7 @@ use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::status::ServiceError;
-use crate::domain::{Missing, ValidationError};
+use crate::domain::{Entity, NotFound, ValidationError};
 
 use super::auth::{Authenticator, CallContext};
 use super::paging::{next_page_token, page_request};
@@ -256,10 +256,10 @@ impl PermissionService for PermissionApi {
         let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
         let snapshot = &entry.value;
         if snapshot.tenant.is_none() {
-            return Err(ServiceError::from(Missing::Tenant(tenant.to_string())).into());
+            return Err(ServiceError::from(NotFound(Entity::Tenant(tenant.clone()))).into());
         }
         let report = AppScopes::report(snapshot)
-            .ok_or_else(|| ServiceError::from(Missing::App(app.to_string())))?;
+            .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app.clone()))))?;
         Ok(Response::new(cv::app_scopes_to_proto(report, revision)))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::Status;
 
 use crate::cache::ReadError;
-use crate::domain::{Missing, RuleError, ValidationError};
+use crate::domain::{NotFound, RuleError, ValidationError};
 use crate::store::StoreError;
 
 /// Everything a call can fail with, typed until it leaves the server.
@@ -27,7 +27,7 @@ pub enum ServiceError {
     Read(#[from] ReadError),
     /// Something the request names does not exist (`NOT_FOUND`).
     #[error(transparent)]
-    Missing(#[from] Missing),
+    NotFound(#[from] NotFound),
     /// One item of a batch failed; its field or message is prefixed with `items[index]`.
     #[error("items[{index}]: {source}")]
     Item {
@@ -62,7 +62,7 @@ impl From<ServiceError> for Status {
             ServiceError::Rule(r) => rule(r),
             ServiceError::Store(s) => store(s),
             ServiceError::Read(r) => read(r),
-            ServiceError::Missing(m) => Status::not_found(m.to_string()),
+            ServiceError::NotFound(m) => Status::not_found(m.to_string()),
             ServiceError::Item { index, source } => match *source {
                 ServiceError::Invalid(v) => invalid(v.within(format_args!("items[{index}]"))),
                 other => {
@@ -117,8 +117,8 @@ pub fn store(e: StoreError) -> Status {
 
 fn store_ref(e: &StoreError) -> Status {
     match e {
-        StoreError::NotFound(m) => Status::not_found(m),
-        StoreError::AlreadyExists(m) => Status::already_exists(m),
+        StoreError::NotFound(_) => Status::not_found(e.to_string()),
+        StoreError::AlreadyExists(_) => Status::already_exists(e.to_string()),
         StoreError::Aborted(m) => Status::aborted(m),
         StoreError::Rule(r) => rule(r.clone()),
         StoreError::Invalid(v) => invalid(v.clone()),

@@ -26,7 +26,8 @@ use crate::domain::{
     ValidationError, Viewer, WhitelistEntry,
 };
 
-pub use crate::domain::PermissionRef;
+use crate::domain::{AlreadyExists, NotFound};
+pub use crate::domain::{Entity, PermissionRef};
 pub use backend::{Backend, connect, lazy, migrate};
 pub use sql::SqlStore;
 
@@ -34,11 +35,11 @@ pub use sql::SqlStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Something named does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{}", NotFound(.0.clone()))]
+    NotFound(Entity),
     /// Something created already exists.
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("{}", AlreadyExists(.0.clone()))]
+    AlreadyExists(Entity),
     /// The write was based on something that changed since (e.g. a manifest revision).
     #[error("{0}")]
     Aborted(String),

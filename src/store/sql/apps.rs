@@ -14,9 +14,7 @@ impl SqlStore {
         let mut w = self.begin_write().await?;
         rules::manage_apps(&ctx.caller)?;
         if app_in(w.conn(), app_id).await?.is_some() {
-            return Err(StoreError::AlreadyExists(format!(
-                "app {app_id} is already registered"
-            )));
+            return Err(StoreError::AlreadyExists(Entity::App(app_id.clone())));
         }
         let app = App {
             app_id: app_id.clone(),
@@ -32,7 +30,7 @@ impl SqlStore {
             .bind(json::manifest_to_text(manifest))
             .execute(w.conn())
             .await
-            .map_err(conflict("the app was registered concurrently"))?;
+            .map_err(conflict(Entity::App(app_id.clone())))?;
         let audit = Audit {
             action: "RegisterApp",
             tenant: None,
@@ -202,11 +200,7 @@ impl SqlStore {
         let consent = consent_in(w.conn(), tenant, app_id)
             .await?
             .filter(Consent::is_active)
-            .ok_or_else(|| {
-                not_found(format!(
-                    "app {app_id} has no consent in force in tenant {tenant}"
-                ))
-            })?;
+            .ok_or_else(|| StoreError::NotFound(Entity::Consent(tenant.clone(), app_id.clone())))?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::revoke_consent(app.kind, &actor(ctx, acting))?;
         sqlx::query("UPDATE consents SET revoked_at = $3 WHERE tenant_id = $1 AND app_id = $2")
@@ -274,9 +268,7 @@ impl SqlStore {
         let entry = whitelist_in(w.conn(), tenant, app_id)
             .await?
             .ok_or_else(|| {
-                not_found(format!(
-                    "app {app_id} has no whitelist entry in tenant {tenant}"
-                ))
+                StoreError::NotFound(Entity::WhitelistEntry(tenant.clone(), app_id.clone()))
             })?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         actor(ctx, acting).require_tenant_admin("changing the whitelist")?;

@@ -21,9 +21,7 @@ impl SqlStore {
                 .fetch_optional(w.conn())
                 .await?;
         if exists.is_some() {
-            return Err(StoreError::AlreadyExists(format!(
-                "client {client_id} already exists (client ids are never reused)"
-            )));
+            return Err(StoreError::AlreadyExists(Entity::Client(client_id.clone())));
         }
         let at = ctx.map_or_else(Timestamp::now, |c| c.at);
         sqlx::query(
@@ -36,7 +34,7 @@ impl SqlStore {
         .bind(at.as_micros())
         .execute(w.conn())
         .await
-        .map_err(conflict("the client was created concurrently"))?;
+        .map_err(conflict(Entity::Client(client_id.clone())))?;
         let caller = Caller {
             client_id: client_id.clone(),
             tenants: tenants.clone(),
@@ -70,11 +68,8 @@ impl SqlStore {
             .map(client_from)
             .transpose()?
             .filter(|c| c.revoked_at.is_none());
-        let record = record.ok_or_else(|| {
-            not_found(format!(
-                "client {client_id} does not exist or is already revoked"
-            ))
-        })?;
+        let record =
+            record.ok_or_else(|| StoreError::NotFound(Entity::Client(client_id.clone())))?;
         if let Some(ctx) = ctx {
             rules::manage_client(
                 &ctx.caller,
@@ -134,7 +129,7 @@ impl SqlStore {
         .bind(at.as_micros())
         .execute(w.conn())
         .await
-        .map_err(conflict("another client already holds this key"))?;
+        .map_err(conflict(Entity::ClientKey))?;
         let audit = Audit {
             action: "CreateClient",
             tenant: None,

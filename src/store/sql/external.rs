@@ -14,9 +14,9 @@ impl SqlStore {
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         let creator = rules::create_group(&actor(ctx, acting))?;
         if group_in(w.conn(), tenant, &spec.group_id).await?.is_some() {
-            return Err(StoreError::AlreadyExists(format!(
-                "permission group {} already exists in tenant {tenant}",
-                spec.group_id
+            return Err(StoreError::AlreadyExists(Entity::Group(
+                tenant.clone(),
+                spec.group_id.clone(),
             )));
         }
         let mut acl = spec.acl;
@@ -34,7 +34,7 @@ impl SqlStore {
             .bind(group.description.as_str())
             .execute(w.conn())
             .await
-            .map_err(conflict("the group was created concurrently"))?;
+            .map_err(conflict(Entity::Group(tenant.clone(), group.group_id.clone())))?;
         write_acl(w.conn(), tenant, &group.group_id, &group.acl).await?;
         let audit = Audit {
             action: "CreatePermissionGroup",
@@ -137,9 +137,9 @@ impl SqlStore {
             .await?
             .is_some()
         {
-            return Err(StoreError::AlreadyExists(format!(
-                "external permission {} already exists in tenant {tenant}",
-                permission.permission_id
+            return Err(StoreError::AlreadyExists(Entity::Permission(
+                tenant.clone(),
+                permission.permission_id.clone(),
             )));
         }
         sqlx::query(
@@ -154,10 +154,9 @@ impl SqlStore {
         .bind(permission.external_id.as_str())
         .execute(w.conn())
         .await
-        .map_err(conflict(&format!(
-            "group {} already has a permission with external id {:?}",
-            permission.group_id,
-            permission.external_id.as_str()
+        .map_err(conflict(Entity::ExternalId(
+            permission.group_id.clone(),
+            permission.external_id.clone(),
         )))?;
         let audit = Audit {
             action: "CreateExternalPermission",
@@ -290,7 +289,7 @@ impl SqlStore {
         .bind(permission.as_str())
         .fetch_optional(w.conn())
         .await?
-        .ok_or_else(|| not_found(format!("user {user} holds no grant of {permission}")))?;
+        .ok_or_else(|| StoreError::NotFound(Entity::Grant(user.clone(), permission.clone())))?;
         let group = require_group(w.conn(), tenant, &perm.group_id).await?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::grant_external(&group.acl, &actor(ctx, acting))?;

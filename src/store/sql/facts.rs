@@ -22,7 +22,7 @@ pub(super) async fn require_tenant(
 ) -> StoreResult<Tenant> {
     tenant_in(conn, tenant)
         .await?
-        .ok_or_else(|| not_found(Missing::Tenant(tenant.to_string())))
+        .ok_or_else(|| StoreError::NotFound(Entity::Tenant(tenant.clone())))
 }
 
 pub(super) async fn roles_in(
@@ -44,11 +44,9 @@ pub(super) async fn require_user(
     tenant: &TenantId,
     user: &UserId,
 ) -> StoreResult<RoleSet> {
-    roles_in(conn, tenant, user).await?.ok_or_else(|| {
-        not_found(format!(
-            "user {user} is not known in tenant {tenant}; add them with PutUser"
-        ))
-    })
+    roles_in(conn, tenant, user)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(Entity::User(tenant.clone(), user.clone())))
 }
 
 /// The acting user's roles in `tenant` (empty without an acting user or if unknown).
@@ -84,7 +82,7 @@ pub(super) async fn app_in(conn: &mut AnyConnection, app: &AppId) -> StoreResult
 pub(super) async fn require_app(conn: &mut AnyConnection, app: &AppId) -> StoreResult<App> {
     app_in(conn, app)
         .await?
-        .ok_or_else(|| not_found(Missing::App(app.to_string())))
+        .ok_or_else(|| StoreError::NotFound(Entity::App(app.clone())))
 }
 
 pub(super) async fn consent_in(
@@ -185,11 +183,9 @@ pub(super) async fn require_group(
     tenant: &TenantId,
     group: &GroupId,
 ) -> StoreResult<PermissionGroup> {
-    group_in(conn, tenant, group).await?.ok_or_else(|| {
-        not_found(format!(
-            "permission group {group} does not exist in tenant {tenant}"
-        ))
-    })
+    group_in(conn, tenant, group)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(Entity::Group(tenant.clone(), group.clone())))
 }
 
 pub(super) async fn write_acl(
@@ -254,11 +250,7 @@ pub(super) async fn require_permission(
 ) -> StoreResult<ExternalPermission> {
     permission_in(conn, tenant, permission)
         .await?
-        .ok_or_else(|| {
-            not_found(format!(
-                "external permission {permission} does not exist in tenant {tenant}"
-            ))
-        })
+        .ok_or_else(|| StoreError::NotFound(Entity::Permission(tenant.clone(), permission.clone())))
 }
 
 /// A group's permissions, ordered by id.

@@ -7,7 +7,7 @@
 //! `external`, `clients`) and `lists` (the AdminService lists). The `Store` implementation below
 //! only hands each call to the module that does it.
 
-use crate::domain::Missing;
+use crate::domain::Entity;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;

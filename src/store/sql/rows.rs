@@ -24,14 +24,10 @@ pub(super) fn stored<T>(parsed: Result<T, crate::domain::ValidationError>) -> St
     parsed.map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-pub(super) fn not_found(what: impl ToString) -> StoreError {
-    StoreError::NotFound(what.to_string())
-}
-
-/// Maps a unique-constraint violation (a racing create) to `AlreadyExists`.
-pub(super) fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+/// Maps a unique-constraint violation (a racing create) to `AlreadyExists(what)`.
+pub(super) fn conflict(what: Entity) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match e.as_database_error().map(|d| d.kind()) {
-        Some(sqlx::error::ErrorKind::UniqueViolation) => StoreError::AlreadyExists(what.to_owned()),
+        Some(sqlx::error::ErrorKind::UniqueViolation) => StoreError::AlreadyExists(what),
         _ => StoreError::from(e),
     }
 }

@@ -174,9 +174,7 @@ impl SqlStore {
             .await?;
         tx.commit().await?;
         let Some(row) = row else {
-            return Err(not_found(
-                "no such external permission is visible to the caller",
-            ));
+            return Err(StoreError::NotFound(Entity::VisiblePermission));
         };
         let grant = match col::<Option<String>>(&row, "granted_by")? {
             Some(_) => Some(grant_from(&row)?),

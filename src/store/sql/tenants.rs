@@ -19,7 +19,7 @@ impl SqlStore {
                 .bind(i64::from(tenant.whitelisting_enabled))
                 .execute(w.conn())
                 .await
-                .map_err(conflict("the tenant was created concurrently"))?;
+                .map_err(conflict(Entity::Tenant(id.clone())))?;
             let audit = Audit {
                 action: "PutTenant",
                 tenant: Some(id.clone()),
@@ -212,13 +212,17 @@ impl SqlStore {
         let held = held.map(json::right_from_code).transpose()?;
         let held = match (held, right) {
             (None, _) => {
-                return Err(not_found(format!(
-                    "user {user} holds no right at {resource}"
+                return Err(StoreError::NotFound(Entity::UserRight(
+                    user.clone(),
+                    resource.clone(),
+                    None,
                 )));
             }
             (Some(h), Some(r)) if h != r => {
-                return Err(not_found(format!(
-                    "user {user} holds {h} at {resource}, not {r}"
+                return Err(StoreError::NotFound(Entity::UserRight(
+                    user.clone(),
+                    resource.clone(),
+                    Some(r),
                 )));
             }
             (Some(h), _) => h,
