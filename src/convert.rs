@@ -8,7 +8,7 @@ use crate::domain::{
     Revision, Timestamp, Valid, ValidationError,
 };
 use crate::proto;
-use crate::store::{AuditEvent, ClientRecord};
+use crate::store::{AuditEvent, ClientRecord, GroupSpec};
 
 /// Decodes a proto enum value, rejecting unknown numbers.
 fn known<E: TryFrom<i32>>(field: &str, value: i32) -> Valid<E> {
@@ -526,6 +526,116 @@ pub fn group_acl_from_proto(
         principals_from_proto("grantors", grantors)?,
         principals_from_proto("visible_to", visible_to)?,
     )
+}
+
+/// A tenant for the wire.
+pub fn tenant_to_proto(t: &domain::Tenant) -> proto::Tenant {
+    proto::Tenant {
+        tenant_id: t.tenant_id.to_string(),
+        environment: t.environment.to_string(),
+        whitelisting_enabled: t.whitelisting_enabled,
+    }
+}
+
+/// A user known in a tenant, with their roles, for the wire.
+pub fn tenant_user_to_proto(
+    tenant: &domain::TenantId,
+    user: &domain::UserId,
+    roles: &domain::RoleSet,
+) -> proto::TenantUser {
+    proto::TenantUser {
+        tenant_id: tenant.to_string(),
+        user_id: user.to_string(),
+        roles: roles.roles().map(|r| role_to_proto(r).into()).collect(),
+    }
+}
+
+/// A user's right at a resource for the wire.
+pub fn user_right_to_proto(
+    tenant: &domain::TenantId,
+    user: &domain::UserId,
+    resource: &ResourcePath,
+    right: domain::Right,
+) -> proto::UserRight {
+    proto::UserRight {
+        tenant_id: tenant.to_string(),
+        user_id: user.to_string(),
+        resource: resource.to_string(),
+        right: right_to_proto(right).into(),
+    }
+}
+
+/// Decodes each value of a repeated enum field as `field[i]`.
+fn each<T>(field: &str, values: &[i32], from: fn(&str, i32) -> Valid<T>) -> Valid<Vec<T>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| from(&format!("{field}[{i}]"), *v))
+        .collect()
+}
+
+/// A set of roles from the wire (`roles[i]` names a bad one).
+pub fn roles_from_proto(field: &str, roles: &[i32]) -> Valid<domain::RoleSet> {
+    Ok(domain::RoleSet::of(each(field, roles, role_from_proto)?))
+}
+
+/// A set of capabilities from the wire (`capabilities[i]` names a bad one).
+pub fn capabilities_from_proto(field: &str, caps: &[i32]) -> Valid<domain::Capabilities> {
+    Ok(domain::Capabilities::of(each(
+        field,
+        caps,
+        capability_from_proto,
+    )?))
+}
+
+/// An optional timestamp from the wire.
+pub fn optional_timestamp_from_proto(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Valid<Option<Timestamp>> {
+    t.map(|t| timestamp_from_proto(field, t)).transpose()
+}
+
+/// A whitelist entry's terms from the wire.
+pub fn whitelist_entry_from_proto(
+    allowed_scopes: &[String],
+    content_access: i32,
+) -> Valid<domain::WhitelistEntry> {
+    Ok(domain::WhitelistEntry {
+        allowed_scopes: domain::app::parse_scope_set("allowed_scopes", allowed_scopes)?,
+        content_access: content_access_from_proto("content_access", content_access)?,
+    })
+}
+
+/// A new external permission from the wire.
+pub fn external_permission_from_proto(
+    r: &proto::CreateExternalPermissionRequest,
+) -> Valid<domain::ExternalPermission> {
+    Ok(domain::ExternalPermission {
+        permission_id: domain::PermissionId::parse("permission_id", &r.permission_id)?,
+        group_id: domain::GroupId::parse("group_id", &r.group_id)?,
+        name: domain::Name::parse("name", &r.name)?,
+        description: domain::Description::parse("description", &r.description)?,
+        external_id: domain::ExternalId::parse("external_id", &r.external_id)?,
+    })
+}
+
+/// A permission group's id, name, description and access lists from the wire (create and update
+/// carry the same fields).
+pub fn group_spec_from_proto(
+    group_id: &str,
+    name: &str,
+    description: &str,
+    managers: &[proto::Manager],
+    grantors: &[String],
+    visible_to: &[String],
+) -> Valid<GroupSpec> {
+    Ok(GroupSpec {
+        group_id: domain::GroupId::parse("group_id", group_id)?,
+        name: domain::Name::parse("name", name)?,
+        description: domain::Description::parse("description", description)?,
+        acl: group_acl_from_proto(managers, grantors, visible_to)?,
+    })
 }
 
 #[cfg(test)]
