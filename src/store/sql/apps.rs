@@ -31,13 +31,8 @@ impl SqlStore {
             .execute(w.conn())
             .await
             .map_err(conflict(Entity::App(app_id.clone())))?;
-        let audit = Audit {
-            action: "RegisterApp",
-            tenant: None,
-            touched: Touched::app(app_id),
-            before: None,
-            after: Some(json::app_value(&app)),
-        };
+        let audit =
+            Audit::new("RegisterApp", Touched::app(app_id)).after(Some(json::app_value(&app)));
         w.commit_as(ctx, audit).await
     }
 
@@ -65,13 +60,9 @@ impl SqlStore {
             .bind(updated.manifest_revision)
             .execute(w.conn())
             .await?;
-        let audit = Audit {
-            action: "UpdateAppManifest",
-            tenant: None,
-            touched: Touched::app(app_id),
-            before: Some(json::app_value(&app)),
-            after: Some(json::app_value(&updated)),
-        };
+        let audit = Audit::new("UpdateAppManifest", Touched::app(app_id))
+            .before(Some(json::app_value(&app)))
+            .after(Some(json::app_value(&updated)));
         Ok((w.commit_as(ctx, audit).await?, updated.manifest_revision))
     }
 
@@ -118,13 +109,7 @@ impl SqlStore {
             map.insert("consents".into(), Value::Array(consents));
             map.insert("whitelist_entries".into(), Value::Array(entries));
         }
-        let audit = Audit {
-            action: "UnregisterApp",
-            tenant: None,
-            touched: Touched::app(app_id),
-            before: Some(before),
-            after: None,
-        };
+        let audit = Audit::new("UnregisterApp", Touched::app(app_id)).before(Some(before));
         w.commit_as(ctx, audit).await
     }
 
@@ -176,15 +161,13 @@ impl SqlStore {
         .bind(json::resolved_to_text(&consent.resolved_requests))
         .execute(w.conn())
         .await?;
-        let audit = Audit {
-            action: "ApproveConsent",
-            tenant: Some(tenant.clone()),
-            touched: Touched::app_in(tenant, app_id),
-            before: existing
-                .as_ref()
-                .map(|c| json::consent_value(app_id.as_str(), c)),
-            after: Some(json::consent_value(app_id.as_str(), &consent)),
-        };
+        let audit = Audit::new("ApproveConsent", Touched::app_in(tenant, app_id))
+            .before(
+                existing
+                    .as_ref()
+                    .map(|c| json::consent_value(app_id.as_str(), c)),
+            )
+            .after(Some(json::consent_value(app_id.as_str(), &consent)));
         Ok((w.commit_as(ctx, audit).await?, consent))
     }
 
@@ -213,13 +196,9 @@ impl SqlStore {
             revoked_at: Some(ctx.at),
             ..consent.clone()
         };
-        let audit = Audit {
-            action: "RevokeConsent",
-            tenant: Some(tenant.clone()),
-            touched: Touched::app_in(tenant, app_id),
-            before: Some(json::consent_value(app_id.as_str(), &consent)),
-            after: Some(json::consent_value(app_id.as_str(), &revoked)),
-        };
+        let audit = Audit::new("RevokeConsent", Touched::app_in(tenant, app_id))
+            .before(Some(json::consent_value(app_id.as_str(), &consent)))
+            .after(Some(json::consent_value(app_id.as_str(), &revoked)));
         w.commit_as(ctx, audit).await
     }
 
@@ -247,13 +226,9 @@ impl SqlStore {
         .bind(json::content_access_code(entry.content_access))
         .execute(w.conn())
         .await?;
-        let audit = Audit {
-            action: "PutWhitelistEntry",
-            tenant: Some(tenant.clone()),
-            touched: Touched::app_in(tenant, app_id),
-            before: before.map(|e| json::whitelist_value(app_id.as_str(), &e)),
-            after: Some(json::whitelist_value(app_id.as_str(), entry)),
-        };
+        let audit = Audit::new("PutWhitelistEntry", Touched::app_in(tenant, app_id))
+            .before(before.map(|e| json::whitelist_value(app_id.as_str(), &e)))
+            .after(Some(json::whitelist_value(app_id.as_str(), entry)));
         w.commit_as(ctx, audit).await
     }
 
@@ -277,13 +252,8 @@ impl SqlStore {
             .bind(app_id.as_str())
             .execute(w.conn())
             .await?;
-        let audit = Audit {
-            action: "DeleteWhitelistEntry",
-            tenant: Some(tenant.clone()),
-            touched: Touched::app_in(tenant, app_id),
-            before: Some(json::whitelist_value(app_id.as_str(), &entry)),
-            after: None,
-        };
+        let audit = Audit::new("DeleteWhitelistEntry", Touched::app_in(tenant, app_id))
+            .before(Some(json::whitelist_value(app_id.as_str(), &entry)));
         w.commit_as(ctx, audit).await
     }
 }

@@ -3,40 +3,79 @@
 
 use super::*;
 
-/// What a write's audit event records besides its actor, time and revision.
+/// What a write's audit event records besides its actor, time and revision: built with
+/// [`Audit::new`], then `.before(…)` and `.after(…)` where the write has them.
 pub(super) struct Audit {
-    pub(super) action: &'static str,
-    pub(super) tenant: Option<TenantId>,
-    pub(super) touched: Touched,
-    pub(super) before: Option<Value>,
-    pub(super) after: Option<Value>,
+    action: &'static str,
+    touched: Touched,
+    before: Option<Value>,
+    after: Option<Value>,
 }
 
-/// What a write changed: the target its audit event names, and the change-log keys it touches
-/// (declared here, by the kind of thing written, never read back from the target's text).
+impl Audit {
+    /// The event of `action` (the RPC's name), which changed `touched`.
+    pub(super) fn new(action: &'static str, touched: Touched) -> Audit {
+        Audit {
+            action,
+            touched,
+            before: None,
+            after: None,
+        }
+    }
+
+    /// What the target was before the write (none: it did not exist).
+    pub(super) fn before(mut self, value: Option<Value>) -> Audit {
+        self.before = value;
+        self
+    }
+
+    /// What the target is after the write (none: it is gone).
+    pub(super) fn after(mut self, value: Option<Value>) -> Audit {
+        self.after = value;
+        self
+    }
+}
+
+/// What a write changed: the tenant and target its audit event names, and the change-log keys
+/// it touches (declared here, by the kind of thing written, never read back from the target's
+/// text).
 pub(super) struct Touched {
+    tenant: Option<TenantId>,
     target: String,
     keys: Vec<ChangeKey>,
 }
 
 impl Touched {
-    fn of(target: String, keys: Vec<ChangeKey>) -> Touched {
-        Touched { target, keys }
+    fn of(tenant: &TenantId, target: String, keys: Vec<ChangeKey>) -> Touched {
+        Touched {
+            tenant: Some(tenant.clone()),
+            target,
+            keys,
+        }
+    }
+
+    fn global(target: String, keys: Vec<ChangeKey>) -> Touched {
+        Touched {
+            tenant: None,
+            target,
+            keys,
+        }
     }
 
     /// A tenant's own row.
     pub(super) fn tenant(t: &TenantId) -> Touched {
-        Self::of(format!("tenant:{t}"), vec![ChangeKey::Tenant(t.clone())])
+        Self::of(t, format!("tenant:{t}"), vec![ChangeKey::Tenant(t.clone())])
     }
 
     /// An app's registration or manifest, seen by every tenant.
     pub(super) fn app(a: &AppId) -> Touched {
-        Self::of(format!("app:{a}"), vec![ChangeKey::App(a.clone())])
+        Self::global(format!("app:{a}"), vec![ChangeKey::App(a.clone())])
     }
 
     /// An app's consent or whitelist entry in one tenant.
     pub(super) fn app_in(t: &TenantId, a: &AppId) -> Touched {
         Self::of(
+            t,
             format!("app:{a}"),
             vec![ChangeKey::AppInTenant(t.clone(), a.clone())],
         )
@@ -45,6 +84,7 @@ impl Touched {
     /// A user's roles, rights or external permission grants.
     pub(super) fn user(t: &TenantId, u: &UserId) -> Touched {
         Self::of(
+            t,
             format!("user:{u}"),
             vec![ChangeKey::User(t.clone(), u.clone())],
         )
@@ -53,6 +93,7 @@ impl Touched {
     /// A user removed: with them went their manager, grantor and visible-to entries.
     pub(super) fn user_removed(t: &TenantId, u: &UserId) -> Touched {
         Self::of(
+            t,
             format!("user:{u}"),
             vec![
                 ChangeKey::User(t.clone(), u.clone()),
@@ -63,12 +104,13 @@ impl Touched {
 
     /// A permission group of a tenant.
     pub(super) fn group(t: &TenantId, g: &GroupId) -> Touched {
-        Self::of(format!("group:{g}"), vec![ChangeKey::Groups(t.clone())])
+        Self::of(t, format!("group:{g}"), vec![ChangeKey::Groups(t.clone())])
     }
 
     /// An external permission of a tenant.
     pub(super) fn permission(t: &TenantId, p: &PermissionId) -> Touched {
         Self::of(
+            t,
             format!("permission:{p}"),
             vec![ChangeKey::Groups(t.clone())],
         )
@@ -76,7 +118,7 @@ impl Touched {
 
     /// A client.
     pub(super) fn client(c: &str) -> Touched {
-        Self::of(format!("client:{c}"), vec![ChangeKey::Clients])
+        Self::global(format!("client:{c}"), vec![ChangeKey::Clients])
     }
 }
 
@@ -108,7 +150,7 @@ impl WriteTx {
         .bind(actor.0)
         .bind(actor.1.map(UserId::as_str))
         .bind(audit.action)
-        .bind(audit.tenant.as_ref().map(TenantId::as_str))
+        .bind(audit.touched.tenant.as_ref().map(TenantId::as_str))
         .bind(&audit.touched.target)
         .bind(audit.before.map(|v| v.to_string()))
         .bind(audit.after.map(|v| v.to_string()))

@@ -40,13 +40,8 @@ impl SqlStore {
             tenants: tenants.clone(),
             capabilities,
         };
-        let audit = Audit {
-            action: "CreateClient",
-            tenant: None,
-            touched: Touched::client(client_id.as_str()),
-            before: None,
-            after: Some(json::client_parts_value(&caller, Some(at), None)),
-        };
+        let audit = Audit::new("CreateClient", Touched::client(client_id.as_str()))
+            .after(Some(json::client_parts_value(&caller, Some(at), None)));
         match ctx {
             Some(ctx) => w.commit_as(ctx, audit).await,
             None => w.commit((CLI_ACTOR, None), at, audit).await,
@@ -87,13 +82,9 @@ impl SqlStore {
             revoked_at: Some(at),
             ..record.clone()
         };
-        let audit = Audit {
-            action: "RevokeClient",
-            tenant: None,
-            touched: Touched::client(client_id.as_str()),
-            before: Some(json::client_value(&record)),
-            after: Some(json::client_value(&revoked)),
-        };
+        let audit = Audit::new("RevokeClient", Touched::client(client_id.as_str()))
+            .before(Some(json::client_value(&record)))
+            .after(Some(json::client_value(&revoked)));
         match ctx {
             Some(ctx) => w.commit_as(ctx, audit).await,
             None => w.commit((CLI_ACTOR, None), at, audit).await,
@@ -130,13 +121,8 @@ impl SqlStore {
         .execute(w.conn())
         .await
         .map_err(conflict(Entity::ClientKey))?;
-        let audit = Audit {
-            action: "CreateClient",
-            tenant: None,
-            touched: Touched::client("bootstrap"),
-            before: None,
-            after: Some(json::client_parts_value(&caller, Some(at), None)),
-        };
+        let audit = Audit::new("CreateClient", Touched::client("bootstrap"))
+            .after(Some(json::client_parts_value(&caller, Some(at), None)));
         w.commit((BOOTSTRAP_ACTOR, None), at, audit).await?;
         Ok(BootstrapOutcome::Created)
     }

@@ -36,13 +36,11 @@ impl SqlStore {
             .await
             .map_err(conflict(Entity::Group(tenant.clone(), group.group_id.clone())))?;
         write_acl(w.conn(), tenant, &group.group_id, &group.acl).await?;
-        let audit = Audit {
-            action: "CreatePermissionGroup",
-            tenant: Some(tenant.clone()),
-            touched: Touched::group(tenant, &group.group_id),
-            before: None,
-            after: Some(json::group_value(&group)),
-        };
+        let audit = Audit::new(
+            "CreatePermissionGroup",
+            Touched::group(tenant, &group.group_id),
+        )
+        .after(Some(json::group_value(&group)));
         Ok((w.commit_as(ctx, audit).await?, group))
     }
 
@@ -71,13 +69,12 @@ impl SqlStore {
             .execute(w.conn())
             .await?;
         write_acl(w.conn(), tenant, &group.group_id, &group.acl).await?;
-        let audit = Audit {
-            action: "UpdatePermissionGroup",
-            tenant: Some(tenant.clone()),
-            touched: Touched::group(tenant, &group.group_id),
-            before: Some(json::group_value(&old)),
-            after: Some(json::group_value(&group)),
-        };
+        let audit = Audit::new(
+            "UpdatePermissionGroup",
+            Touched::group(tenant, &group.group_id),
+        )
+        .before(Some(json::group_value(&old)))
+        .after(Some(json::group_value(&group)));
         let permissions = permissions_of(w.conn(), tenant, &group.group_id).await?;
         Ok((
             w.commit_as(ctx, audit).await?,
@@ -112,13 +109,8 @@ impl SqlStore {
             map.insert("permissions".into(), Value::Array(permissions));
             map.insert("grants".into(), grants);
         }
-        let audit = Audit {
-            action: "DeletePermissionGroup",
-            tenant: Some(tenant.clone()),
-            touched: Touched::group(tenant, group),
-            before: Some(before),
-            after: None,
-        };
+        let audit =
+            Audit::new("DeletePermissionGroup", Touched::group(tenant, group)).before(Some(before));
         w.commit_as(ctx, audit).await
     }
 
@@ -158,13 +150,11 @@ impl SqlStore {
             permission.group_id.clone(),
             permission.external_id.clone(),
         )))?;
-        let audit = Audit {
-            action: "CreateExternalPermission",
-            tenant: Some(tenant.clone()),
-            touched: Touched::permission(tenant, &permission.permission_id),
-            before: None,
-            after: Some(json::permission_value(permission)),
-        };
+        let audit = Audit::new(
+            "CreateExternalPermission",
+            Touched::permission(tenant, &permission.permission_id),
+        )
+        .after(Some(json::permission_value(permission)));
         w.commit_as(ctx, audit).await
     }
 
@@ -190,13 +180,11 @@ impl SqlStore {
         if let Value::Object(map) = &mut before {
             map.insert("grants".into(), grants);
         }
-        let audit = Audit {
-            action: "DeleteExternalPermission",
-            tenant: Some(tenant.clone()),
-            touched: Touched::permission(tenant, permission),
-            before: Some(before),
-            after: None,
-        };
+        let audit = Audit::new(
+            "DeleteExternalPermission",
+            Touched::permission(tenant, permission),
+        )
+        .before(Some(before));
         w.commit_as(ctx, audit).await
     }
 
@@ -252,21 +240,17 @@ impl SqlStore {
         .bind(expires_at.map(Timestamp::as_micros))
         .execute(w.conn())
         .await?;
-        let audit = Audit {
-            action: "GrantExternalPermission",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user(tenant, user),
-            before: before.map(|(by, at, exp)| {
+        let audit = Audit::new("GrantExternalPermission", Touched::user(tenant, user))
+            .before(before.map(|(by, at, exp)| {
                 json::grant_value(user.as_str(), permission.as_str(), &by, at, exp)
-            }),
-            after: Some(json::grant_value(
+            }))
+            .after(Some(json::grant_value(
                 user.as_str(),
                 permission.as_str(),
                 &granted_by,
                 granted_at,
                 expires_at,
-            )),
-        };
+            )));
         w.commit_as(ctx, audit).await
     }
 
@@ -306,13 +290,8 @@ impl SqlStore {
             Timestamp::from_micros(col(&existing, "granted_at")?),
             col::<Option<i64>>(&existing, "expires_at")?.map(Timestamp::from_micros),
         );
-        let audit = Audit {
-            action: "RevokeExternalPermission",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user(tenant, user),
-            before: Some(before),
-            after: None,
-        };
+        let audit = Audit::new("RevokeExternalPermission", Touched::user(tenant, user))
+            .before(Some(before));
         w.commit_as(ctx, audit).await
     }
 }

@@ -20,13 +20,7 @@ impl SqlStore {
                 .execute(w.conn())
                 .await
                 .map_err(conflict(Entity::Tenant(id.clone())))?;
-            let audit = Audit {
-                action: "PutTenant",
-                tenant: Some(id.clone()),
-                touched: Touched::tenant(id),
-                before: None,
-                after,
-            };
+            let audit = Audit::new("PutTenant", Touched::tenant(id)).after(after);
             return Ok((w.commit_as(ctx, audit).await?, true));
         };
         let roles = acting_roles(w.conn(), ctx, id).await?;
@@ -42,13 +36,9 @@ impl SqlStore {
             .execute(w.conn())
             .await?;
         let before = Some(json::tenant_value(&existing));
-        let audit = Audit {
-            action: "PutTenant",
-            tenant: Some(id.clone()),
-            touched: Touched::tenant(id),
-            before,
-            after,
-        };
+        let audit = Audit::new("PutTenant", Touched::tenant(id))
+            .before(before)
+            .after(after);
         Ok((w.commit_as(ctx, audit).await?, false))
     }
 
@@ -79,13 +69,9 @@ impl SqlStore {
         .bind(i64::from(roles.bits()))
         .execute(w.conn())
         .await?;
-        let audit = Audit {
-            action: "PutUser",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user(tenant, user),
-            before: before.map(|r| json::user_value(user.as_str(), r)),
-            after: Some(json::user_value(user.as_str(), roles)),
-        };
+        let audit = Audit::new("PutUser", Touched::user(tenant, user))
+            .before(before.map(|r| json::user_value(user.as_str(), r)))
+            .after(Some(json::user_value(user.as_str(), roles)));
         w.commit_as(ctx, audit).await
     }
 
@@ -137,13 +123,8 @@ impl SqlStore {
             map.insert("grants".into(), grants);
             map.insert("group_entries".into(), Value::Array(entries));
         }
-        let audit = Audit {
-            action: "DeleteUser",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user_removed(tenant, user),
-            before: Some(before),
-            after: None,
-        };
+        let audit =
+            Audit::new("DeleteUser", Touched::user_removed(tenant, user)).before(Some(before));
         w.commit_as(ctx, audit).await
     }
 
@@ -180,13 +161,9 @@ impl SqlStore {
             .map(json::right_from_code)
             .transpose()?
             .map(|r| json::right_value(user.as_str(), resource, r));
-        let audit = Audit {
-            action: "GrantUserRight",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user(tenant, user),
-            before,
-            after: Some(json::right_value(user.as_str(), resource, right)),
-        };
+        let audit = Audit::new("GrantUserRight", Touched::user(tenant, user))
+            .before(before)
+            .after(Some(json::right_value(user.as_str(), resource, right)));
         w.commit_as(ctx, audit).await
     }
 
@@ -235,13 +212,8 @@ impl SqlStore {
         .bind(resource.as_str())
         .execute(w.conn())
         .await?;
-        let audit = Audit {
-            action: "RevokeUserRight",
-            tenant: Some(tenant.clone()),
-            touched: Touched::user(tenant, user),
-            before: Some(json::right_value(user.as_str(), resource, held)),
-            after: None,
-        };
+        let audit = Audit::new("RevokeUserRight", Touched::user(tenant, user))
+            .before(Some(json::right_value(user.as_str(), resource, held)));
         w.commit_as(ctx, audit).await
     }
 }
