@@ -1,0 +1,84 @@
+//! Properties of a decision as a whole (DESIGN.md §3): the first failing step decides and the
+//! trace shows it, decisions are deterministic, a revoked consent always denies, and a scope
+//! check agrees with GetAppScopes (§4).
+
+use proptest::sample::select;
+
+use super::strategies::{ask, consented_world, world};
+use super::*;
+
+/// The trace of an explained decision: an allow passes every step in order; a deny lists the
+/// steps in order up to the failing one, which is `reason.step()`, failed, and the message.
+fn check_trace(d: &Decision) -> Result<(), TestCaseError> {
+    let steps: Vec<Step> = d.trace.iter().map(|t| t.step).collect();
+    match d.reason.step() {
+        None => {
+            prop_assert!(d.allowed);
+            prop_assert_eq!(&steps[..], &Step::ALL[..]);
+            prop_assert!(d.trace.iter().all(|t| t.passed));
+        }
+        Some(failed) => {
+            prop_assert!(!d.allowed);
+            let n = Step::ALL.iter().position(|s| *s == failed).unwrap();
+            prop_assert_eq!(&steps[..], &Step::ALL[..=n]);
+            let (last, earlier) = d.trace.split_last().unwrap();
+            prop_assert!(earlier.iter().all(|t| t.passed), "{:?}", d.trace);
+            prop_assert!(!last.passed);
+            prop_assert_eq!(&last.detail, &d.message);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    /// A deny names the first failing step: with `explain`, every earlier step passed in the
+    /// fixed order, the last one failed, is `reason.step()` and is the message. An allow
+    /// passes every step.
+    #[test]
+    fn a_decision_names_the_first_failing_step(w in world(), q in ask()) {
+        let q = Ask { explain: true, ..q };
+        let d = decide(&w, &q);
+        check_trace(&d)?;
+        prop_assert_eq!(d.allowed, d.reason == Reason::Allowed);
+    }
+
+    /// Revoking consent always denies: CONSENT_REVOKED, unless an earlier step already failed.
+    #[test]
+    fn a_revoked_consent_always_denies(w in consented_world(), q in ask()) {
+        let mut w = w;
+        w.consent.as_mut().unwrap().revoked = true;
+        let d = decide(&w, &q);
+        prop_assert!(!d.allowed);
+        let step = d.reason.step().unwrap();
+        prop_assert!(d.reason == Reason::ConsentRevoked || step < Step::Consent, "{:?}", d.reason);
+    }
+
+    /// Decisions are deterministic, and `explain` changes only the trace.
+    #[test]
+    fn decisions_are_deterministic_and_explain_changes_only_the_trace(w in world(), q in ask()) {
+        let first = decide(&w, &q);
+        prop_assert_eq!(&first, &decide(&w, &q));
+        let flipped = decide(&w, &Ask { explain: !q.explain, ..q });
+        prop_assert_eq!(first.allowed, flipped.allowed);
+        prop_assert_eq!(first.reason, flipped.reason);
+        prop_assert_eq!(&first.message, &flipped.message);
+        let (quiet, loud) = if q.explain { (&flipped, &first) } else { (&first, &flipped) };
+        prop_assert!(quiet.trace.is_empty());
+        prop_assert!(!loud.trace.is_empty());
+    }
+
+    /// A scope check by a signed-in user (no permission, nobody to act for) is allowed exactly
+    /// when GetAppScopes lists the scope as effective.
+    #[test]
+    fn a_scope_check_agrees_with_the_reported_effective_scopes(
+        w in world(),
+        user in select(QUERY_USERS.to_vec()),
+        s in select(SCOPES.to_vec()),
+    ) {
+        let q = Ask { user, on_behalf_of: "", scope: s, permission: "", resource: "", explain: false };
+        let d = decide(&w, &q);
+        let effective = AppScopes::report(&w.snapshot())
+            .is_some_and(|r| r.effective_scopes.contains(&scope(s)));
+        prop_assert_eq!(d.allowed, effective, "{:?}: {}", d.reason, d.message);
+    }
+}
