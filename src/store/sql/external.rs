@@ -204,27 +204,13 @@ impl SqlStore {
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         let actor = actor(ctx, acting);
         rules::grant_external(&group.acl, &actor)?;
-        let existing = sqlx::query(
-            "SELECT granted_by, granted_at, expires_at FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .bind(permission.as_str())
-        .fetch_optional(w.conn())
-        .await?;
-        let before = existing
-            .as_ref()
-            .map(|r| -> StoreResult<_> {
-                Ok((
-                    col::<String>(r, "granted_by")?,
-                    Timestamp::from_micros(col(r, "granted_at")?),
-                    col::<Option<i64>>(r, "expires_at")?.map(Timestamp::from_micros),
-                ))
-            })
-            .transpose()?;
-        let (granted_by, granted_at) = match &before {
-            Some((by, at, _)) => (by.clone(), *at),
-            None => (actor.principal().to_string(), ctx.at),
+        let before = grant_in(w.conn(), tenant, user, permission).await?;
+        let after = HeldGrant {
+            granted_by: before
+                .as_ref()
+                .map_or_else(|| actor.principal().to_string(), |b| b.granted_by.clone()),
+            granted_at: before.as_ref().map_or(ctx.at, |b| b.granted_at),
+            expires_at,
         };
         sqlx::query(
             "INSERT INTO external_grants (tenant_id, user_id, permission_id, group_id, granted_by, granted_at, expires_at) \
@@ -235,22 +221,14 @@ impl SqlStore {
         .bind(user.as_str())
         .bind(permission.as_str())
         .bind(perm.group_id.as_str())
-        .bind(&granted_by)
-        .bind(granted_at.as_micros())
+        .bind(&after.granted_by)
+        .bind(after.granted_at.as_micros())
         .bind(expires_at.map(Timestamp::as_micros))
         .execute(w.conn())
         .await?;
         let audit = Audit::new("GrantExternalPermission", Touched::user(tenant, user))
-            .before(before.map(|(by, at, exp)| {
-                json::grant_value(user.as_str(), permission.as_str(), &by, at, exp)
-            }))
-            .after(Some(json::grant_value(
-                user.as_str(),
-                permission.as_str(),
-                &granted_by,
-                granted_at,
-                expires_at,
-            )));
+            .before(before.map(|b| b.value(user, permission)))
+            .after(Some(after.value(user, permission)));
         w.commit_as(ctx, audit).await
     }
 
@@ -265,15 +243,9 @@ impl SqlStore {
         require_tenant(w.conn(), tenant).await?;
         require_user(w.conn(), tenant, user).await?;
         let perm = require_permission(w.conn(), tenant, permission).await?;
-        let existing = sqlx::query(
-            "SELECT granted_by, granted_at, expires_at FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .bind(permission.as_str())
-        .fetch_optional(w.conn())
-        .await?
-        .ok_or_else(|| StoreError::NotFound(Entity::Grant(user.clone(), permission.clone())))?;
+        let existing = grant_in(w.conn(), tenant, user, permission)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(Entity::Grant(user.clone(), permission.clone())))?;
         let group = require_group(w.conn(), tenant, &perm.group_id).await?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::grant_external(&group.acl, &actor(ctx, acting))?;
@@ -283,15 +255,8 @@ impl SqlStore {
             .bind(permission.as_str())
             .execute(w.conn())
             .await?;
-        let before = json::grant_value(
-            user.as_str(),
-            permission.as_str(),
-            &col::<String>(&existing, "granted_by")?,
-            Timestamp::from_micros(col(&existing, "granted_at")?),
-            col::<Option<i64>>(&existing, "expires_at")?.map(Timestamp::from_micros),
-        );
         let audit = Audit::new("RevokeExternalPermission", Touched::user(tenant, user))
-            .before(Some(before));
+            .before(Some(existing.value(user, permission)));
         w.commit_as(ctx, audit).await
     }
 }

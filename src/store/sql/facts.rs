@@ -300,3 +300,74 @@ pub(super) async fn grants_value(
         .collect::<StoreResult<Vec<_>>>()
         .map(Value::Array)
 }
+
+/// The revision committed so far, read inside the caller's transaction.
+pub(super) async fn revision_in(conn: &mut AnyConnection) -> StoreResult<Revision> {
+    let value: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    Ok(rev_from(value))
+}
+
+/// The right a user holds exactly at `resource`, if any.
+pub(super) async fn right_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+    resource: &ResourcePath,
+) -> StoreResult<Option<Right>> {
+    let code: Option<i64> = sqlx::query_scalar(
+        "SELECT right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(user.as_str())
+    .bind(resource.as_str())
+    .fetch_optional(conn)
+    .await?;
+    code.map(json::right_from_code).transpose()
+}
+
+/// A user's grant of one external permission: who granted it, when, and until when.
+pub(super) struct HeldGrant {
+    pub(super) granted_by: String,
+    pub(super) granted_at: Timestamp,
+    pub(super) expires_at: Option<Timestamp>,
+}
+
+impl HeldGrant {
+    /// The grant as an audit value.
+    pub(super) fn value(&self, user: &UserId, permission: &PermissionId) -> Value {
+        json::grant_value(
+            user.as_str(),
+            permission.as_str(),
+            &self.granted_by,
+            self.granted_at,
+            self.expires_at,
+        )
+    }
+}
+
+/// A user's grant of `permission`, if they hold one.
+pub(super) async fn grant_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+    permission: &PermissionId,
+) -> StoreResult<Option<HeldGrant>> {
+    let row = sqlx::query(
+        "SELECT granted_by, granted_at, expires_at FROM external_grants WHERE tenant_id = $1 AND user_id = $2 AND permission_id = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(user.as_str())
+    .bind(permission.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(HeldGrant {
+            granted_by: col(&r, "granted_by")?,
+            granted_at: Timestamp::from_micros(col(&r, "granted_at")?),
+            expires_at: col::<Option<i64>>(&r, "expires_at")?.map(Timestamp::from_micros),
+        })
+    })
+    .transpose()
+}

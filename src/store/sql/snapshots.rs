@@ -5,10 +5,8 @@ use super::*;
 
 impl SqlStore {
     pub(super) async fn revision(&self) -> StoreResult<Revision> {
-        let value: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(rev_from(value))
+        let mut conn = self.pool.acquire().await?;
+        revision_in(&mut conn).await
     }
 
     pub(super) async fn app_snapshot(
@@ -91,9 +89,7 @@ impl SqlStore {
     ) -> StoreResult<(Page<GrantView>, Revision)> {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, tenant).await?;
-        let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let revision = revision_in(&mut tx).await?;
         let (after_group, after_permission) = page
             .after
             .as_deref()
@@ -129,7 +125,7 @@ impl SqlStore {
             .iter()
             .map(grant_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok((page_of_grants(grants, page.limit), rev_from(revision)))
+        Ok((page_of_grants(grants, page.limit), revision))
     }
 
     pub(super) async fn find_grant(
@@ -141,9 +137,7 @@ impl SqlStore {
     ) -> StoreResult<(Option<GrantView>, Revision)> {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, tenant).await?;
-        let revision: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
+        let revision = revision_in(&mut tx).await?;
         let (by, a, b) = match permission {
             PermissionRef::Id(id) => ("p.permission_id = $2 AND $3 = ''", id.as_str(), ""),
             PermissionRef::External(group, external) => (
@@ -180,7 +174,7 @@ impl SqlStore {
             Some(_) => Some(grant_from(&row)?),
             None => None,
         };
-        Ok((grant, rev_from(revision)))
+        Ok((grant, revision))
     }
 
     pub(super) async fn external_catalog(

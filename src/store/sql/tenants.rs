@@ -139,14 +139,7 @@ impl SqlStore {
         let mut w = self.begin_write().await?;
         require_tenant(w.conn(), tenant).await?;
         require_user(w.conn(), tenant, user).await?;
-        let before: Option<i64> = sqlx::query_scalar(
-            "SELECT right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .bind(resource.as_str())
-        .fetch_optional(w.conn())
-        .await?;
+        let before = right_in(w.conn(), tenant, user, resource).await?;
         sqlx::query(
             "INSERT INTO user_rights (tenant_id, user_id, resource, right_level) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, user_id, resource) DO UPDATE SET right_level = excluded.right_level",
@@ -157,10 +150,7 @@ impl SqlStore {
         .bind(json::right_code(right))
         .execute(w.conn())
         .await?;
-        let before = before
-            .map(json::right_from_code)
-            .transpose()?
-            .map(|r| json::right_value(user.as_str(), resource, r));
+        let before = before.map(|r| json::right_value(user.as_str(), resource, r));
         let audit = Audit::new("GrantUserRight", Touched::user(tenant, user))
             .before(before)
             .after(Some(json::right_value(user.as_str(), resource, right)));
@@ -178,16 +168,7 @@ impl SqlStore {
         let mut w = self.begin_write().await?;
         require_tenant(w.conn(), tenant).await?;
         require_user(w.conn(), tenant, user).await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT right_level FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .bind(resource.as_str())
-        .fetch_optional(w.conn())
-        .await?;
-        let held = held.map(json::right_from_code).transpose()?;
-        let held = match (held, right) {
+        let held = match (right_in(w.conn(), tenant, user, resource).await?, right) {
             (None, _) => {
                 return Err(StoreError::NotFound(Entity::UserRight(
                     user.clone(),
