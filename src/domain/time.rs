@@ -1,5 +1,5 @@
-//! Points in time, as microseconds since the Unix epoch (UTC). The domain never reads the
-//! clock itself: callers pass `now` in.
+//! Points in time, as microseconds since the Unix epoch (UTC). The engine never reads the
+//! clock: callers pass `now` in, and [`Timestamp::now`] is the one clock read, for them.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tonic::Status;
+use tonic::{Code, Status};
 
 use crate::cache::ReadError;
 use crate::domain::{NotFound, RuleError, ValidationError};
@@ -57,29 +57,8 @@ pub enum ServiceError {
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
-        match e {
-            ServiceError::Invalid(v) => invalid(v),
-            ServiceError::Rule(r) => rule(r),
-            ServiceError::Store(s) => store(s),
-            ServiceError::Read(r) => read(r),
-            ServiceError::NotFound(m) => Status::not_found(m.to_string()),
-            ServiceError::Item { index, source } => match *source {
-                ServiceError::Invalid(v) => invalid(v.within(format_args!("items[{index}]"))),
-                other => {
-                    let status = Status::from(other);
-                    Status::new(
-                        status.code(),
-                        format!("items[{index}]: {}", status.message()),
-                    )
-                }
-            },
-            e @ ServiceError::Overloaded { .. } => Status::resource_exhausted(e.to_string()),
-            e @ ServiceError::Deadline { .. } => Status::deadline_exceeded(e.to_string()),
-            ServiceError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                Status::internal(m)
-            }
-        }
+        let (code, message) = answer(e);
+        Status::new(code, message)
     }
 }
 
@@ -93,43 +72,62 @@ pub fn transport(e: Box<dyn std::error::Error + Send + Sync>) -> Status {
     Status::from_error(e)
 }
 
+/// The code and message of every error a service answers with.
+fn answer(e: ServiceError) -> (Code, String) {
+    match e {
+        ServiceError::Invalid(v) => invalid(&v),
+        ServiceError::Rule(r) => rule(&r),
+        ServiceError::Store(s) => store(&s),
+        ServiceError::Read(r) => read(&r),
+        ServiceError::NotFound(m) => (Code::NotFound, m.to_string()),
+        ServiceError::Item { index, source } => match *source {
+            ServiceError::Invalid(v) => invalid(&v.within(format_args!("items[{index}]"))),
+            other => {
+                let (code, message) = answer(other);
+                (code, format!("items[{index}]: {message}"))
+            }
+        },
+        e @ ServiceError::Overloaded { .. } => (Code::ResourceExhausted, e.to_string()),
+        e @ ServiceError::Deadline { .. } => (Code::DeadlineExceeded, e.to_string()),
+        ServiceError::Internal(m) => {
+            tracing::error!(error = %m, "internal error");
+            (Code::Internal, m)
+        }
+    }
+}
+
 /// Input that does not validate.
-pub fn invalid(e: ValidationError) -> Status {
-    Status::invalid_argument(e.to_string())
+fn invalid(e: &ValidationError) -> (Code, String) {
+    (Code::InvalidArgument, e.to_string())
 }
 
 /// A rule that refuses the call.
-pub fn rule(e: RuleError) -> Status {
+fn rule(e: &RuleError) -> (Code, String) {
     match e {
-        RuleError::Denied(m) => Status::permission_denied(m),
-        RuleError::FailedPrecondition(m) => Status::failed_precondition(m),
+        RuleError::Denied(m) => (Code::PermissionDenied, m.clone()),
+        RuleError::FailedPrecondition(m) => (Code::FailedPrecondition, m.clone()),
     }
 }
 
-/// A store failure.
-pub fn store(e: StoreError) -> Status {
+/// A store failure. Database details are logged here and never answered.
+fn store(e: &StoreError) -> (Code, String) {
     match e {
+        StoreError::NotFound(_) => (Code::NotFound, e.to_string()),
+        StoreError::AlreadyExists(_) => (Code::AlreadyExists, e.to_string()),
+        StoreError::Aborted(m) => (Code::Aborted, m.clone()),
         StoreError::Rule(r) => rule(r),
         StoreError::Invalid(v) => invalid(v),
-        other => store_ref(&other),
-    }
-}
-
-fn store_ref(e: &StoreError) -> Status {
-    match e {
-        StoreError::NotFound(_) => Status::not_found(e.to_string()),
-        StoreError::AlreadyExists(_) => Status::already_exists(e.to_string()),
-        StoreError::Aborted(m) => Status::aborted(m),
-        StoreError::Rule(r) => rule(r.clone()),
-        StoreError::Invalid(v) => invalid(v.clone()),
-        StoreError::Shared(inner) => store_ref(inner),
+        StoreError::Shared(inner) => store(inner),
         StoreError::Unavailable(source) => {
             tracing::error!(error = %source, "store unavailable");
-            Status::unavailable("the store is unavailable; retry later")
+            (
+                Code::Unavailable,
+                "the store is unavailable; retry later".to_owned(),
+            )
         }
         StoreError::Corrupt(m) => {
             tracing::error!(error = %m, "stored data is not readable");
-            Status::internal("stored data is not readable")
+            (Code::Internal, "stored data is not readable".to_owned())
         }
     }
 }
@@ -137,37 +135,37 @@ fn store_ref(e: &StoreError) -> Status {
 /// A read that cannot be answered: a token from the future is `FAILED_PRECONDITION`; a store
 /// out of reach, a cache past its staleness bound, a server still starting and reads that never
 /// settled are `UNAVAILABLE` (to be retried, never an answer).
-pub fn read(e: ReadError) -> Status {
+fn read(e: &ReadError) -> (Code, String) {
     match e {
         ReadError::Store(e) => store(e),
-        ReadError::FromTheFuture { .. } => Status::failed_precondition(e.to_string()),
+        ReadError::FromTheFuture { .. } => (Code::FailedPrecondition, e.to_string()),
         ReadError::Starting
         | ReadError::Stale { .. }
         | ReadError::StoreDown
-        | ReadError::Unsettled => Status::unavailable(e.to_string()),
+        | ReadError::Unsettled => (Code::Unavailable, e.to_string()),
     }
 }
 
 impl From<ReadError> for Status {
     fn from(e: ReadError) -> Self {
-        read(e)
+        ServiceError::from(e).into()
     }
 }
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
-        store(e)
+        ServiceError::from(e).into()
     }
 }
 
 impl From<RuleError> for Status {
     fn from(e: RuleError) -> Self {
-        rule(e)
+        ServiceError::from(e).into()
     }
 }
 
 impl From<ValidationError> for Status {
     fn from(e: ValidationError) -> Self {
-        invalid(e)
+        ServiceError::from(e).into()
     }
 }
