@@ -57,6 +57,7 @@ impl std::fmt::Debug for SqlStore {
 
 mod apps;
 mod audit;
+mod changes;
 mod clients;
 mod external;
 mod facts;
