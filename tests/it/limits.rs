@@ -4,22 +4,14 @@
 
 use std::time::Duration;
 
-use consentry::proto::{
-    CheckAccessBatchRequest, CheckAccessRequest, ListAuditEventsRequest, PutTenantRequest,
-};
+use consentry::proto::{CheckAccessBatchRequest, CheckAccessRequest, ListAuditEventsRequest};
 use sqlx::{Connection, PgConnection};
 use tonic::Code;
 
+use crate::support::calls::boot;
 use crate::support::db::TestDb;
-use crate::support::server::{TestServer, boot, config, eventually};
-
-fn tenant(id: &str) -> PutTenantRequest {
-    PutTenantRequest {
-        tenant_id: id.into(),
-        environment: "production".into(),
-        whitelisting_enabled: false,
-    }
-}
+use crate::support::fixtures::tenant_req;
+use crate::support::server::{TestServer, config, eventually};
 
 /// Holds the revision row's lock (so every write waits) until the returned connection rolls back.
 async fn block_writes(db: &TestDb) -> PgConnection {
@@ -77,7 +69,7 @@ async fn a_request_past_its_timeout_is_deadline_exceeded_and_leaves_no_trace() {
     let mut admin = server.admin().await;
     let lock = block_writes(&db).await;
     let err = admin
-        .put_tenant(boot(tenant("late"), None))
+        .put_tenant(boot(tenant_req("late", "production", false), None))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
@@ -85,7 +77,7 @@ async fn a_request_past_its_timeout_is_deadline_exceeded_and_leaves_no_trace() {
     // The abandoned write rolled back: no tenant, no audit event.
     assert_no_trace(&mut admin, "tenant:late").await;
     let written = admin
-        .put_tenant(boot(tenant("late"), None))
+        .put_tenant(boot(tenant_req("late", "production", false), None))
         .await
         .unwrap()
         .into_inner();
@@ -173,7 +165,7 @@ async fn a_callers_deadline_shorter_than_the_servers_is_honoured_and_leaves_no_t
         server.addr,
         "/consentry.v1.AdminService/PutTenant",
         &[("authorization", &auth), ("grpc-timeout", "300m")],
-        tenant("hasty"),
+        tenant_req("hasty", "production", false),
     )
     .await;
     let took = sent.elapsed();
@@ -196,7 +188,11 @@ async fn requests_beyond_the_concurrency_limit_are_shed_with_resource_exhausted(
     let lock = block_writes(&db).await;
     // One write takes the only slot and waits on the lock.
     let mut admin = server.admin().await;
-    let held = tokio::spawn(async move { admin.put_tenant(boot(tenant("held"), None)).await });
+    let held = tokio::spawn(async move {
+        admin
+            .put_tenant(boot(tenant_req("held", "production", false), None))
+            .await
+    });
     // Checks start once the write waits on the lock: one sent earlier could take the slot first
     // and have the write shed instead.
     let mut watcher = PgConnection::connect(&db.url).await.unwrap();

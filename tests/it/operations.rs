@@ -8,8 +8,9 @@ use consentry::proto::{CheckAccessRequest, PutTenantRequest};
 use consentry::store::backend::{check_migrated, is_schema_behind};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
+use crate::support::calls::boot;
 use crate::support::db::{postgres_server_url, with_database};
-use crate::support::server::{TestServer, boot, config_at};
+use crate::support::server::{TestServer, config_at};
 
 const OPERATIONS: &str = include_str!("../../docs/operations.md");
 

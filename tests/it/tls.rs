@@ -19,9 +19,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::support::calls::req;
 use crate::support::db::TestDb;
 use crate::support::dir::TempDir as Dir;
-use crate::support::server::{BOOTSTRAP_KEY, BinaryServer, TestServer, config, eventually, req};
+use crate::support::server::{BOOTSTRAP_KEY, BinaryServer, TestServer, config, eventually};
 
 /// A certificate authority made for a test.
 struct Ca {
@@ -180,11 +181,7 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_only_over_tls() {
     assert!(!served(server.addr, &Ca::new("another ca"), None).await);
 
     // The plaintext health listener answers readiness and liveness, and nothing else.
-    let probe = Channel::from_shared(format!("http://{}", server.health_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let probe = crate::support::server::connect(server.health_addr.unwrap()).await;
     assert_eq!(health(probe.clone()).await, Ok(1));
     let liveness = HealthClient::new(probe.clone())
         .check(HealthCheckRequest {
@@ -456,11 +453,7 @@ async fn a_watch_on_the_health_listener_does_not_hold_up_the_exit() {
     let mut config = config(&db);
     config.health_listen = Some(([127, 0, 0, 1], 0).into());
     let server = TestServer::start_with(config).await;
-    let probe = Channel::from_shared(format!("http://{}", server.health_addr.unwrap()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let probe = crate::support::server::connect(server.health_addr.unwrap()).await;
     // A Watch stream ends only when the server goes away; the client keeps its connection open
     // (the channel is held to the end) and never cancels.
     let mut watch = HealthClient::new(probe.clone())

@@ -1,20 +1,210 @@
-//! The read path through database outages (DESIGN.md §9), with real faults: a TCP proxy between
-//! the server and PostgreSQL that drops every connection and refuses new ones; a server started
-//! while its database is down; and a burst of checks that carry one fresh token.
+//! Failing closed without a store, and the read path through database outages (DESIGN.md §9),
+//! with real faults: the database dropped underneath a server; the server's pool cut off while
+//! its change listener stays connected; a TCP proxy between the server and PostgreSQL that drops
+//! every connection and refuses new ones; a server started while its database is down; and a
+//! burst of checks that carry one fresh token.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::*;
+use crate::support::calls::{Cases, fails};
+use crate::support::db::{postgres_server_url, postgres_tests};
 use crate::support::proxy::Proxy;
+use crate::support::server::{BinaryServer, eventually, scrape, wait_serving};
 
 postgres_tests!(
+    without_the_database_checks_fail_closed,
+    a_server_cut_off_from_its_pool_stops_answering_from_its_cache,
     through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_does,
     a_server_started_while_its_database_is_down_serves_once_it_is_up,
     checks_waiting_for_one_fresh_token_read_the_change_log_once,
 );
+
+// ---------------------------------------------------------------------------------------------
+// Failing closed.
+
+async fn without_the_database_checks_fail_closed(db: &TestDb) {
+    let (server, api) = acme_server_with(short_staleness(db)).await;
+    let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");
+    decided(&api.decide(q.clone()).await, Reason::Allowed, None);
+    decided(&api.decide(q.clone()).await, Reason::Allowed, None);
+    db.drop_in_use().await;
+    let needs_store = [
+        CheckAccessRequest {
+            consistency: fully(),
+            ..q.clone()
+        },
+        // A user never looked up: a cache miss.
+        may("erin", "VIEW_ITEMS", "/hr"),
+        CheckAccessRequest {
+            tenant_id: "globex".into(),
+            ..q.clone()
+        },
+    ];
+    let mut cases = Cases::new("without the database");
+    for q in needs_store {
+        let what = format!("{q:?} without a database");
+        if let Some(message) = cases.check(&what, api.check(q).await, Code::Unavailable, "") {
+            cases.expect(
+                format!("{what}: no database details leak"),
+                !message.contains("consentry_t_"),
+                message,
+            );
+        }
+    }
+    let batch = api
+        .batch(
+            BOOTSTRAP_KEY,
+            vec![q.clone(), may("erin", "READ", "/")],
+            None,
+        )
+        .await;
+    cases.check("a batch with a miss", batch, Code::Unavailable, "");
+    let scopes = api
+        .scopes(GetAppScopesRequest {
+            consistency: fully(),
+            ..scopes_of("acme", "crm")
+        })
+        .await;
+    cases.check("GetAppScopes from the store", scopes, Code::Unavailable, "");
+    // Knowing it can no longer hear of changes, the instance stops answering from its cache
+    // too within the staleness bound (here half a second); it never answers ALLOWED from the
+    // store it cannot read.
+    let since = Instant::now();
+    within_a_second("cached answers stop without a database", since, || async {
+        match api.check(q.clone()).await {
+            Ok(d) => {
+                assert!(d.allowed, "a cached answer is the cached answer");
+                false
+            }
+            Err(s) => {
+                assert!(
+                    matches!(s.code(), Code::Unavailable | Code::Unauthenticated),
+                    "{s:?}"
+                );
+                s.code() == Code::Unavailable
+            }
+        }
+    })
+    .await;
+    for i in 1..=5 {
+        cases.check(
+            format!("still no database, check {i}"),
+            api.check(q.clone()).await,
+            Code::Unavailable,
+            "",
+        );
+    }
+    cases.finish();
+    drop(server);
+}
+
+/// Cuts the server's pool off from its database while its change listener stays connected (as a
+/// partition might), and lets another writer revoke the consent the server has cached as ALLOWED:
+/// the server stops answering ALLOWED once its staleness bound (here half a second) has passed.
+async fn a_server_cut_off_from_its_pool_stops_answering_from_its_cache(db: &TestDb) {
+    use consentry::domain::{
+        AppId, Caller, Capabilities, ClientId, TenantBounds, TenantId, Timestamp, UserId,
+    };
+    use consentry::store::{Store, WriteCtx};
+    use sqlx::{Connection, PgConnection};
+    let (server, api) = acme_server_with(short_staleness(db)).await;
+    let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");
+    let name = db.postgres_name();
+    let mut admin = PgConnection::connect(&postgres_server_url()).await.unwrap();
+    // The listener is connected once a backend of the database last ran LISTEN.
+    let listeners = async |admin: &mut PgConnection| -> Vec<i32> {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+        )
+        .bind(name)
+        .fetch_all(admin)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listeners(&mut admin).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the change listener never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    decided(&api.decide(q.clone()).await, Reason::Allowed, None);
+    decided(&api.decide(q.clone()).await, Reason::Allowed, None);
+    // Another writer, its one connection open before the cut.
+    let writer = consentry::store::connect(&db.url, 1).await.unwrap();
+    let writer_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(writer.pool())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let keep = listeners(&mut admin).await;
+    assert!(!keep.is_empty());
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> $2 AND NOT (pid = ANY($3))",
+    )
+    .bind(name)
+    .bind(writer_pid)
+    .bind(&keep)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let ctx = WriteCtx {
+        caller: Caller {
+            client_id: ClientId::parse("client_id", "elsewhere").unwrap(),
+            tenants: TenantBounds::All,
+            capabilities: Capabilities::all(),
+        },
+        acting_user: Some(UserId::parse("user_id", "alice").unwrap()),
+        at: Timestamp::now(),
+    };
+    let tenant = TenantId::parse("tenant_id", "acme").unwrap();
+    let app = AppId::parse("app_id", "crm").unwrap();
+    writer
+        .revoke_consent(&ctx, &tenant, &app)
+        .await
+        .expect("the other writer revokes");
+    let since = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(3),
+        within_a_second(
+            "a cut-off server stops answering ALLOWED",
+            since,
+            || async {
+                match api.check(q.clone()).await {
+                    Ok(d) => !d.allowed,
+                    Err(s) => s.code() == Code::Unavailable,
+                }
+            },
+        ),
+    )
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    writer.pool().close().await;
+    outcome.expect("the poll ends");
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through an outage.
 
 /// The host and port of the PostgreSQL server the tests use.
 fn postgres_addr() -> SocketAddr {
@@ -55,7 +245,7 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
     let hit = may("dave", "EDIT_ITEMS", "/hr/team/docs");
     decided(&api.decide(hit.clone()).await, Reason::Allowed, None);
     decided(&api.decide(hit.clone()).await, Reason::Allowed, None);
-    let mut health = HealthClient::new(channel(server.addr).await);
+    let mut health = HealthClient::new(connect(server.addr).await);
     assert_eq!(serving(&mut health).await, Some(true));
 
     proxy.cut();
@@ -104,7 +294,8 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
         // answers from a failure.
         for (what, q) in &needs_store {
             let asked = Instant::now();
-            let s = assert_code(what, api.check(q.clone()).await, Code::Unavailable);
+            let s = api.check(q.clone()).await.expect_err(what);
+            assert_eq!(s.code(), Code::Unavailable, "{what}: {}", s.message());
             assert!(
                 asked.elapsed() < Duration::from_millis(1500),
                 "{what} waited {:?}: {}",
@@ -116,16 +307,9 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
         let write = api
             .admin
             .clone()
-            .put_tenant(boot(
-                PutTenantRequest {
-                    tenant_id: "globex".into(),
-                    environment: "production".into(),
-                    whitelisting_enabled: false,
-                },
-                None,
-            ))
+            .put_tenant(boot(tenant_req("globex", "production", false), None))
             .await;
-        assert_code("a write", write, Code::Unavailable);
+        fails(write, Code::Unavailable, "");
         assert!(asked.elapsed() < Duration::from_millis(1500));
         if not_serving_since.is_none() && serving(&mut health).await == Some(false) {
             not_serving_since = Some(cut.elapsed());
@@ -178,12 +362,17 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
     // the future.
     let [miss, consistent, beyond] = needs_store;
     for (what, q) in [miss, consistent] {
-        ok(what, api.check(q).await.map(Response::new));
+        api.check(q)
+            .await
+            .unwrap_or_else(|s| panic!("{what}: {:?}: {}", s.code(), s.message()));
     }
-    assert_code(
-        beyond.0,
-        api.check(beyond.1).await,
+    let s = api.check(beyond.1).await.expect_err(beyond.0);
+    assert_eq!(
+        s.code(),
         Code::FailedPrecondition,
+        "{}: {}",
+        beyond.0,
+        s.message()
     );
     server.stop().await;
 }
@@ -191,17 +380,16 @@ async fn through_an_outage_cache_hits_answer_until_the_bound_and_nothing_else_do
 async fn a_server_started_while_its_database_is_down_serves_once_it_is_up(db: &TestDb) {
     let proxy = Proxy::start(postgres_addr()).await;
     proxy.cut();
-    let mut server = spawn_unready(&proxy.url(&db.url), &[]).await;
+    let mut server = BinaryServer::spawn(&proxy.url(&db.url), &[], Some(SERVICE_LOG)).await;
     let api = Api::at(server.addr).await;
-    let mut health = HealthClient::new(channel(server.addr).await);
+    let mut health = HealthClient::new(connect(server.addr).await);
     // It answers at once, and says it cannot serve yet, and why.
     assert_eq!(serving(&mut health).await, Some(false));
-    let s = assert_code(
-        "a check while starting",
+    fails(
         api.check(may("dave", "READ", "/")).await,
         Code::Unavailable,
+        "starting",
     );
-    assert!(s.message().contains("starting"), "{}", s.message());
     // It retries, with backoff, saying why each time.
     eventually(Duration::from_secs(10), || {
         let stderr = server.stderr.clone();
@@ -261,7 +449,7 @@ async fn change_log_reads(metrics: SocketAddr) -> BTreeMap<String, u64> {
 
 async fn checks_waiting_for_one_fresh_token_read_the_change_log_once(db: &TestDb) {
     // The reader hears of writes only through tokens here: no listener, a poll far away.
-    let reader = spawn_unready(
+    let reader = BinaryServer::spawn(
         &db.url,
         &[
             "--metrics-listen",
@@ -273,6 +461,7 @@ async fn checks_waiting_for_one_fresh_token_read_the_change_log_once(db: &TestDb
             "--max-staleness",
             "120s",
         ],
+        Some(SERVICE_LOG),
     )
     .await;
     wait_serving(reader.addr).await;
@@ -294,7 +483,7 @@ async fn checks_waiting_for_one_fresh_token_read_the_change_log_once(db: &TestDb
     const CHECKS: usize = 50;
     let mut channels = Vec::new();
     for _ in 0..4 {
-        channels.push(channel(reader.addr).await);
+        channels.push(connect(reader.addr).await);
     }
     let q = CheckAccessRequest {
         consistency: fresh(&written),
@@ -311,7 +500,7 @@ async fn checks_waiting_for_one_fresh_token_read_the_change_log_once(db: &TestDb
         }));
     }
     for call in calls {
-        let d = ok("a check with the fresh token", call.await.unwrap());
+        let d = ok(call.await.unwrap());
         decided(&d, Reason::Allowed, None);
         assert!(rev(&d.checked_at) >= rev(&written), "{d:?}");
     }

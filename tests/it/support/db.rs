@@ -11,9 +11,10 @@
 //!   holding `consentry.db`, URL `sqlite://<path>`.
 //!
 //! Use [`backend_tests!`] to run one `async fn name(db: &TestDb)` on both backends, as
-//! `<module>::postgres::name` and `<module>::sqlite::name`; the database is removed after the
-//! body, also when it panics (set `CONSENTRY_TEST_KEEP_DB=1` to keep a failed test's database
-//! and print its URL). Tests that need one backend call [`TestDb::new`] or
+//! `<module>::postgres::name` and `<module>::sqlite::name`, or [`postgres_tests!`] to run it on
+//! Postgres only, as `<module>::postgres_only::name`; the database is removed after the body,
+//! also when it panics (set `CONSENTRY_TEST_KEEP_DB=1` to keep a failed test's database and
+//! print its URL). Tests that need one backend otherwise call [`TestDb::new`] or
 //! [`TestDb::sqlite`] / [`TestDb::postgres`] themselves and [`TestDb::cleanup`] at the end.
 
 // Shared by every test module; not each of them uses every helper.
@@ -248,6 +249,30 @@ impl TestDb {
         }
     }
 
+    /// The name of a Postgres database (panics for SQLite).
+    pub fn postgres_name(&self) -> &str {
+        match &self.place {
+            Place::Postgres { name, .. } => name,
+            Place::Sqlite { .. } => panic!("an SQLite test database has no Postgres name"),
+        }
+    }
+
+    /// Drops a Postgres database underneath whatever is using it (its connections are closed),
+    /// failing if it cannot; [`TestDb::cleanup`] then has nothing left to remove.
+    pub async fn drop_in_use(&self) {
+        let Place::Postgres { admin_url, name } = &self.place else {
+            panic!("only a Postgres test database can be dropped in use")
+        };
+        let mut conn = admin_connection(admin_url).await;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drops the database");
+        let _ = conn.close().await;
+    }
+
     /// A short label for messages: `postgres` or `sqlite`.
     pub fn label(&self) -> &'static str {
         match self.backend {
@@ -326,13 +351,13 @@ pub async fn finish(db: TestDb, outcome: std::thread::Result<()>) {
 /// ```
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
-        $crate::support::db::backend_tests!(@backend postgres, Postgres, $($name),+);
-        $crate::support::db::backend_tests!(@backend sqlite, Sqlite, $($name),+);
+        $crate::support::db::backend_tests!(@backend postgres, Postgres, 2, $($name),+);
+        $crate::support::db::backend_tests!(@backend sqlite, Sqlite, 2, $($name),+);
     };
-    (@backend $module:ident, $backend:ident, $($name:ident),+) => {
+    (@backend $module:ident, $backend:ident, $workers:literal, $($name:ident),+) => {
         mod $module {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
                 async fn $name() {
                     let db =
                         $crate::support::db::TestDb::new(::consentry::store::Backend::$backend)
@@ -346,6 +371,21 @@ macro_rules! backend_tests {
     };
 }
 pub(crate) use backend_tests;
+
+/// Like [`backend_tests!`], for tests that only make sense on Postgres (several instances on
+/// one database, a database dropped or cut off underneath a server, the binary on its URL):
+/// each runs as the tokio test `postgres_only::name`, with four worker threads.
+///
+/// ```ignore
+/// async fn two_servers_agree(db: &TestDb) { /* … */ }
+/// crate::support::db::postgres_tests!(two_servers_agree);
+/// ```
+macro_rules! postgres_tests {
+    ($($name:ident),+ $(,)?) => {
+        $crate::support::db::backend_tests!(@backend postgres_only, Postgres, 4, $($name),+);
+    };
+}
+pub(crate) use postgres_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,11 @@
-//! Shared test support: fresh databases, servers on ephemeral ports, clients.
+//! Shared test support: fresh databases, servers on ephemeral ports, calling them (who a request
+//! comes from, what came back, tables of status codes), the values requests are built from, and
+//! the AdminService writes that build a world.
 
+pub mod calls;
 pub mod db;
 pub mod dir;
 pub mod fixtures;
 pub mod proxy;
 pub mod server;
+pub mod world;

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use consentry::cache::Caches;
@@ -16,8 +16,6 @@ use consentry::proto::permission_service_client::PermissionServiceClient;
 use consentry::startup::App;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
-use tonic::Request;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use super::db::TestDb;
@@ -92,13 +90,16 @@ impl TestServer {
         server
     }
 
+    /// Starts a server on `db` with the test configuration, and an AdminService client to it.
+    pub async fn start_admin(db: &TestDb) -> (TestServer, AdminServiceClient<Channel>) {
+        let server = Self::start(db).await;
+        let admin = server.admin().await;
+        (server, admin)
+    }
+
     /// A channel to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connects")
+        connect(self.addr).await
     }
 
     /// An AdminService client.
@@ -132,6 +133,15 @@ impl Drop for TestServer {
     }
 }
 
+/// A plaintext channel to the server at `addr`.
+pub async fn connect(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects")
+}
+
 /// Polls `grpc.health.v1.Health/Check` at `addr` until SERVING, failing after 20 s.
 pub async fn wait_serving(addr: SocketAddr) {
     use tonic_health::pb::HealthCheckRequest;
@@ -160,24 +170,6 @@ pub async fn wait_serving(addr: SocketAddr) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// `message` as a request with `authorization: Bearer <key>` and, if given, `x-consentry-user`.
-pub fn req<T>(message: T, key: &str, user: Option<&str>) -> Request<T> {
-    let mut request = Request::new(message);
-    let auth = MetadataValue::try_from(format!("Bearer {key}")).unwrap();
-    request.metadata_mut().insert("authorization", auth);
-    if let Some(user) = user {
-        request
-            .metadata_mut()
-            .insert("x-consentry-user", MetadataValue::try_from(user).unwrap());
-    }
-    request
-}
-
-/// `message` as the bootstrap client, optionally acting as `user`.
-pub fn boot<T>(message: T, user: Option<&str>) -> Request<T> {
-    req(message, BOOTSTRAP_KEY, user)
 }
 
 /// Polls `check` until it returns true, failing after `within`; returns how long it took.
@@ -226,13 +218,28 @@ pub struct BinaryServer {
     pub stdout: Vec<String>,
     /// Where it serves plaintext health, if asked to.
     pub health: Option<SocketAddr>,
+    /// Where it serves metrics, if asked to.
+    pub metrics: Option<SocketAddr>,
+    /// Every line it wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Keeps reading stderr (so the child never blocks on a full pipe) until the child closes it.
+    pub reader: tokio::task::JoinHandle<()>,
 }
 
 impl BinaryServer {
     /// Runs `consentry serve --listen 127.0.0.1:0 --database-url <url>` plus `args`, with the
     /// bootstrap key in the environment, and waits until it is SERVING.
     pub async fn start(database_url: &str, args: &[&str]) -> BinaryServer {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"))
+        let server = Self::spawn(database_url, args, None).await;
+        wait_serving(server.health.unwrap_or(server.addr)).await;
+        server
+    }
+
+    /// Runs the binary as [`BinaryServer::start`] does (with `RUST_LOG=<rust_log>` if given), and
+    /// returns as soon as it says where it listens, SERVING or not.
+    pub async fn spawn(database_url: &str, args: &[&str], rust_log: Option<&str>) -> BinaryServer {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_consentry"));
+        command
             .args([
                 "serve",
                 "--listen",
@@ -245,18 +252,26 @@ impl BinaryServer {
             .env_remove("DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("consentry binary starts");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+            .kill_on_drop(true);
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let mut child = command.spawn().expect("consentry binary starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut health = None;
+        let (mut health, mut metrics) = (None, None);
         let addr = loop {
-            let line = tokio::time::timeout_at(deadline.into(), stderr.next_line())
+            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
                 .await
                 .expect("the binary printed where it listens in time")
                 .unwrap()
                 .expect("the binary exited before listening");
+            stderr.lock().unwrap().push(line.clone());
+            // The metrics and health addresses come first, if there are any.
+            if let Some(rest) = line.strip_prefix("metrics at http://") {
+                metrics = rest.trim().trim_end_matches("/metrics").parse().ok();
+            }
             if let Some(rest) = line.strip_prefix("health (plaintext) at ") {
                 health = Some(rest.trim().parse::<SocketAddr>().unwrap());
             }
@@ -269,8 +284,12 @@ impl BinaryServer {
                     .unwrap();
             }
         };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+        let kept = stderr.clone();
+        let reader = tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         let mut stdout = Vec::new();
         if args.contains(&"--demo") {
             let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -278,13 +297,20 @@ impl BinaryServer {
                 stdout.push(line);
             }
         }
-        wait_serving(health.unwrap_or(addr)).await;
         BinaryServer {
             addr,
             child,
             stdout,
             health,
+            metrics,
+            stderr,
+            reader,
         }
+    }
+
+    /// An AdminService client.
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(connect(self.addr).await)
     }
 
     /// Sends SIGTERM and returns the exit status.
