@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod architecture;
 mod deploy;
 mod limits;
 mod operations;
