@@ -77,29 +77,17 @@ impl SqlStore {
         let consents = sqlx::query(AssertSqlSafe(format!("SELECT c.tenant_id, {CONSENT_COLUMNS} FROM consents c WHERE c.app_id = $1 ORDER BY c.tenant_id")))
             .bind(app_id.as_str())
             .fetch_all(w.conn())
-            .await?
-            .iter()
-            .map(|r| {
-                let mut v = consent_from(r)?.map_or(Value::Null, |c| json::consent_value(app_id.as_str(), &c));
-                if let Value::Object(map) = &mut v {
-                    map.insert("tenant_id".into(), json!(col::<String>(r, "tenant_id")?));
-                }
-                Ok(v)
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+            .await?;
+        let consents = per_tenant(&consents, |r| {
+            Ok(consent_from(r)?.map(|c| json::consent_value(app_id.as_str(), &c)))
+        })?;
         let entries = sqlx::query("SELECT tenant_id, allowed_scopes, content_access FROM whitelist_entries WHERE app_id = $1 ORDER BY tenant_id")
             .bind(app_id.as_str())
             .fetch_all(w.conn())
-            .await?
-            .iter()
-            .map(|r| {
-                let mut v = whitelist_from(r)?.map_or(Value::Null, |e| json::whitelist_value(app_id.as_str(), &e));
-                if let Value::Object(map) = &mut v {
-                    map.insert("tenant_id".into(), json!(col::<String>(r, "tenant_id")?));
-                }
-                Ok(v)
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+            .await?;
+        let entries = per_tenant(&entries, |r| {
+            Ok(whitelist_from(r)?.map(|e| json::whitelist_value(app_id.as_str(), &e)))
+        })?;
         sqlx::query("DELETE FROM apps WHERE app_id = $1")
             .bind(app_id.as_str())
             .execute(w.conn())
@@ -256,4 +244,20 @@ impl SqlStore {
             .before(Some(json::whitelist_value(app_id.as_str(), &entry)));
         w.commit_as(ctx, audit).await
     }
+}
+
+/// An app's rows across tenants as audit values, each with its `tenant_id` added.
+fn per_tenant(
+    rows: &[AnyRow],
+    value: impl Fn(&AnyRow) -> StoreResult<Option<Value>>,
+) -> StoreResult<Vec<Value>> {
+    rows.iter()
+        .map(|r| {
+            let mut v = value(r)?.unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut v {
+                map.insert("tenant_id".into(), json!(col::<String>(r, "tenant_id")?));
+            }
+            Ok(v)
+        })
+        .collect()
 }
