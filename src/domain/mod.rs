@@ -12,6 +12,7 @@ pub mod error;
 pub mod external;
 pub mod ids;
 pub mod path;
+pub mod prompt;
 pub mod revision;
 pub mod rights;
 pub mod rules;
@@ -45,6 +46,7 @@ pub use ids::{
     TenantId, UserId,
 };
 pub use path::ResourcePath;
+pub use prompt::{Approver, ChangeKind, ConsentChange, ConsentPrompt};
 pub use revision::Revision;
 pub use rights::{FinePermission, PermissionName, Right};
 pub use rules::{Actor, Caller, Capabilities, Capability, KeyHash, RuleError, TenantBounds};

@@ -384,7 +384,9 @@ pub fn approve_consent(
     }
     // The app-manager path is the client's own: a named user is the acting principal, and must
     // then be an administrator.
-    if actor.user.is_none() && kind == AppKind::Custom && !ever_consented && actor.is_app_manager()
+    if actor.user.is_none()
+        && app_manager_may_approve(kind, ever_consented)
+        && actor.is_app_manager()
     {
         return Ok(actor.principal());
     }
@@ -394,6 +396,12 @@ pub fn approve_consent(
         (AppKind::Custom, false) => "activating a CUSTOM app without an app_manager client",
     };
     actor.require_tenant_admin(what).map(|()| actor.principal())
+}
+
+/// Whether an `app_manager` client (acting as itself) may approve: only a CUSTOM application's
+/// first activation, before any consent was ever given in the tenant.
+pub fn app_manager_may_approve(kind: AppKind, ever_consented: bool) -> bool {
+    kind == AppKind::Custom && !ever_consented
 }
 
 /// RevokeConsent: an acting administrator, or for a CUSTOM application an `app_manager` client

@@ -97,7 +97,7 @@ fn approved_and_current() -> impl Strategy<Value = (Manifest, Manifest)> {
 }
 
 /// Each request of `m` resolved once, to a path of its depth, at a right no higher than asked.
-fn resolutions(m: &Manifest) -> impl Strategy<Value = Vec<ResolvedRequest>> + use<> {
+pub(super) fn resolutions(m: &Manifest) -> impl Strategy<Value = Vec<ResolvedRequest>> + use<> {
     m.requests()
         .map(|req| {
             (

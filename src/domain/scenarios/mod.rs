@@ -11,6 +11,7 @@
 //! * `rights.rs`: inheritance down the path tree and the seed permission table (§2 "Resources",
 //!   "Rights");
 //! * `queries.rs`: GetAppScopes and the visibility of external permission groups (§4);
+//! * `prompt.rs`: the consent prompt, its changes, and who may approve (§8);
 //! * `admin.rs`: who may write what (§6).
 
 #![allow(clippy::unwrap_used)]
@@ -23,6 +24,7 @@ use super::*;
 mod admin;
 mod effective;
 mod policy;
+mod prompt;
 mod queries;
 mod rights;
 mod steps;
