@@ -80,6 +80,17 @@ impl PermissionService for Bare {
             ..Default::default()
         }))
     }
+
+    async fn get_consent_prompt(
+        &self,
+        request: Request<GetConsentPromptRequest>,
+    ) -> Result<Response<GetConsentPromptResponse>, Status> {
+        Ok(Response::new(GetConsentPromptResponse {
+            app_id: request.into_inner().app_id,
+            checked_at: "r1".to_owned(),
+            ..Default::default()
+        }))
+    }
 }
 
 /// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and

@@ -638,6 +638,49 @@ pub fn group_spec_from_proto(
     })
 }
 
+/// An approver for the wire.
+pub fn approver_to_proto(a: domain::Approver) -> proto::Approver {
+    match a {
+        domain::Approver::Administrator => proto::Approver::Administrator,
+        domain::Approver::AppManager => proto::Approver::AppManager,
+    }
+}
+
+/// The consent prompt for the wire.
+pub fn consent_prompt_to_proto(
+    p: domain::ConsentPrompt,
+    checked_at: Revision,
+) -> proto::GetConsentPromptResponse {
+    proto::GetConsentPromptResponse {
+        app_id: p.app_id.to_string(),
+        name: p.name.to_string(),
+        kind: app_kind_to_proto(p.kind).into(),
+        manifest_revision: p.manifest_revision,
+        scopes: p.scopes.iter().map(|s| s.to_string()).collect(),
+        permission_requests: p
+            .permission_requests
+            .into_iter()
+            .map(permission_request_to_proto)
+            .collect(),
+        mandatory: p.mandatory,
+        approvers: p
+            .approvers
+            .into_iter()
+            .map(|a| approver_to_proto(a).into())
+            .collect(),
+        changes: p
+            .changes
+            .into_iter()
+            .map(|c| proto::ConsentChange {
+                change: c.change.as_str().to_owned(),
+                from: c.from,
+                to: c.to,
+            })
+            .collect(),
+        checked_at: checked_at.token(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

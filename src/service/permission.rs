@@ -16,8 +16,8 @@ use super::paging::{next_page_token, page_request};
 use crate::cache::{At, Reader, Wanted};
 use crate::convert as cv;
 use crate::domain::{
-    AccessQuery, AppId, AppScopes, Capability, ExternalId, GroupId, PermissionId, PermissionRef,
-    Reason, Revision, TenantId, Timestamp, UserId, Valid, Viewer,
+    AccessQuery, AppId, AppScopes, Capability, ConsentPrompt, ExternalId, GroupId, PermissionId,
+    PermissionRef, Reason, Revision, TenantId, Timestamp, UserId, Valid, Viewer,
 };
 use crate::proto::permission_service_server::PermissionService;
 use crate::proto::*;
@@ -261,5 +261,25 @@ impl PermissionService for PermissionApi {
         let report = AppScopes::report(snapshot)
             .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app.clone()))))?;
         Ok(Response::new(cv::app_scopes_to_proto(report, revision)))
+    }
+
+    async fn get_consent_prompt(
+        &self,
+        request: Request<GetConsentPromptRequest>,
+    ) -> Result<Response<GetConsentPromptResponse>, Status> {
+        let (cx, at) = self.context(&request).await?;
+        let r = request.into_inner();
+        let tenant = TenantId::parse("tenant_id", &r.tenant_id)?;
+        cx.caller.require_tenant(&tenant)?;
+        let app = AppId::parse("app_id", &r.app_id)?;
+        let wanted = wanted(r.consistency.as_ref())?;
+        let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
+        let snapshot = &entry.value;
+        if snapshot.tenant.is_none() {
+            return Err(ServiceError::from(NotFound(Entity::Tenant(tenant))).into());
+        }
+        let prompt = ConsentPrompt::of(snapshot)
+            .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app))))?;
+        Ok(Response::new(cv::consent_prompt_to_proto(prompt, revision)))
     }
 }
