@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod architecture;
+mod consent_prompt;
 mod deploy;
 mod limits;
 mod operations;
