@@ -1,6 +1,6 @@
 //! `consentry.v1.AdminService`: thin handlers that authenticate, check capability and tenant
 //! bounds, validate (proto → domain, in `convert`), call the store, and map the answer back. Every
-//! write goes through [`AdminApi::write`]; every listing through [`AdminApi::list`]. The rules of
+//! write goes through `AdminApi::write`; every listing through `AdminApi::list`. The rules of
 //! DESIGN.md §6 run inside the store's write transactions, through the domain's rule functions.
 
 mod handlers;
