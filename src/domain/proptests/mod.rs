@@ -7,7 +7,9 @@
 //! * `decision.rs`: the shape of a decision, determinism, revocation, scopes (§3);
 //! * `paths.rs`: rights down the path tree and path validation (§2 "Resources", "Rights");
 //! * `monotone.rs`: more rights, grants or whitelisting never take an ALLOW away, and a
-//!   downgraded manifest never widens access (§2 "Effective grant", §3).
+//!   downgraded manifest never widens access (§2 "Effective grant", §3);
+//! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
+//!   the manifest's request (§8).
 //!
 //! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
 
@@ -20,6 +22,7 @@ use proptest::prelude::*;
 use super::consent::resolve_requests;
 use super::*;
 
+mod app_rights;
 mod decision;
 mod monotone;
 mod paths;
@@ -126,6 +129,7 @@ impl World {
             approved_manifest: c.approved.clone(),
             // The strategies only build consistent consents; this re-checks them.
             resolved_requests: resolve_requests(&c.approved, c.resolved.clone()).unwrap(),
+            app_rights: Vec::new(),
             revoked_at: c.revoked.then(|| Timestamp::from_micros(5)),
         });
         AppSnapshot::new(tenant, app, consent, self.whitelist.clone())
