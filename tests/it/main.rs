@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod app_rights;
 mod architecture;
 mod deploy;
 mod limits;
