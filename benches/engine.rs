@@ -67,6 +67,7 @@ fn app_snapshot() -> AppSnapshot {
                 resource: path(resource),
             })
             .collect(),
+        app_rights: Vec::new(),
         revoked_at: None,
     };
     AppSnapshot::new(

@@ -416,6 +416,7 @@ pub fn consent_to_proto(
             .map(resolved_request_to_proto)
             .collect(),
         revoked_at: c.revoked_at.map(timestamp_to_proto),
+        app_rights: c.app_rights.iter().map(resolved_request_to_proto).collect(),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Consent {
     pub approved_manifest: Manifest,
     /// The approved requests, resolved to resources, ordered by level.
     pub resolved_requests: Vec<ResolvedRequest>,
+    /// Site-level app rights given since approval (GrantAppRight): one per resource, ordered by
+    /// resource. They survive re-approval and go with a revocation.
+    pub app_rights: Vec<ResolvedRequest>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<Timestamp>,
 }
@@ -43,6 +46,105 @@ impl Consent {
     pub fn is_active(&self) -> bool {
         self.revoked_at.is_none()
     }
+
+    /// The consent revoked at `at`: its app rights go with it (a later approval starts
+    /// without them).
+    pub fn revoked(&self, at: Timestamp) -> Consent {
+        Consent {
+            app_rights: Vec::new(),
+            revoked_at: Some(at),
+            ..self.clone()
+        }
+    }
+
+    /// The app right given at exactly `resource`, if any.
+    pub fn app_right_at(&self, resource: &ResourcePath) -> Option<&ResolvedRequest> {
+        self.app_rights.iter().find(|r| r.resource == *resource)
+    }
+
+    /// The consent with `right` added, replacing an app right at the same resource.
+    pub fn with_app_right(&self, right: ResolvedRequest) -> Consent {
+        let mut rights: BTreeMap<ResourcePath, ResolvedRequest> = self
+            .app_rights
+            .iter()
+            .map(|r| (r.resource.clone(), r.clone()))
+            .collect();
+        rights.insert(right.resource.clone(), right);
+        Consent {
+            app_rights: rights.into_values().collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The consent without the app right at `resource`.
+    pub fn without_app_right(&self, resource: &ResourcePath) -> Consent {
+        Consent {
+            app_rights: self
+                .app_rights
+                .iter()
+                .filter(|r| r.resource != *resource)
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The app rights an approval keeps from the consent it replaces: all of them while that consent
+/// is in force (re-approval), none after a revocation or without one.
+pub fn carried_app_rights(existing: Option<&Consent>) -> Vec<ResolvedRequest> {
+    existing
+        .filter(|c| c.is_active())
+        .map(|c| c.app_rights.clone())
+        .unwrap_or_default()
+}
+
+/// Checks that an app right at `resource` fits `manifest` (the current one): `resource` has the
+/// depth of a scope level the manifest requests, and `right` is no higher than that request
+/// (DESIGN.md §8, with §2's depth rule). Returns it as the resolved request it adds.
+pub fn app_right(
+    manifest: &Manifest,
+    resource: ResourcePath,
+    right: Right,
+) -> Valid<ResolvedRequest> {
+    let depth = resource.depth();
+    let Some(scope_level) = ScopeLevel::ALL.into_iter().find(|l| l.depth() == depth) else {
+        return Err(ValidationError::new(
+            "resource",
+            format_args!(
+                "{resource} is at depth {depth}; an app right is given at a scope level: `/` (TENANCY), depth 1 (SITE_COLLECTION), 2 (WEB) or 3 (LIST)"
+            ),
+        ));
+    };
+    let Some(&requested) = manifest.permission_requests.get(&scope_level) else {
+        let requested: Vec<&str> = manifest
+            .permission_requests
+            .keys()
+            .map(|l| l.as_str())
+            .collect();
+        return Err(ValidationError::new(
+            "resource",
+            format_args!(
+                "{resource} is at the level {scope_level} (depth {depth}), which the manifest does not request (it requests {})",
+                if requested.is_empty() {
+                    "none".to_owned()
+                } else {
+                    requested.join(", ")
+                }
+            ),
+        ));
+    };
+    if right > requested {
+        return Err(ValidationError::new(
+            "right",
+            format_args!("{right} is above the manifest's request of {requested} at {scope_level}"),
+        ));
+    }
+    Ok(ResolvedRequest {
+        scope_level,
+        right,
+        resource,
+    })
 }
 
 /// Checks that `resolved` resolves each of `manifest`'s permission requests exactly once, to a

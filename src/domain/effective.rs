@@ -2,10 +2,10 @@
 //! (∩ the whitelist entry), the mandatory re-approval triggers, and the GetAppScopes report
 //! (DESIGN.md §2, §4).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::app::{App, Manifest, PermissionRequest, Policy, RunAs};
+use super::app::{App, Manifest, PermissionRequest, Policy, RunAs, ScopeLevel};
 use super::consent::{Consent, ResolvedRequest};
 use super::external::Principal;
 use super::ids::Scope;
@@ -76,8 +76,8 @@ pub enum ConsentState {
 pub struct EffectiveGrant {
     /// Approved ∩ requested now (∩ the whitelist's allowed scopes when they narrow).
     pub scopes: BTreeSet<Scope>,
-    /// Resolved requests whose level is still requested, at the lower of the approved and the
-    /// currently requested right.
+    /// Resolved requests and site-level app rights whose level is still requested, at the lower
+    /// of the granted and the currently requested right; one per resource, by level.
     pub app_rights: Vec<ResolvedRequest>,
     /// SYSTEM_USER both approved and current.
     pub system_user: bool,
@@ -107,15 +107,26 @@ impl EffectiveGrant {
             })
             .cloned()
             .collect();
-        let app_rights = consent
-            .resolved_requests
-            .iter()
-            .filter_map(|r| {
-                let now = *current.permission_requests.get(&r.scope_level)?;
-                Some(ResolvedRequest {
-                    right: r.right.min(now),
-                    ..r.clone()
-                })
+        // The resolved requests and the site-level app rights alike, each at the lower of its
+        // right and the current request; one per resource (the higher where both name one),
+        // by level, then resource.
+        let mut by_resource: BTreeMap<(ScopeLevel, &ResourcePath), Right> = BTreeMap::new();
+        for r in consent.resolved_requests.iter().chain(&consent.app_rights) {
+            let Some(&now) = current.permission_requests.get(&r.scope_level) else {
+                continue;
+            };
+            let right = r.right.min(now);
+            by_resource
+                .entry((r.scope_level, &r.resource))
+                .and_modify(|held| *held = (*held).max(right))
+                .or_insert(right);
+        }
+        let app_rights = by_resource
+            .into_iter()
+            .map(|((scope_level, resource), right)| ResolvedRequest {
+                scope_level,
+                right,
+                resource: resource.clone(),
             })
             .collect();
         Self {

@@ -67,6 +67,8 @@ pub enum Entity {
     ClientKey,
     /// An external permission's id within its group.
     ExternalId(GroupId, ExternalId),
+    /// An app's site-level app right at a resource in a tenant (`None`: any right).
+    AppRight(TenantId, AppId, ResourcePath, Option<Right>),
 }
 
 /// Something a request names does not exist; reported as `NOT_FOUND`.
@@ -107,6 +109,15 @@ impl fmt::Display for NotFound {
                 "group {g} has no permission with external id {:?}",
                 e.as_str()
             ),
+            Entity::AppRight(t, a, r, None) => {
+                write!(f, "app {a} holds no app right at {r} in tenant {t}")
+            }
+            Entity::AppRight(t, a, r, Some(right)) => {
+                write!(
+                    f,
+                    "app {a} does not hold {right} as an app right at {r} in tenant {t}"
+                )
+            }
         }
     }
 }
@@ -145,6 +156,9 @@ impl fmt::Display for AlreadyExists {
                 "group {g} already has a permission with external id {:?}",
                 e.as_str()
             ),
+            Entity::AppRight(t, a, r, _) => {
+                write!(f, "app {a} already holds an app right at {r} in tenant {t}")
+            }
         }
     }
 }

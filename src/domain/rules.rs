@@ -5,9 +5,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use super::app::AppKind;
+use super::consent::Consent;
 use super::error::{Valid, ValidationError};
 use super::external::{GroupAcl, Principal};
-use super::ids::{ClientId, Environment, TenantId, UserId};
+use super::ids::{AppId, ClientId, Environment, TenantId, UserId};
+use super::path::ResourcePath;
+use super::rights::Right;
 use super::tenant::{Role, RoleSet, Tenant};
 
 /// What a calling client may do.
@@ -215,7 +218,8 @@ pub enum RuleError {
     /// The caller or the acting principal may not do this (`PERMISSION_DENIED`).
     #[error("{0}")]
     Denied(String),
-    /// The write conflicts with a fact that never changes (`FAILED_PRECONDITION`).
+    /// The write conflicts with the state of what it names, such as an environment that never
+    /// changes or a consent not in force (`FAILED_PRECONDITION`).
     #[error("{0}")]
     FailedPrecondition(String),
 }
@@ -411,6 +415,43 @@ pub fn revoke_consent(kind: AppKind, actor: &Actor<'_>) -> Result<(), RuleError>
         return Ok(());
     }
     actor.require_tenant_admin("revoking consent")
+}
+
+/// GrantAppRight and RevokeAppRight: an acting tenant administrator, or an acting user who owns
+/// `resource`: holds FULL_CONTROL there, granted at it or inherited from an ancestor
+/// (`owner_right` is the acting user's effective right at `resource`, DESIGN.md §2). A client
+/// acting as itself is neither.
+pub fn manage_app_right(
+    actor: &Actor<'_>,
+    resource: &ResourcePath,
+    owner_right: Option<Right>,
+) -> Result<(), RuleError> {
+    if actor.is_tenant_admin() {
+        return Ok(());
+    }
+    match actor.user {
+        Some(_) if owner_right == Some(Right::FullControl) => Ok(()),
+        Some(u) => Err(denied(format!(
+            "managing app rights at {resource} needs a tenant administrator or FULL_CONTROL there; user {u} is neither"
+        ))),
+        None => Err(denied(format!(
+            "managing app rights at {resource} needs an acting tenant administrator or site owner (x-consentry-user)"
+        ))),
+    }
+}
+
+/// GrantAppRight and RevokeAppRight need the application's consent in force in the tenant
+/// (approved and not revoked; one waiting for re-approval is still in force).
+pub fn consent_in_force<'c>(
+    consent: Option<&'c Consent>,
+    tenant: &TenantId,
+    app: &AppId,
+) -> Result<&'c Consent, RuleError> {
+    consent.filter(|c| c.is_active()).ok_or_else(|| {
+        RuleError::FailedPrecondition(format!(
+            "app {app} has no consent in force in tenant {tenant}: app rights join a consent, so approve the app first (ApproveConsent)"
+        ))
+    })
 }
 
 /// CreatePermissionGroup: an acting user with PERMISSION_MANAGER; returns the creator, who

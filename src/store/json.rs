@@ -176,6 +176,16 @@ pub fn right_value(user: &str, resource: &ResourcePath, right: Right) -> Value {
     json!({ "user_id": user, "resource": resource.as_str(), "right": right.as_str() })
 }
 
+/// An application's site-level app right, as audited.
+pub fn app_right_value(app: &str, r: &ResolvedRequest) -> Value {
+    json!({
+        "app_id": app,
+        "resource": r.resource.as_str(),
+        "scope_level": r.scope_level.as_str(),
+        "right": r.right.as_str(),
+    })
+}
+
 /// An application, as audited.
 pub fn app_value(app: &App) -> Value {
     json!({
@@ -196,6 +206,7 @@ pub fn consent_value(app: &str, c: &Consent) -> Value {
         "approved_manifest_revision": c.approved_manifest_revision,
         "approved_manifest": manifest_value(&c.approved_manifest),
         "resolved_requests": c.resolved_requests.iter().map(resolved_json).collect::<Vec<_>>(),
+        "app_rights": c.app_rights.iter().map(resolved_json).collect::<Vec<_>>(),
         "revoked_at": time(c.revoked_at),
     })
 }

@@ -341,7 +341,7 @@ pub trait Store: Send + Sync + 'static {
         app_id: &AppId,
         manifest: &Manifest,
     ) -> StoreResult<(Revision, i64)>;
-    /// Removes an application with its consents and whitelist entries.
+    /// Removes an application with its consents (and their app rights) and whitelist entries.
     async fn unregister_app(&self, ctx: &WriteCtx, app_id: &AppId) -> StoreResult<Revision>;
     /// Approves an application at the manifest revision the approver saw.
     async fn approve_consent(
@@ -352,7 +352,7 @@ pub trait Store: Send + Sync + 'static {
         manifest_revision: i64,
         resolved: Vec<ResolvedRequest>,
     ) -> StoreResult<(Revision, Consent)>;
-    /// Revokes an application's consent.
+    /// Revokes an application's consent; its site-level app rights go with it.
     async fn revoke_consent(
         &self,
         ctx: &WriteCtx,
@@ -492,4 +492,25 @@ pub trait Store: Send + Sync + 'static {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEvent>>;
+
+    /// Gives an application a site-level app right beside its consent in force, replacing the
+    /// one at the same resource (DESIGN.md §8).
+    async fn grant_app_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        resource: &ResourcePath,
+        right: Right,
+    ) -> StoreResult<Revision>;
+    /// Takes an application's site-level app right at a resource away (only that level, if
+    /// given).
+    async fn revoke_app_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        resource: &ResourcePath,
+        right: Option<Right>,
+    ) -> StoreResult<Revision>;
 }

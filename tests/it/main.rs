@@ -7,6 +7,7 @@
 mod support;
 
 mod admin;
+mod app_rights;
 mod architecture;
 mod consent_prompt;
 mod deploy;

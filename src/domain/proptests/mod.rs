@@ -9,6 +9,8 @@
 //! * `monotone.rs`: more rights, grants or whitelisting never take an ALLOW away, and a
 //!   downgraded manifest never widens access (§2 "Effective grant", §3);
 //! * `prompt.rs`: the consent prompt agrees with GetAppScopes and the approval rule (§8).
+//! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
+//!   the manifest's request (§8).
 //!
 //! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
 
@@ -21,6 +23,7 @@ use proptest::prelude::*;
 use super::consent::resolve_requests;
 use super::*;
 
+mod app_rights;
 mod decision;
 mod monotone;
 mod paths;
@@ -128,6 +131,7 @@ impl World {
             approved_manifest: c.approved.clone(),
             // The strategies only build consistent consents; this re-checks them.
             resolved_requests: resolve_requests(&c.approved, c.resolved.clone()).unwrap(),
+            app_rights: Vec::new(),
             revoked_at: c.revoked.then(|| Timestamp::from_micros(5)),
         });
         AppSnapshot::new(tenant, app, consent, self.whitelist.clone())

@@ -30,8 +30,11 @@ const KEEP_DENIED: f64 = 0.15;
 /// `property` answers whether the case started from an ALLOW. Most cases that start from a DENY
 /// are skipped (see [`KEEP_DENIED`]). Fails on a counterexample (shrunk) or when fewer than
 /// [`MIN_ALLOW_SHARE`] of the cases run started from an ALLOW.
-fn monotone<S>(name: &str, strategy: S, property: impl Fn(S::Value) -> Result<bool, TestCaseError>)
-where
+pub(super) fn monotone<S>(
+    name: &str,
+    strategy: S,
+    property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) where
     S: Strategy,
 {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -70,7 +73,7 @@ where
 /// The implication every monotonicity property checks: an ALLOW in `from` is an ALLOW in `to`.
 /// Answers whether `from` allowed, which is what [`monotone`] counts as a case that starts from
 /// an ALLOW.
-fn keeps_allow(from: &Decision, to: &Decision) -> Result<bool, TestCaseError> {
+pub(super) fn keeps_allow(from: &Decision, to: &Decision) -> Result<bool, TestCaseError> {
     prop_assert!(
         !from.allowed || to.allowed,
         "expected an ALLOW, got {:?}: {}",

@@ -406,6 +406,7 @@ fn the_effective_grant_intersects_approved_and_current() {
             ],
         )
         .unwrap(),
+        app_rights: Vec::new(),
         revoked_at: None,
     };
     let current = manifest(

@@ -12,16 +12,19 @@
 //!   "Rights");
 //! * `queries.rs`: GetAppScopes and the visibility of external permission groups (§4);
 //! * `prompt.rs`: the consent prompt, its changes, and who may approve (§8);
-//! * `admin.rs`: who may write what (§6).
+//! * `admin.rs`: who may write what (§6);
+//! * `app_rights.rs`: site-level app rights, their rule, depth and ceiling, and how they join
+//!   the effective grant (§8).
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::consent::resolve_requests;
+use super::consent::{carried_app_rights, resolve_requests};
 use super::*;
 
 mod admin;
+mod app_rights;
 mod effective;
 mod policy;
 mod prompt;
@@ -123,6 +126,7 @@ impl World {
                 vec![resolved(ScopeLevel::SiteCollection, Right::Write, "/hr")],
             )
             .unwrap(),
+            app_rights: Vec::new(),
             revoked_at: None,
         };
         let users = [
@@ -174,6 +178,7 @@ impl World {
             approved_manifest_revision: app.manifest_revision,
             approved_manifest: app.manifest.clone(),
             resolved_requests: resolve_requests(&app.manifest, resolved_requests).unwrap(),
+            app_rights: carried_app_rights(self.consent.as_ref()),
             revoked_at: None,
         });
         self
@@ -190,7 +195,12 @@ impl World {
     }
 
     fn revoked(mut self) -> Self {
-        self.consent.as_mut().unwrap().revoked_at = Some(Timestamp::from_micros(3_000));
+        self.consent = Some(
+            self.consent
+                .as_ref()
+                .unwrap()
+                .revoked(Timestamp::from_micros(3_000)),
+        );
         self
     }
 

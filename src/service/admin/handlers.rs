@@ -1,5 +1,5 @@
 //! The AdminService's handlers, grouped by area: tenants and users, apps and consent, external
-//! permissions, clients and audit. Each validates its request in the closure it hands to
+//! permissions, clients and audit, site-level app rights. Each validates its request in the closure it hands to
 //! [`AdminApi::write`] or [`AdminApi::list`].
 
 use tonic::{Request, Response, Status};
@@ -628,5 +628,46 @@ impl AdminService for AdminApi {
             events,
             next_page_token,
         }))
+    }
+
+    // Site-level app rights (DESIGN.md §8).
+
+    async fn grant_app_right(
+        &self,
+        request: Request<GrantAppRightRequest>,
+    ) -> Result<Response<GrantAppRightResponse>, Status> {
+        let (written_at, ()) = self
+            .tenant_write(request, async |cx, tenant, r| {
+                let app_id = AppId::parse("app_id", &r.app_id)?;
+                let resource = ResourcePath::parse("resource", &r.resource)?;
+                let right = cv::right_from_proto("right", r.right)?;
+                let store = &self.store;
+                Ok(store
+                    .grant_app_right(&cx, &tenant, &app_id, &resource, right)
+                    .await?)
+            })
+            .await?;
+        Ok(Response::new(GrantAppRightResponse { written_at }))
+    }
+
+    async fn revoke_app_right(
+        &self,
+        request: Request<RevokeAppRightRequest>,
+    ) -> Result<Response<RevokeAppRightResponse>, Status> {
+        let (written_at, ()) = self
+            .tenant_write(request, async |cx, tenant, r| {
+                let app_id = AppId::parse("app_id", &r.app_id)?;
+                let resource = ResourcePath::parse("resource", &r.resource)?;
+                let right = match r.right {
+                    0 => None,
+                    right => Some(cv::right_from_proto("right", right)?),
+                };
+                let store = &self.store;
+                Ok(store
+                    .revoke_app_right(&cx, &tenant, &app_id, &resource, right)
+                    .await?)
+            })
+            .await?;
+        Ok(Response::new(RevokeAppRightResponse { written_at }))
     }
 }

@@ -85,6 +85,8 @@ in_tenant!(
     ListWhitelistEntriesRequest,
     ListPermissionGroupsRequest,
     ListUserRightsRequest,
+    GrantAppRightRequest,
+    RevokeAppRightRequest,
 );
 
 impl AdminApi {

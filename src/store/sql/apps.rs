@@ -129,16 +129,18 @@ impl SqlStore {
             approved_manifest_revision: app.manifest_revision,
             approved_manifest: app.manifest.clone(),
             resolved_requests,
+            // Re-approval keeps the site-level app rights given since (DESIGN.md §8).
+            app_rights: carried_app_rights(existing.as_ref()),
             revoked_at: None,
         };
         sqlx::query(
             "INSERT INTO consents (tenant_id, app_id, approved_by, approved_at, approved_manifest_revision, \
-                                   approved_manifest, resolved_requests, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL) \
+                                   approved_manifest, resolved_requests, app_rights, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL) \
              ON CONFLICT (tenant_id, app_id) DO UPDATE SET approved_by = excluded.approved_by, \
                 approved_at = excluded.approved_at, approved_manifest_revision = excluded.approved_manifest_revision, \
                 approved_manifest = excluded.approved_manifest, resolved_requests = excluded.resolved_requests, \
-                revoked_at = NULL",
+                app_rights = excluded.app_rights, revoked_at = NULL",
         )
         .bind(tenant.as_str())
         .bind(app_id.as_str())
@@ -147,6 +149,7 @@ impl SqlStore {
         .bind(consent.approved_manifest_revision)
         .bind(json::manifest_to_text(&consent.approved_manifest))
         .bind(json::resolved_to_text(&consent.resolved_requests))
+        .bind(json::resolved_to_text(&consent.app_rights))
         .execute(w.conn())
         .await?;
         let audit = Audit::new("ApproveConsent", Touched::app_in(tenant, app_id))
@@ -174,16 +177,17 @@ impl SqlStore {
             .ok_or_else(|| StoreError::NotFound(Entity::Consent(tenant.clone(), app_id.clone())))?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::revoke_consent(app.kind, &actor(ctx, acting))?;
-        sqlx::query("UPDATE consents SET revoked_at = $3 WHERE tenant_id = $1 AND app_id = $2")
-            .bind(tenant.as_str())
-            .bind(app_id.as_str())
-            .bind(ctx.at.as_micros())
-            .execute(w.conn())
-            .await?;
-        let revoked = Consent {
-            revoked_at: Some(ctx.at),
-            ..consent.clone()
-        };
+        // The site-level app rights go with the consent (DESIGN.md §8).
+        let revoked = consent.revoked(ctx.at);
+        sqlx::query(
+            "UPDATE consents SET revoked_at = $3, app_rights = $4 WHERE tenant_id = $1 AND app_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(app_id.as_str())
+        .bind(ctx.at.as_micros())
+        .bind(json::resolved_to_text(&revoked.app_rights))
+        .execute(w.conn())
+        .await?;
         let audit = Audit::new("RevokeConsent", Touched::app_in(tenant, app_id))
             .before(Some(json::consent_value(app_id.as_str(), &consent)))
             .after(Some(json::consent_value(app_id.as_str(), &revoked)));

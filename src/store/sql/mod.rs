@@ -4,7 +4,7 @@
 //! By concern: `rows` (rows to domain values), `facts` (reads inside a connection or write
 //! transaction), `audit` (the write transaction with its audit event and change-log keys),
 //! `snapshots` (what the caches load), one module per family of writes (`tenants`, `apps`,
-//! `external`, `clients`) and `lists` (the AdminService lists). The `Store` implementation below
+//! `external`, `clients`, `app_rights`) and `lists` (the AdminService lists). The `Store` implementation below
 //! only hands each call to the module that does it.
 
 use crate::domain::Entity;
@@ -21,7 +21,7 @@ use super::{
     GroupWithPermissions, Page, PageRequest, PermissionRef, Store, StoreError, StoreResult,
     WriteCtx,
 };
-use crate::domain::consent::resolve_requests;
+use crate::domain::consent::{app_right, carried_app_rights, resolve_requests};
 use crate::domain::rules;
 use crate::domain::{
     Actor, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent, Description,
@@ -55,6 +55,7 @@ impl std::fmt::Debug for SqlStore {
     }
 }
 
+mod app_rights;
 mod apps;
 mod audit;
 mod changes;
@@ -476,5 +477,27 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<AuditEvent>> {
         SqlStore::list_audit_events(self, filter, page).await
+    }
+
+    async fn grant_app_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        resource: &ResourcePath,
+        right: Right,
+    ) -> StoreResult<Revision> {
+        SqlStore::grant_app_right(self, ctx, tenant, app_id, resource, right).await
+    }
+
+    async fn revoke_app_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        resource: &ResourcePath,
+        right: Option<Right>,
+    ) -> StoreResult<Revision> {
+        SqlStore::revoke_app_right(self, ctx, tenant, app_id, resource, right).await
     }
 }

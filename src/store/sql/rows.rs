@@ -94,7 +94,7 @@ pub(super) fn app_from(row: &AnyRow) -> StoreResult<App> {
 }
 
 pub(super) const CONSENT_COLUMNS: &str = "c.approved_by, c.approved_at, c.approved_manifest_revision, c.approved_manifest, \
-                               c.resolved_requests, c.revoked_at";
+                               c.resolved_requests, c.app_rights, c.revoked_at";
 
 /// A consent from a row of [`CONSENT_COLUMNS`]; `None` when the row has none (a left join).
 pub(super) fn consent_from(row: &AnyRow) -> StoreResult<Option<Consent>> {
@@ -107,6 +107,7 @@ pub(super) fn consent_from(row: &AnyRow) -> StoreResult<Option<Consent>> {
         approved_manifest_revision: col(row, "approved_manifest_revision")?,
         approved_manifest: json::manifest_from_text(&col::<String>(row, "approved_manifest")?)?,
         resolved_requests: json::resolved_from_text(&col::<String>(row, "resolved_requests")?)?,
+        app_rights: json::resolved_from_text(&col::<String>(row, "app_rights")?)?,
         revoked_at: col::<Option<i64>>(row, "revoked_at")?.map(Timestamp::from_micros),
     }))
 }

@@ -255,6 +255,32 @@ async fn every_write_rpc_succeeds_and_is_audited(db: &TestDb) {
             "revoked_at": null}),
         ),
     ));
+    let app_right = json!({"app_id": "crm", "resource": "/sales/web", "scope_level": "WEB",
+        "right": "READ"});
+    let w = ok(a
+        .grant_app_right(alice.r(app_right_req(ACME, "crm", "/sales/web", Right::Read)))
+        .await)
+    .written_at;
+    log.push(done(
+        "GrantAppRight",
+        w,
+        ("ops", "alice"),
+        (ACME, "app:crm"),
+        None,
+        Some(app_right.clone()),
+    ));
+    let w = ok(a
+        .revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/sales/web", None)))
+        .await)
+    .written_at;
+    log.push(done(
+        "RevokeAppRight",
+        w,
+        ("ops", "alice"),
+        (ACME, "app:crm"),
+        Some(app_right),
+        None,
+    ));
     let entry = json!({"app_id": "crm", "allowed_scopes": ["documents:read"],
         "content_access": "ON_BEHALF_OF_MANAGED_USERS"});
     let w = ok(a

@@ -21,7 +21,7 @@ postgres_tests!(
 );
 
 /// The RPCs that name a tenant in their request (the rest are global).
-const TENANT_SCOPED: [&str; 22] = [
+const TENANT_SCOPED: [&str; 24] = [
     "PutTenant",
     "PutUser",
     "DeleteUser",
@@ -44,6 +44,8 @@ const TENANT_SCOPED: [&str; 22] = [
     "ListWhitelistEntries",
     "ListPermissionGroups",
     "ListUserRights",
+    "GrantAppRight",
+    "RevokeAppRight",
 ];
 
 /// Calls every AdminService RPC once as `who` with a well-formed request naming `tenant`
@@ -284,6 +286,16 @@ async fn call_every_rpc(
             user_id: s("carol"),
             ..Default::default()
         }
+    );
+    call!(
+        "GrantAppRight",
+        grant_app_right,
+        app_right_req(tenant, "crm", "/hr", Right::Read)
+    );
+    call!(
+        "RevokeAppRight",
+        revoke_app_right,
+        revoke_app_right_req(tenant, "crm", "/hr", None)
     );
     let called: BTreeSet<String> = out.keys().map(|k| (*k).to_owned()).collect();
     assert_eq!(

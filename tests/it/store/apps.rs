@@ -331,6 +331,7 @@ async fn standard_apps_are_approved_by_tenant_administrators(db: &TestDb) {
             rr(ScopeLevel::Tenancy, Right::Read, "/"),
             rr(ScopeLevel::Web, Right::Read, "/hr/web1"),
         ],
+        app_rights: Vec::new(),
         revoked_at: None,
     };
     assert_eq!(consent, expected);

@@ -261,3 +261,36 @@ pub fn rev(token: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{token:?} is not a revision token: {e}"))
         .0
 }
+
+// ---------------------------------------------------------------------------------------------
+// Site-level app rights.
+
+/// A site-level app right: `right` for `app` at `resource`.
+pub fn app_right_req(
+    tenant: &str,
+    app: &str,
+    resource: &str,
+    right: Right,
+) -> GrantAppRightRequest {
+    GrantAppRightRequest {
+        tenant_id: tenant.to_owned(),
+        app_id: app.to_owned(),
+        resource: resource.to_owned(),
+        right: right.into(),
+    }
+}
+
+/// Takes `app`'s right at `resource` away: that level only, or whatever is held for `None`.
+pub fn revoke_app_right_req(
+    tenant: &str,
+    app: &str,
+    resource: &str,
+    right: Option<Right>,
+) -> RevokeAppRightRequest {
+    RevokeAppRightRequest {
+        tenant_id: tenant.to_owned(),
+        app_id: app.to_owned(),
+        resource: resource.to_owned(),
+        right: right.map_or(0, i32::from),
+    }
+}
