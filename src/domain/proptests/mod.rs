@@ -7,7 +7,8 @@
 //! * `decision.rs`: the shape of a decision, determinism, revocation, scopes (§3);
 //! * `paths.rs`: rights down the path tree and path validation (§2 "Resources", "Rights");
 //! * `monotone.rs`: more rights, grants or whitelisting never take an ALLOW away, and a
-//!   downgraded manifest never widens access (§2 "Effective grant", §3).
+//!   downgraded manifest never widens access (§2 "Effective grant", §3);
+//! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens").
 //!
 //! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
 
@@ -24,6 +25,7 @@ mod decision;
 mod monotone;
 mod paths;
 mod strategies;
+mod tokens;
 
 // ---------------------------------------------------------------------------------------------
 // Pools
