@@ -638,6 +638,66 @@ pub fn group_spec_from_proto(
     })
 }
 
+// Context tokens (DESIGN.md §8)
+
+/// An IssueContextToken request: its access question (no scope, no permission) and what the
+/// token is for. The tenant is validated first by the caller, for the bounds check.
+pub fn token_request_from_proto(
+    req: proto::IssueContextTokenRequest,
+) -> Valid<(AccessQuery, crate::token::TokenRequest)> {
+    let query = AccessQuery::parse_owned(OwnedAccessQuery {
+        tenant_id: req.tenant_id,
+        app_id: req.app_id,
+        user_id: req.user_id,
+        on_behalf_of: req.on_behalf_of,
+        scope: String::new(),
+        permission: String::new(),
+        resource: req.resource,
+        explain: false,
+    })?;
+    let audience = crate::token::parse_audience(&req.audience)?;
+    let ttl = crate::token::parse_ttl(req.ttl_seconds)?;
+    let request = crate::token::TokenRequest {
+        tenant_id: query.tenant_id.clone(),
+        app_id: query.app_id.clone(),
+        audience,
+        ttl,
+    };
+    Ok((query, request))
+}
+
+/// A token that was not issued: the decision's reason and message.
+pub fn token_refused_to_proto(
+    d: Decision,
+    checked_at: Revision,
+) -> proto::IssueContextTokenResponse {
+    proto::IssueContextTokenResponse {
+        issued: false,
+        reason: reason_to_proto(d.reason).into(),
+        message: d.message,
+        token: String::new(),
+        expires_at: None,
+        checked_at: checked_at.token(),
+    }
+}
+
+/// An issued token.
+pub fn token_issued_to_proto(
+    token: String,
+    expires_at: std::time::SystemTime,
+    message: String,
+    checked_at: Revision,
+) -> proto::IssueContextTokenResponse {
+    proto::IssueContextTokenResponse {
+        issued: true,
+        reason: proto::Reason::Allowed.into(),
+        message,
+        token,
+        expires_at: Some(prost_types::Timestamp::from(expires_at)),
+        checked_at: checked_at.token(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
