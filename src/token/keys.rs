@@ -270,6 +270,35 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_file_is_applied_and_an_unusable_one_keeps_the_last_good_keys() {
+        let dir = std::env::temp_dir().join(format!("consentry-keyring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.pem");
+        let (one, two) = (generate_pem().unwrap(), generate_pem().unwrap());
+        std::fs::write(&path, &one).unwrap();
+        let ring = KeyRing::load(path.clone()).unwrap();
+        let first = ring.keys().signing_kid().to_owned();
+        assert_eq!(ring.reload(), Reload::Unchanged);
+        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nhalf a rota").unwrap();
+        assert_eq!(ring.reload(), Reload::Refused);
+        assert_eq!(ring.reload(), Reload::Unchanged, "reported once per change");
+        assert_eq!(ring.keys().signing_kid(), first);
+        std::fs::write(&path, format!("{two}{one}")).unwrap();
+        assert_eq!(ring.reload(), Reload::Applied);
+        let keys = ring.keys();
+        assert_ne!(keys.signing_kid(), first);
+        assert_eq!(keys.kids().nth(1), Some(first.as_str()));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            ring.reload(),
+            Reload::Refused,
+            "a missing file keeps the keys too"
+        );
+        assert_eq!(ring.keys().kids().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn files_that_are_not_ed25519_pkcs8_keys_are_refused_without_printing_them() {
         let not_pem = SigningKeys::parse(b"hello").unwrap_err();
         assert!(not_pem.contains("no PEM private key"), "{not_pem}");

@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod architecture;
+mod context_tokens;
 mod deploy;
 mod limits;
 mod operations;
