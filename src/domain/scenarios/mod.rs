@@ -11,7 +11,8 @@
 //! * `rights.rs`: inheritance down the path tree and the seed permission table (§2 "Resources",
 //!   "Rights");
 //! * `queries.rs`: GetAppScopes and the visibility of external permission groups (§4);
-//! * `admin.rs`: who may write what (§6).
+//! * `admin.rs`: who may write what (§6);
+//! * `tokens.rs`: what a context token says (§8 "Context tokens").
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +27,7 @@ mod policy;
 mod queries;
 mod rights;
 mod steps;
+mod tokens;
 mod whitelist;
 
 // ---------------------------------------------------------------------------------------------
