@@ -97,8 +97,7 @@ proptest! {
             Ok(grant) => {
                 prop_assert!(decision.allowed);
                 let report = AppScopes::report(&snapshot).unwrap();
-                let reported: Vec<Scope> = report.effective_scopes.iter().cloned().collect();
-                prop_assert_eq!(grant.scopes, reported);
+                prop_assert_eq!(grant.scopes, report.effective_scopes);
                 let expected_subject = query.on_behalf_of.clone().or(query.user_id.clone());
                 prop_assert_eq!(grant.subject, expected_subject);
                 prop_assert_eq!(grant.actor.is_some(), query.on_behalf_of.is_some());
