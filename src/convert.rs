@@ -650,50 +650,33 @@ pub fn token_request_from_proto(
         app_id: req.app_id,
         user_id: req.user_id,
         on_behalf_of: req.on_behalf_of,
-        scope: String::new(),
-        permission: String::new(),
         resource: req.resource,
-        explain: false,
+        ..OwnedAccessQuery::default()
     })?;
-    let audience = crate::token::parse_audience(&req.audience)?;
-    let ttl = crate::token::parse_ttl(req.ttl_seconds)?;
     let request = crate::token::TokenRequest {
         tenant_id: query.tenant_id.clone(),
         app_id: query.app_id.clone(),
-        audience,
-        ttl,
+        audience: crate::token::parse_audience(&req.audience)?,
+        ttl: crate::token::parse_ttl(req.ttl_seconds)?,
     };
     Ok((query, request))
 }
 
-/// A token that was not issued: the decision's reason and message.
-pub fn token_refused_to_proto(
-    d: Decision,
+/// An IssueContextToken answer: the signed token, its expiry and a message, or the refusal.
+pub fn token_to_proto(
+    outcome: Result<(String, std::time::SystemTime, String), Decision>,
     checked_at: Revision,
 ) -> proto::IssueContextTokenResponse {
+    let (issued, reason, message, token, expires_at) = match outcome {
+        Ok((token, expires, message)) => (true, Reason::Allowed, message, token, Some(expires)),
+        Err(d) => (false, d.reason, d.message, String::new(), None),
+    };
     proto::IssueContextTokenResponse {
-        issued: false,
-        reason: reason_to_proto(d.reason).into(),
-        message: d.message,
-        token: String::new(),
-        expires_at: None,
-        checked_at: checked_at.token(),
-    }
-}
-
-/// An issued token.
-pub fn token_issued_to_proto(
-    token: String,
-    expires_at: std::time::SystemTime,
-    message: String,
-    checked_at: Revision,
-) -> proto::IssueContextTokenResponse {
-    proto::IssueContextTokenResponse {
-        issued: true,
-        reason: proto::Reason::Allowed.into(),
+        issued,
+        reason: reason_to_proto(reason).into(),
         message,
         token,
-        expires_at: Some(prost_types::Timestamp::from(expires_at)),
+        expires_at: expires_at.map(prost_types::Timestamp::from),
         checked_at: checked_at.token(),
     }
 }

@@ -297,9 +297,7 @@ impl PermissionService for PermissionApi {
         let grant = match outcome {
             Ok(grant) => grant,
             Err(decision) => {
-                return Ok(Response::new(cv::token_refused_to_proto(
-                    decision, revision,
-                )));
+                return Ok(Response::new(cv::token_to_proto(Err(decision), revision)));
             }
         };
         let message = format!(
@@ -313,9 +311,8 @@ impl PermissionService for PermissionApi {
         let (jws, expires_at) = issuer
             .issue(&token, grant, revision, std::time::SystemTime::now())
             .map_err(|e| ServiceError::Internal(format!("{e:#}")))?;
-        Ok(Response::new(cv::token_issued_to_proto(
-            jws, expires_at, message, revision,
-        )))
+        let issued = (jws, expires_at, message);
+        Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
     }
 
     async fn get_signing_keys(
