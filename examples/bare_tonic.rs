@@ -91,6 +91,25 @@ impl PermissionService for Bare {
             ..Default::default()
         }))
     }
+
+    async fn issue_context_token(
+        &self,
+        _request: Request<IssueContextTokenRequest>,
+    ) -> Result<Response<IssueContextTokenResponse>, Status> {
+        Ok(Response::new(IssueContextTokenResponse {
+            checked_at: "r1".to_owned(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_signing_keys(
+        &self,
+        _request: Request<GetSigningKeysRequest>,
+    ) -> Result<Response<GetSigningKeysResponse>, Status> {
+        Ok(Response::new(GetSigningKeysResponse {
+            jwks: r#"{"keys":[]}"#.to_owned(),
+        }))
+    }
 }
 
 /// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and

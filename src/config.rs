@@ -29,6 +29,13 @@ pub const DEFAULT_CHANGE_POLL_INTERVAL: &str = "250ms";
 /// file reads.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: &str = "10s";
 
+/// Default `--token-issuer`: the `iss` of context tokens.
+pub const DEFAULT_TOKEN_ISSUER: &str = "consentry";
+
+/// Default `--signing-key-reload-interval`: how often the signing key file is re-read. A rotation
+/// prepends a key well ahead of using it elsewhere, so seconds of delay cost nothing.
+pub const DEFAULT_SIGNING_KEY_RELOAD_INTERVAL: &str = "10s";
+
 /// The health service's name that says only whether the process is alive (for liveness probes):
 /// SERVING from start to exit, whatever the database does, so that an outage does not have every
 /// instance restarted.
@@ -122,6 +129,39 @@ pub enum Command {
     /// Create or revoke a client directly in the database.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Write a new Ed25519 private key (PKCS#8 PEM) for `--signing-key-file`.
+    Keygen {
+        /// Write the key to this new file (mode 0600) instead of stdout; an existing file is
+        /// never overwritten.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Work with context tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `consentry token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Verify a context token offline: signature against a JWK set, expiry, audience and, if
+    /// asked, a permission at a resource. Prints the claims; exits 1 with the reason otherwise.
+    Verify {
+        /// The JWK set to trust (the `jwks` of GetSigningKeys, as a file).
+        #[arg(long)]
+        jwks: PathBuf,
+        /// The audience this verifier is (the token's `aud` must be it).
+        #[arg(long)]
+        audience: String,
+        /// A resource path to check `--permission` at.
+        #[arg(long, requires = "permission")]
+        resource: Option<String>,
+        /// A level or fine-grained permission the token must allow at `--resource`.
+        #[arg(long, requires = "resource")]
+        permission: Option<String>,
+        /// The token (compact JWS).
+        token: String,
+    },
 }
 
 /// Where the store is.
@@ -233,6 +273,17 @@ pub struct ServeConfig {
     /// How often the TLS files are re-read; a change is used for new connections.
     #[arg(long, env = "CONSENTRY_TLS_RELOAD_INTERVAL", default_value = DEFAULT_TLS_RELOAD_INTERVAL, value_parser = duration)]
     pub tls_reload_interval: Duration,
+    /// PEM file of one or more Ed25519 PKCS#8 private keys that sign context tokens: the first
+    /// signs, all are published by GetSigningKeys (re-read when the file changes). Without it,
+    /// IssueContextToken is FAILED_PRECONDITION.
+    #[arg(long, env = "CONSENTRY_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+    /// The `iss` of context tokens.
+    #[arg(long, env = "CONSENTRY_TOKEN_ISSUER", default_value = DEFAULT_TOKEN_ISSUER)]
+    pub token_issuer: String,
+    /// How often the signing key file is re-read; a change signs new tokens with its first key.
+    #[arg(long, env = "CONSENTRY_SIGNING_KEY_RELOAD_INTERVAL", default_value = DEFAULT_SIGNING_KEY_RELOAD_INTERVAL, value_parser = duration)]
+    pub signing_key_reload_interval: Duration,
     /// Address of a plaintext gRPC listener that serves only `grpc.health.v1.Health` (for
     /// Kubernetes probes, which cannot speak TLS); off when unset.
     #[arg(long, env = "CONSENTRY_HEALTH_LISTEN")]
@@ -276,6 +327,9 @@ impl ServeConfig {
             tls_client_ca: None,
             tls_reload_interval: default_duration(DEFAULT_TLS_RELOAD_INTERVAL),
             health_listen: None,
+            signing_key_file: None,
+            token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
+            signing_key_reload_interval: default_duration(DEFAULT_SIGNING_KEY_RELOAD_INTERVAL),
         }
     }
 
@@ -362,6 +416,23 @@ impl ServeConfig {
         }
         if self.tls_reload_interval.is_zero() {
             problems.push("--tls-reload-interval must be more than zero".to_owned());
+        }
+        if let Some(path) = &self.signing_key_file
+            && let Err(e) = crate::token::SigningKeys::read(path)
+        {
+            problems.push(e.to_string());
+        }
+        if self.token_issuer.is_empty()
+            || self.token_issuer.len() > 256
+            || !self.token_issuer.bytes().all(|b| b.is_ascii_graphic())
+        {
+            problems.push(
+                "--token-issuer must be 1 to 256 printable ASCII characters without spaces"
+                    .to_owned(),
+            );
+        }
+        if self.signing_key_reload_interval.is_zero() {
+            problems.push("--signing-key-reload-interval must be more than zero".to_owned());
         }
         if problems.is_empty() {
             Ok(())
@@ -466,6 +537,7 @@ mod tests {
             DEFAULT_MAX_STALENESS,
             DEFAULT_CHANGE_POLL_INTERVAL,
             DEFAULT_TLS_RELOAD_INTERVAL,
+            DEFAULT_SIGNING_KEY_RELOAD_INTERVAL,
         ] {
             assert!(duration(text).is_ok_and(|d| !d.is_zero()), "{text}");
         }
@@ -560,6 +632,48 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn an_unusable_signing_key_file_is_reported_with_every_other_problem() {
+        let dir =
+            std::env::temp_dir().join(format!("consentry-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "not a key").unwrap();
+        let good = dir.join("good.pem");
+        std::fs::write(&good, crate::token::generate_pem().unwrap()).unwrap();
+        let serve = |key: &std::path::Path, extra: &[&str]| {
+            let mut args = vec![
+                "consentry",
+                "serve",
+                "--signing-key-file",
+                key.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            let Command::Serve(cfg) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not serve")
+            };
+            cfg.validate()
+        };
+        serve(&good, &[]).unwrap();
+        for bad in [dir.join("missing.pem"), not_pem] {
+            let problems = serve(&bad, &["--max-batch", "0", "--token-issuer", ""])
+                .unwrap_err()
+                .0;
+            assert_eq!(problems.len(), 3, "{problems:?}");
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("--signing-key-file: ")),
+                "{problems:?}"
+            );
+            assert!(
+                problems.iter().any(|p| p.starts_with("--token-issuer")),
+                "{problems:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -682,6 +682,49 @@ pub fn consent_prompt_to_proto(
     }
 }
 
+// Context tokens (DESIGN.md §8)
+
+/// An IssueContextToken request: its access question (no scope, no permission) and what the
+/// token is for. The tenant is validated first by the caller, for the bounds check.
+pub fn token_request_from_proto(
+    req: proto::IssueContextTokenRequest,
+) -> Valid<(AccessQuery, crate::token::TokenRequest)> {
+    let query = AccessQuery::parse_owned(OwnedAccessQuery {
+        tenant_id: req.tenant_id,
+        app_id: req.app_id,
+        user_id: req.user_id,
+        on_behalf_of: req.on_behalf_of,
+        resource: req.resource,
+        ..OwnedAccessQuery::default()
+    })?;
+    let request = crate::token::TokenRequest {
+        tenant_id: query.tenant_id.clone(),
+        app_id: query.app_id.clone(),
+        audience: crate::token::parse_audience(&req.audience)?,
+        ttl: crate::token::parse_ttl(req.ttl_seconds)?,
+    };
+    Ok((query, request))
+}
+
+/// An IssueContextToken answer: the signed token, its expiry and a message, or the refusal.
+pub fn token_to_proto(
+    outcome: Result<(String, std::time::SystemTime, String), Decision>,
+    checked_at: Revision,
+) -> proto::IssueContextTokenResponse {
+    let (issued, reason, message, token, expires_at) = match outcome {
+        Ok((token, expires, message)) => (true, Reason::Allowed, message, token, Some(expires)),
+        Err(d) => (false, d.reason, d.message, String::new(), None),
+    };
+    proto::IssueContextTokenResponse {
+        issued,
+        reason: reason_to_proto(reason).into(),
+        message,
+        token,
+        expires_at: expires_at.map(prost_types::Timestamp::from),
+        checked_at: checked_at.token(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use consentry::config::{Cli, ClientCommand, Command};
+use consentry::config::{Cli, ClientCommand, Command, TokenCommand};
 use consentry::domain::{Capabilities, Capability, ClientId, TenantBounds};
 use consentry::service::auth::{generate_key, hash_key};
 use consentry::startup::{App, shutdown_signal};
@@ -80,6 +80,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
+        Command::Keygen { out } => keygen(out.as_deref()),
+        Command::Token(TokenCommand::Verify {
+            jwks,
+            audience,
+            resource,
+            permission,
+            token,
+        }) => verify_token(&jwks, &audience, resource.zip(permission), &token),
         Command::Client(ClientCommand::Revoke { id, db }) => {
             let client_id = ClientId::parse("--id", &id)?;
             let store = consentry::store::connect(&db.database_url, 1).await?;
@@ -88,4 +96,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `consentry keygen`: a new signing key on stdout, or in a new file only its owner may read.
+fn keygen(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    let pem = consentry::token::generate_pem()?;
+    let Some(path) = out else {
+        print!("{pem}");
+        return Ok(());
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })?;
+    file.write_all(pem.as_bytes())?;
+    let keys = consentry::token::SigningKeys::parse(pem.as_bytes()).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "wrote a new signing key to {} (kid {})",
+        path.display(),
+        keys.signing_kid()
+    );
+    Ok(())
+}
+
+/// `consentry token verify`: the library's verifier, then the permission if one is asked for.
+fn verify_token(
+    jwks: &std::path::Path,
+    audience: &str,
+    check: Option<(String, String)>,
+    token: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use consentry::domain::{PermissionName, ResourcePath};
+    let text = std::fs::read_to_string(jwks)
+        .with_context(|| format!("cannot read --jwks {}", jwks.display()))?;
+    let refused =
+        |e: consentry::token::VerifyError| anyhow::anyhow!("token refused: {}: {e}", e.reason());
+    let jwks = consentry::token::Jwks::parse(&text).map_err(refused)?;
+    let claims = consentry::token::verify(token, &jwks, audience, std::time::SystemTime::now())
+        .map_err(refused)?;
+    if let Some((resource, permission)) = check {
+        let path = ResourcePath::parse("--resource", resource)?;
+        let permission = PermissionName::parse("--permission", &permission)?;
+        if !claims.allows(&path, permission) {
+            let held = claims
+                .level_at(&path)
+                .map_or_else(|| "no right".to_owned(), |r| r.to_string());
+            anyhow::bail!(
+                "token refused: PERMISSION_NOT_HELD: the token allows {held} at {path}; {permission} needs {}",
+                permission.required_right()
+            );
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&claims)?);
+    Ok(())
 }

@@ -31,6 +31,7 @@ use crate::service::{Applied, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 use crate::tls::Tls;
+use crate::token::{KeyRing, SigningKeys, TokenIssuer};
 
 /// The longest wait between two attempts to reach the database at start.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
@@ -53,6 +54,7 @@ pub struct App {
     health: HealthReporter,
     stop: watch::Sender<bool>,
     demo_key: Option<String>,
+    signing_keys: Option<Arc<KeyRing>>,
 }
 
 impl App {
@@ -61,6 +63,7 @@ impl App {
     pub async fn build(config: ServeConfig) -> anyhow::Result<App> {
         config.validate()?;
         let tls = config.tls_files().map(Tls::load).transpose()?;
+        let signing_keys = signing_keys(&config)?;
         let (stop, _) = watch::channel(false);
         // The recorder comes first: every metric handle registered after it is a live one.
         // Without `--metrics-listen` none is installed, and recording costs nothing.
@@ -107,6 +110,7 @@ impl App {
             health,
             stop,
             demo_key,
+            signing_keys,
         })
     }
 
@@ -164,6 +168,7 @@ impl App {
             caches,
             health,
             stop,
+            signing_keys,
             ..
         } = self;
         let readiness = Arc::new(Readiness::new(health.clone()).await);
@@ -181,7 +186,11 @@ impl App {
         let auth = Authenticator::new(caches.clone());
         let dyn_store: Arc<dyn Store> = store.clone();
         let admin = AdminApi::new(dyn_store, auth.clone(), Applied(caches.clone()));
-        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, config.max_batch);
+        let tokens = signing_keys
+            .clone()
+            .map(|keys| TokenIssuer::new(keys, config.token_issuer.clone()));
+        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, config.max_batch)
+            .with_tokens(tokens);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -251,6 +260,8 @@ impl App {
             tls.clone()
                 .follow(config.tls_reload_interval, stop.subscribe())
         });
+        let keys_follow = signing_keys
+            .map(|keys| keys.follow(config.signing_key_reload_interval, stop.subscribe()));
 
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -281,7 +292,7 @@ impl App {
         let _ = stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
-        if let Some(task) = tls_follow {
+        for task in [tls_follow, keys_follow].into_iter().flatten() {
             let _ = task.await;
         }
         // A probe's connection (a Watch stream never ends by itself) must not hold up the exit.
@@ -296,6 +307,24 @@ impl App {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, store.pool().close()).await;
         tracing::info!("consentry stopped");
         result
+    }
+}
+
+/// The keys that sign context tokens: the key file's, or with `--demo` and no key file a key made
+/// now and held only in memory; `None` without either.
+fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
+    match &config.signing_key_file {
+        Some(path) => Ok(Some(KeyRing::load(path.clone())?)),
+        None if config.demo => {
+            let pem = crate::token::generate_pem()?;
+            let keys = SigningKeys::parse(pem.as_bytes()).map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                kid = keys.signing_kid(),
+                "demo: context tokens are signed with a key made at start (held in memory only)"
+            );
+            Ok(Some(KeyRing::in_memory(keys)))
+        }
+        None => Ok(None),
     }
 }
 

@@ -204,6 +204,19 @@ impl Reader {
         wanted: Wanted,
         q: &AccessQuery,
     ) -> Result<(Decision, Revision), ReadError> {
+        self.evaluate(at, wanted, q, check_access).await
+    }
+
+    /// The snapshots of one access question, and `engine` over them at one revision: the
+    /// engine's decision for CheckAccess, the decision and a context token's grant for
+    /// IssueContextToken.
+    pub async fn evaluate<R>(
+        &self,
+        at: At,
+        wanted: Wanted,
+        q: &AccessQuery,
+        engine: impl FnOnce(&AccessQuery, &AppSnapshot, UserFacts<'_>) -> R,
+    ) -> Result<(R, Revision), ReadError> {
         let gather = |source| async move {
             let app = self.app_in(source, &q.tenant_id, &q.app_id).await?;
             let user = match &q.user_id {
@@ -218,7 +231,7 @@ impl Reader {
             Ok((app, [user, target]))
         };
         let (hits, revision) = self.settled(at, wanted, gather).await?;
-        Ok((decide(q, &hits), revision))
+        Ok((over_facts(q, &hits, engine), revision))
     }
 
     /// Many checks, every one decided at the same revision.
@@ -370,12 +383,21 @@ impl Reader {
 }
 
 /// The engine's decision on one query over its snapshots.
-fn decide(q: &AccessQuery, (app, [user, target]): &CheckHits) -> Decision {
+fn decide(q: &AccessQuery, hits: &CheckHits) -> Decision {
+    over_facts(q, hits, check_access)
+}
+
+/// `engine` over one query's snapshots.
+fn over_facts<R>(
+    q: &AccessQuery,
+    (app, [user, target]): &CheckHits,
+    engine: impl FnOnce(&AccessQuery, &AppSnapshot, UserFacts<'_>) -> R,
+) -> R {
     let facts = UserFacts {
         user: user.as_ref().and_then(|e| e.value.as_ref()),
         target: target.as_ref().and_then(|e| e.value.as_ref()),
     };
-    check_access(q, &app.value, facts)
+    engine(q, &app.value, facts)
 }
 
 /// Whether a request's consistency lets the cache answer as it is at `at`.

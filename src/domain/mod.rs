@@ -18,6 +18,7 @@ pub mod rights;
 pub mod rules;
 pub mod tenant;
 pub mod time;
+pub mod token;
 pub mod whitelist;
 
 #[cfg(test)]
@@ -52,4 +53,5 @@ pub use rights::{FinePermission, PermissionName, Right};
 pub use rules::{Actor, Caller, Capabilities, Capability, KeyHash, RuleError, TenantBounds};
 pub use tenant::{Role, RoleSet, Tenant, UserSnapshot};
 pub use time::Timestamp;
+pub use token::{RightAt, TokenGrant, allows_in, context_grant, level_in};
 pub use whitelist::{ContentAccess, WhitelistEntry};

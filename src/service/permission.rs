@@ -9,7 +9,7 @@ use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::status::ServiceError;
-use crate::domain::{Entity, NotFound, ValidationError};
+use crate::domain::{Entity, NotFound, RuleError, ValidationError, context_grant};
 
 use super::auth::{Authenticator, CallContext};
 use super::paging::{next_page_token, page_request};
@@ -22,6 +22,7 @@ use crate::domain::{
 use crate::proto::permission_service_server::PermissionService;
 use crate::proto::*;
 use crate::store::GrantQuery;
+use crate::token::TokenIssuer;
 
 /// The PermissionService over the cache's reader.
 pub struct PermissionApi {
@@ -30,6 +31,8 @@ pub struct PermissionApi {
     max_batch: usize,
     /// `consentry_decisions_total`, one handle per reason, in [`Reason::ALL`] order.
     decisions: [Counter; 12],
+    /// What signs context tokens; `None` without `--signing-key-file`.
+    tokens: Option<TokenIssuer>,
 }
 
 /// What a request's consistency asks for.
@@ -56,7 +59,13 @@ impl PermissionApi {
             max_batch,
             decisions: Reason::ALL
                 .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
+            tokens: None,
         }
+    }
+
+    /// The service, issuing context tokens with `tokens` when there is a key file.
+    pub fn with_tokens(self, tokens: Option<TokenIssuer>) -> Self {
+        Self { tokens, ..self }
     }
 
     /// The request's freshness check, then who is calling.
@@ -281,5 +290,63 @@ impl PermissionService for PermissionApi {
         let prompt = ConsentPrompt::of(snapshot)
             .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app))))?;
         Ok(Response::new(cv::consent_prompt_to_proto(prompt, revision)))
+    }
+
+    async fn issue_context_token(
+        &self,
+        request: Request<IssueContextTokenRequest>,
+    ) -> Result<Response<IssueContextTokenResponse>, Status> {
+        let (cx, at) = self.context(&request).await?;
+        let mut req = request.into_inner();
+        let consistency = req.consistency.take();
+        // The tenant first, as in CheckAccess: outside the caller's bounds nothing else is looked at.
+        let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
+        cx.caller.require_tenant(&tenant)?;
+        req.tenant_id = tenant.into();
+        let (query, token) = cv::token_request_from_proto(req)?;
+        let wanted = wanted(consistency.as_ref())?;
+        let Some(issuer) = &self.tokens else {
+            let why = "this server issues no context tokens: it was started without \
+                       --signing-key-file (CONSENTRY_SIGNING_KEY_FILE)";
+            return Err(ServiceError::from(RuleError::FailedPrecondition(why.to_owned())).into());
+        };
+        let (outcome, revision) = self
+            .reader
+            .evaluate(at, wanted, &query, context_grant)
+            .await?;
+        let grant = match outcome {
+            Ok(grant) => grant,
+            Err(decision) => {
+                return Ok(Response::new(cv::token_to_proto(Err(decision), revision)));
+            }
+        };
+        let message = format!(
+            "a {} token for app {} in tenant {} under {}, valid for {} s",
+            grant.policy.as_str(),
+            query.app_id,
+            query.tenant_id,
+            query.resource,
+            token.ttl.as_secs()
+        );
+        let (jws, expires_at) = issuer
+            .issue(&token, grant, revision, std::time::SystemTime::now())
+            .map_err(|e| ServiceError::Internal(format!("{e:#}")))?;
+        let issued = (jws, expires_at, message);
+        Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
+    }
+
+    async fn get_signing_keys(
+        &self,
+        request: Request<GetSigningKeysRequest>,
+    ) -> Result<Response<GetSigningKeysResponse>, Status> {
+        self.context(&request).await?;
+        let jwks = match &self.tokens {
+            Some(issuer) => issuer.jwks(),
+            // No key file: nothing is signed, so nothing is to be trusted.
+            None => crate::token::Jwks { keys: Vec::new() },
+        };
+        Ok(Response::new(GetSigningKeysResponse {
+            jwks: jwks.to_json(),
+        }))
     }
 }

@@ -10,6 +10,7 @@ mod admin;
 mod app_rights;
 mod architecture;
 mod consent_prompt;
+mod context_tokens;
 mod deploy;
 mod limits;
 mod operations;

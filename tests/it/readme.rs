@@ -78,9 +78,19 @@ fn tls_section(readme: &str) -> &str {
 /// Runs `script` with bash in `dir`, failing with its output unless it succeeds and prints each
 /// `# expect:` line of `block`.
 fn run_example(dir: &std::path::Path, block: &str, script: &str) {
+    // The examples run `consentry` as a user with the binary on their PATH would.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_consentry"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("set -euo pipefail\n{script}"))
+        .env("PATH", path)
         .current_dir(dir)
         .output()
         .unwrap();

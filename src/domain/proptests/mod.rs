@@ -8,9 +8,10 @@
 //! * `paths.rs`: rights down the path tree and path validation (§2 "Resources", "Rights");
 //! * `monotone.rs`: more rights, grants or whitelisting never take an ALLOW away, and a
 //!   downgraded manifest never widens access (§2 "Effective grant", §3);
-//! * `prompt.rs`: the consent prompt agrees with GetAppScopes and the approval rule (§8).
+//! * `prompt.rs`: the consent prompt agrees with GetAppScopes and the approval rule (§8);
 //! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
-//!   the manifest's request (§8).
+//!   the manifest's request (§8);
+//! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens").
 //!
 //! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
 
@@ -29,6 +30,7 @@ mod monotone;
 mod paths;
 mod prompt;
 mod strategies;
+mod tokens;
 
 // ---------------------------------------------------------------------------------------------
 // Pools

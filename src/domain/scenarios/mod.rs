@@ -14,7 +14,8 @@
 //! * `prompt.rs`: the consent prompt, its changes, and who may approve (§8);
 //! * `admin.rs`: who may write what (§6);
 //! * `app_rights.rs`: site-level app rights, their rule, depth and ceiling, and how they join
-//!   the effective grant (§8).
+//!   the effective grant (§8);
+//! * `tokens.rs`: what a context token says (§8 "Context tokens").
 
 #![allow(clippy::unwrap_used)]
 
@@ -31,6 +32,7 @@ mod prompt;
 mod queries;
 mod rights;
 mod steps;
+mod tokens;
 mod whitelist;
 
 // ---------------------------------------------------------------------------------------------

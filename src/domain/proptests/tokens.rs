@@ -1,0 +1,108 @@
+//! A context token's `rights` against the engine (DESIGN.md §8 "Context tokens"): on generated
+//! worlds, wherever the engine allows the token's check, the offline rule over `rights` gives,
+//! at every path under the token's resource, exactly the level the engine decides there, asked
+//! at each level and each fine-grained permission.
+
+use proptest::sample::select;
+
+use super::strategies::{ask, world};
+use super::*;
+
+/// Every name a check may ask for, parsed.
+fn every_permission() -> Vec<PermissionName> {
+    Right::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(FinePermission::ALL.iter().map(|p| p.as_str()))
+        .map(|name| PermissionName::parse("permission", name).unwrap())
+        .collect()
+}
+
+/// The token question of `ask`: no scope, no permission, at `resource`.
+fn token_query(ask: &Ask, resource: &'static str) -> AccessQuery {
+    Ask {
+        scope: "",
+        permission: "",
+        resource,
+        explain: false,
+        ..*ask
+    }
+    .query()
+}
+
+fn users_of<'w>(w: &'w World, q: &AccessQuery) -> UserFacts<'w> {
+    UserFacts {
+        user: q.user_id.as_ref().and_then(|u| w.users.get(u.as_str())),
+        target: q
+            .on_behalf_of
+            .as_ref()
+            .and_then(|u| w.users.get(u.as_str())),
+    }
+}
+
+proptest! {
+    /// For every path `q` under the resource, the offline rule over `rights` allows a permission
+    /// at `q` exactly when the engine allows it; the engine's refusals there are step 7's.
+    #[test]
+    fn the_rights_of_a_token_are_the_engines_decisions_under_its_resource(
+        w in world(),
+        a in ask(),
+        resource in select(RESOURCES.to_vec()),
+    ) {
+        let query = token_query(&a, resource);
+        let snapshot = w.snapshot();
+        let Ok(grant) = context_grant(&query, &snapshot, users_of(&w, &query)) else {
+            return Ok(());
+        };
+        let resource = path(resource);
+        for q in RESOURCES.iter().map(|p| path(p)).filter(|q| resource.covers(q)) {
+            let offline = level_in(&grant.rights, &q);
+            for permission in every_permission() {
+                let mut asked = query.clone();
+                asked.permission = Some(permission);
+                asked.resource = q.clone();
+                let d = check_access(&asked, &snapshot, users_of(&w, &asked));
+                prop_assert_eq!(
+                    d.allowed,
+                    allows_in(&grant.rights, &q, permission),
+                    "{} at {}: engine {:?} ({}), rights {:?}, offline {:?}",
+                    permission, q, d.reason, d.message, grant.rights, offline
+                );
+                if !d.allowed {
+                    prop_assert!(matches!(
+                        d.reason,
+                        Reason::AppPermissionInsufficient | Reason::UserPermissionInsufficient
+                    ), "{:?}", d.reason);
+                }
+            }
+        }
+        // Every listed path is at or below the resource, or one of its ancestors.
+        for r in &grant.rights {
+            prop_assert!(resource.covers(&r.path) || r.path.covers(&resource), "{:?}", r);
+        }
+    }
+
+    /// A token is issued exactly when the check without scope and permission allows; otherwise
+    /// the answer is that decision. Its scopes are the effective scopes GetAppScopes reports.
+    #[test]
+    fn a_token_is_issued_exactly_when_the_check_allows(
+        w in world(),
+        a in ask(),
+        resource in select(RESOURCES.to_vec()),
+    ) {
+        let query = token_query(&a, resource);
+        let snapshot = w.snapshot();
+        let decision = check_access(&query, &snapshot, users_of(&w, &query));
+        match context_grant(&query, &snapshot, users_of(&w, &query)) {
+            Ok(grant) => {
+                prop_assert!(decision.allowed);
+                let report = AppScopes::report(&snapshot).unwrap();
+                prop_assert_eq!(grant.scopes, report.effective_scopes);
+                let expected_subject = query.on_behalf_of.clone().or(query.user_id.clone());
+                prop_assert_eq!(grant.subject, expected_subject);
+                prop_assert_eq!(grant.actor.is_some(), query.on_behalf_of.is_some());
+            }
+            Err(refusal) => prop_assert_eq!(refusal, decision),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The signing keys of context tokens: a PEM file of one or more Ed25519 PKCS#8 private keys
+//! (`--signing-key-file`), the first of which signs and all of which are published as a JWK set
+//! (RFC 7517, `kty: OKP`, `crv: Ed25519`). Each key's `kid` is its RFC 7638 JWK thumbprint
+//! (SHA-256 of `{"crv":"Ed25519","kty":"OKP","x":…}`, base64url without padding), so the same
+//! key has the same id on every instance and after every restart.
+//!
+//! Invariant: only a key file that loaded whole is ever used; a change into something unusable
+//! (a half-written rotation, a key of another kind) keeps the last good set and is reported.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{Jwk, Jwks};
+use crate::tls::Reload;
+
+/// Why a key file cannot be used; the message names the flag and the file.
+#[derive(Debug, thiserror::Error)]
+#[error("--signing-key-file: {path}: {problem}")]
+pub struct KeyFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key: the `kid` it is published under.
+pub fn kid(key: &VerifyingKey) -> String {
+    let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
+    // The required members in lexicographic order, no whitespace (RFC 7638 §3.2).
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// A set of signing keys, in file order: the first signs.
+pub struct SigningKeys {
+    keys: Vec<(String, SigningKey)>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.keys.iter().map(|(kid, _)| kid.as_str()).collect();
+        f.debug_struct("SigningKeys").field("kids", &kids).finish()
+    }
+}
+
+impl SigningKeys {
+    /// The keys of a PEM text: every section must be a PKCS#8 `PRIVATE KEY` of an Ed25519
+    /// key, and there must be at least one. The problem says what is wrong, never the key.
+    pub fn parse(pem: &[u8]) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (i, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
+            let n = i + 1;
+            let (kind, der) = section.map_err(|e| format!("is not valid PEM ({e})"))?;
+            if kind != SectionKind::PrivateKey {
+                return Err(format!(
+                    "PEM section {n} is a {kind:?}; only PKCS#8 PRIVATE KEY sections of Ed25519 \
+                     keys are allowed"
+                ));
+            }
+            let key = SigningKey::from_pkcs8_der(&der).map_err(|e| {
+                format!("PEM section {n} is not an Ed25519 PKCS#8 private key ({e})")
+            })?;
+            let id = kid(&key.verifying_key());
+            if keys.iter().any(|(k, _)| *k == id) {
+                return Err(format!("PEM section {n} repeats the key {id}"));
+            }
+            keys.push((id, key));
+        }
+        if keys.is_empty() {
+            return Err("holds no PEM private key (generate one with `consentry keygen`)".into());
+        }
+        Ok(Self { keys })
+    }
+
+    /// Reads and parses a key file.
+    pub fn read(path: &Path) -> Result<(Self, [u8; 32]), KeyFileError> {
+        let fail = |problem: String| KeyFileError {
+            path: path.to_owned(),
+            problem,
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it ({e})")))?;
+        let digest = Sha256::digest(&bytes).into();
+        Ok((Self::parse(&bytes).map_err(fail)?, digest))
+    }
+
+    /// The `kid` of the key that signs.
+    pub fn signing_kid(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// Every key's id, in file order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(kid, _)| kid.as_str())
+    }
+
+    /// Signs `message` with the first key.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.keys[0].1.sign(message).to_bytes()
+    }
+
+    /// The public keys as a JWK set, in file order.
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: self
+                .keys
+                .iter()
+                .map(|(kid, key)| Jwk::ed25519(kid, &key.verifying_key()))
+                .collect(),
+        }
+    }
+}
+
+/// A new Ed25519 private key as a PKCS#8 PEM text (what `consentry keygen` writes).
+pub fn generate_pem() -> anyhow::Result<String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    seed.fill(0);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| anyhow::anyhow!("cannot encode the key: {e}"))?;
+    Ok(pem.to_string())
+}
+
+/// The key file in use, re-read while serving.
+pub struct KeyRing {
+    /// The key file; `None` for keys held only in memory (the `--demo` key).
+    path: Option<PathBuf>,
+    current: ArcSwap<SigningKeys>,
+    digest: std::sync::Mutex<[u8; 32]>,
+}
+
+impl KeyRing {
+    /// Loads the key file; the error names the flag and the file.
+    pub fn load(path: PathBuf) -> Result<Arc<KeyRing>, KeyFileError> {
+        let (keys, digest) = SigningKeys::read(&path)?;
+        tracing::info!(path = %path.display(), kids = ?keys.kids().collect::<Vec<_>>(), "context token signing keys loaded");
+        Ok(Arc::new(KeyRing {
+            path: Some(path),
+            current: ArcSwap::from_pointee(keys),
+            digest: std::sync::Mutex::new(digest),
+        }))
+    }
+
+    /// Keys held only in memory, never re-read: `--demo` without `--signing-key-file` signs with
+    /// a key made at start, and its tokens stop verifying when the process ends.
+    pub fn in_memory(keys: SigningKeys) -> Arc<KeyRing> {
+        Arc::new(KeyRing {
+            path: None,
+            current: ArcSwap::from_pointee(keys),
+            digest: std::sync::Mutex::new([0; 32]),
+        })
+    }
+
+    /// The keys in use now.
+    pub fn keys(&self) -> Arc<SigningKeys> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the file; a change that loads whole replaces the keys in use.
+    pub fn reload(&self) -> Reload {
+        let Some(path) = &self.path else {
+            return Reload::Unchanged;
+        };
+        let outcome = match SigningKeys::read(path) {
+            Ok((keys, digest)) => {
+                let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                if *held == digest {
+                    return Reload::Unchanged;
+                }
+                tracing::info!(
+                    path = %path.display(),
+                    kids = ?keys.kids().collect::<Vec<_>>(),
+                    "signing key file changed; new tokens are signed with its first key"
+                );
+                self.current.store(Arc::new(keys));
+                *held = digest;
+                Reload::Applied
+            }
+            Err(e) => {
+                let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+                // Report an unusable file once per change of its contents, not on every look.
+                let digest: [u8; 32] = std::fs::read(path)
+                    .map(|b| Sha256::digest(b).into())
+                    .unwrap_or_default();
+                if *held == digest {
+                    return Reload::Unchanged;
+                }
+                *held = digest;
+                tracing::warn!(error = %e, "signing key file changed but cannot be used; still signing with the previous keys");
+                Reload::Refused
+            }
+        };
+        let result = match outcome {
+            Reload::Applied => "applied",
+            _ => "refused",
+        };
+        metrics::counter!("consentry_signing_key_reloads_total", "result" => result).increment(1);
+        outcome
+    }
+
+    /// Re-reads the file every `interval` until `stop` (keys held in memory: never).
+    pub fn follow(
+        self: Arc<Self>,
+        interval: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let ring = self.clone();
+                        // File reads are blocking; keep them off the runtime's workers.
+                        let _ = tokio::task::spawn_blocking(move || ring.reload()).await;
+                    }
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_generated_key_parses_and_its_kid_is_its_thumbprint() {
+        let pem = generate_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let keys = SigningKeys::parse(pem.as_bytes()).unwrap();
+        let jwks = keys.jwks();
+        assert_eq!(jwks.keys.len(), 1);
+        assert_eq!(jwks.keys[0].kid, keys.signing_kid());
+        assert_eq!(keys.signing_kid().len(), 43, "a base64url SHA-256");
+    }
+
+    #[test]
+    fn the_rfc_8037_example_key_has_the_rfc_thumbprint() {
+        // RFC 8037 appendix A.1 (the key) and A.3 (its RFC 7638 thumbprint).
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+        assert_eq!(kid(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    }
+
+    #[test]
+    fn several_keys_sign_with_the_first_and_publish_all() {
+        let (a, b) = (generate_pem().unwrap(), generate_pem().unwrap());
+        let keys = SigningKeys::parse(format!("{b}{a}").as_bytes()).unwrap();
+        let first = SigningKeys::parse(b.as_bytes()).unwrap();
+        assert_eq!(keys.signing_kid(), first.signing_kid());
+        assert_eq!(keys.kids().count(), 2);
+        assert!(SigningKeys::parse(format!("{a}{a}").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_changed_file_is_applied_and_an_unusable_one_keeps_the_last_good_keys() {
+        let dir = std::env::temp_dir().join(format!("consentry-keyring-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.pem");
+        let (one, two) = (generate_pem().unwrap(), generate_pem().unwrap());
+        std::fs::write(&path, &one).unwrap();
+        let ring = KeyRing::load(path.clone()).unwrap();
+        let first = ring.keys().signing_kid().to_owned();
+        assert_eq!(ring.reload(), Reload::Unchanged);
+        std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\nhalf a rota").unwrap();
+        assert_eq!(ring.reload(), Reload::Refused);
+        assert_eq!(ring.reload(), Reload::Unchanged, "reported once per change");
+        assert_eq!(ring.keys().signing_kid(), first);
+        std::fs::write(&path, format!("{two}{one}")).unwrap();
+        assert_eq!(ring.reload(), Reload::Applied);
+        let keys = ring.keys();
+        assert_ne!(keys.signing_kid(), first);
+        assert_eq!(keys.kids().nth(1), Some(first.as_str()));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            ring.reload(),
+            Reload::Refused,
+            "a missing file keeps the keys too"
+        );
+        assert_eq!(ring.keys().kids().count(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn files_that_are_not_ed25519_pkcs8_keys_are_refused_without_printing_them() {
+        let not_pem = SigningKeys::parse(b"hello").unwrap_err();
+        assert!(not_pem.contains("no PEM private key"), "{not_pem}");
+        let cert = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        let other_kind = cert.signing_key.serialize_pem();
+        let refused = SigningKeys::parse(other_kind.as_bytes()).unwrap_err();
+        assert!(refused.contains("not an Ed25519"), "{refused}");
+        let certificate = SigningKeys::parse(cert.cert.pem().as_bytes()).unwrap_err();
+        assert!(certificate.contains("Certificate"), "{certificate}");
+        assert!(!refused.contains("BEGIN"));
+    }
+}

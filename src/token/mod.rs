@@ -1,0 +1,437 @@
+//! Context tokens (DESIGN.md §8): compact JWS (RFC 7515) signed with Ed25519 (`alg: EdDSA`,
+//! RFC 8037), their claims, how IssueContextToken signs them, and the verifier a downstream
+//! service runs offline ([`verify`]) with the rights rule over the claims ([`Claims::level_at`],
+//! [`Claims::allows`]). `consentry token verify` is this verifier on the command line.
+//!
+//! No JWT crate: the format needs base64url, JSON and one signature scheme, which
+//! `ed25519-dalek`, `base64` and `serde_json` give with a small, audited surface and no RSA.
+
+pub mod keys;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::token::{RightAt, TokenGrant, allows_in, level_in};
+use crate::domain::{AppId, PermissionName, ResourcePath, Revision, Right, TenantId};
+pub use keys::{KeyFileError, KeyRing, SigningKeys, generate_pem, kid};
+
+/// The ttl of a token when the request asks for none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// The longest ttl a token may have.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+/// The longest audience, in bytes.
+pub const MAX_AUDIENCE_BYTES: usize = 256;
+
+/// One public key of a JWK set (RFC 7517, RFC 8037).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Always `OKP`.
+    pub kty: String,
+    /// Always `Ed25519`.
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// The key id tokens name in their header.
+    pub kid: String,
+    /// `EdDSA`.
+    #[serde(default)]
+    pub alg: String,
+    /// `sig`.
+    #[serde(rename = "use", default)]
+    pub use_: String,
+}
+
+impl Jwk {
+    /// The JWK of an Ed25519 public key.
+    pub fn ed25519(kid: &str, key: &VerifyingKey) -> Self {
+        Self {
+            kty: "OKP".to_owned(),
+            crv: "Ed25519".to_owned(),
+            x: URL_SAFE_NO_PAD.encode(key.as_bytes()),
+            kid: kid.to_owned(),
+            alg: "EdDSA".to_owned(),
+            use_: "sig".to_owned(),
+        }
+    }
+}
+
+/// A JWK set: what GetSigningKeys answers and what a verifier trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+impl Jwks {
+    /// Parses the JSON text of a JWK set.
+    pub fn parse(json: &str) -> Result<Self, VerifyError> {
+        serde_json::from_str(json).map_err(|e| VerifyError::BadJwks(e.to_string()))
+    }
+
+    /// The JSON text of the set.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// `act`: who acts on behalf of the subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActClaim {
+    /// The signed-in user.
+    pub sub: String,
+}
+
+/// The claims of a context token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuer (`--token-issuer`).
+    pub iss: String,
+    /// The audience the caller named.
+    pub aud: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: i64,
+    /// A random id.
+    pub jti: String,
+    /// The tenant.
+    pub tid: String,
+    /// The application.
+    pub app: String,
+    /// The user whose rights count; absent for an app-only token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The signed-in user, when acting on behalf of `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<ActClaim>,
+    /// The effective scopes.
+    pub scp: Vec<String>,
+    /// The policy the check applied: `USER_AND_APP`, `USER_ONLY` or `APP_ONLY`.
+    pub pol: String,
+    /// The revision the token was evaluated at (a token for `at_least_as_fresh`).
+    pub rev: String,
+    /// The rights under the token's resource (see [`Claims::level_at`]).
+    #[serde(with = "wire_rights")]
+    pub rights: Vec<RightAt>,
+}
+
+impl Claims {
+    /// The level the token allows at `path`: the highest listed at `path` or an ancestor. Exact
+    /// for paths under the resource the token was issued for; never more than the engine's
+    /// answer elsewhere.
+    pub fn level_at(&self, path: &ResourcePath) -> Option<Right> {
+        level_in(&self.rights, path)
+    }
+
+    /// Whether the token allows `permission` (a level or a fine-grained permission) at `path`.
+    pub fn allows(&self, path: &ResourcePath, permission: PermissionName) -> bool {
+        allows_in(&self.rights, path, permission)
+    }
+}
+
+/// `rights` on the wire: `[{"path": "/hr", "level": "READ"}, …]`.
+mod wire_rights {
+    use super::*;
+    use serde::de::Error as _;
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        path: String,
+        level: String,
+    }
+
+    pub fn serialize<S: serde::Serializer>(rights: &[RightAt], s: S) -> Result<S::Ok, S::Error> {
+        let entries: Vec<Entry> = rights
+            .iter()
+            .map(|r| Entry {
+                path: r.path.to_string(),
+                level: r.level.as_str().to_owned(),
+            })
+            .collect();
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RightAt>, D::Error> {
+        Vec::<Entry>::deserialize(d)?
+            .into_iter()
+            .map(|e| {
+                let path = ResourcePath::parse("rights.path", e.path).map_err(D::Error::custom)?;
+                let level = Right::from_name(&e.level)
+                    .ok_or_else(|| D::Error::custom(format!("{:?} is not a level", e.level)))?;
+                Ok(RightAt { path, level })
+            })
+            .collect()
+    }
+}
+
+/// Why a token is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a compact JWS: three base64url parts, a JSON header.
+    #[error("not a compact JWS: {0}")]
+    Malformed(String),
+    /// The header names an algorithm other than EdDSA (`none` included).
+    #[error("algorithm {0:?} is not accepted; only EdDSA is")]
+    Algorithm(String),
+    /// No key of the set has the header's `kid`.
+    #[error("no published key has kid {0:?}")]
+    UnknownKey(String),
+    /// The signature does not verify with the named key.
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// The payload is not the claims of a context token.
+    #[error("the claims are not those of a context token: {0}")]
+    BadClaims(String),
+    /// `exp` is not after now.
+    #[error("expired at {exp} (now {now}, seconds since the Unix epoch)")]
+    Expired {
+        /// The token's `exp`.
+        exp: i64,
+        /// The time it was verified at.
+        now: i64,
+    },
+    /// `aud` is not the audience the verifier expects.
+    #[error("issued for audience {got:?}, not {expected:?}")]
+    WrongAudience {
+        /// The audience the verifier expects.
+        expected: String,
+        /// The token's `aud`.
+        got: String,
+    },
+    /// The JWK set cannot be used.
+    #[error("the JWK set cannot be used: {0}")]
+    BadJwks(String),
+}
+
+impl VerifyError {
+    /// A fixed token naming the reason, for scripts and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) => "MALFORMED",
+            VerifyError::Algorithm(_) => "ALGORITHM_NOT_ACCEPTED",
+            VerifyError::UnknownKey(_) => "UNKNOWN_KEY",
+            VerifyError::BadSignature => "BAD_SIGNATURE",
+            VerifyError::BadClaims(_) => "BAD_CLAIMS",
+            VerifyError::Expired { .. } => "EXPIRED",
+            VerifyError::WrongAudience { .. } => "WRONG_AUDIENCE",
+            VerifyError::BadJwks(_) => "BAD_JWKS",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: String,
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+/// Verifies a compact JWS context token offline: the header (`alg: EdDSA`, a `kid` the set
+/// publishes), the Ed25519 signature over `header.payload`, the claims, `exp` after `now`, and
+/// `aud` equal to `audience`. What a downstream service does before it trusts a token.
+pub fn verify(
+    token: &str,
+    jwks: &Jwks,
+    audience: &str,
+    now: SystemTime,
+) -> Result<Claims, VerifyError> {
+    let malformed = |why: &str| VerifyError::Malformed(why.to_owned());
+    let mut parts = token.trim().split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("it does not have three dot-separated parts"));
+    };
+    let decode = |part: &str, what: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| malformed(&format!("the {what} is not base64url")))
+    };
+    let header: Header = serde_json::from_slice(&decode(header_b64, "header")?)
+        .map_err(|_| malformed("the header is not a JOSE header"))?;
+    if header.alg != "EdDSA" {
+        return Err(VerifyError::Algorithm(header.alg));
+    }
+    let jwk = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == header.kid)
+        .ok_or_else(|| VerifyError::UnknownKey(header.kid.clone()))?;
+    if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
+        return Err(VerifyError::BadJwks(format!(
+            "key {} is {} {}, not OKP Ed25519",
+            jwk.kid, jwk.kty, jwk.crv
+        )));
+    }
+    let x: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(&jwk.x)
+        .ok()
+        .and_then(|x| x.try_into().ok())
+        .ok_or_else(|| VerifyError::BadJwks(format!("key {} has no 32-byte x", jwk.kid)))?;
+    let key = VerifyingKey::from_bytes(&x)
+        .map_err(|_| VerifyError::BadJwks(format!("key {} is not an Ed25519 point", jwk.kid)))?;
+    let signature: [u8; 64] = decode(signature_b64, "signature")?
+        .try_into()
+        .map_err(|_| VerifyError::BadSignature)?;
+    let signed = &token.trim()[..header_b64.len() + 1 + payload_b64.len()];
+    key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&signature))
+        .map_err(|_| VerifyError::BadSignature)?;
+    let claims: Claims = serde_json::from_slice(&decode(payload_b64, "payload")?)
+        .map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+    let now = unix_seconds(now);
+    if claims.exp <= now {
+        return Err(VerifyError::Expired {
+            exp: claims.exp,
+            now,
+        });
+    }
+    if claims.aud != audience {
+        return Err(VerifyError::WrongAudience {
+            expected: audience.to_owned(),
+            got: claims.aud,
+        });
+    }
+    Ok(claims)
+}
+
+/// Signs `claims` with the first key of `keys`: the compact JWS.
+pub fn sign(claims: &Claims, keys: &SigningKeys) -> String {
+    let header = Header {
+        alg: "EdDSA".to_owned(),
+        typ: Some("JWT".to_owned()),
+        kid: keys.signing_kid().to_owned(),
+    };
+    let mut token = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(json(&header)),
+        URL_SAFE_NO_PAD.encode(json(claims))
+    );
+    let signature = keys.sign(token.as_bytes());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    token
+}
+
+/// The JSON of a header or claims (plain structs of strings and numbers: always serialisable).
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// What a token is about, beyond its grant: validated request fields.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The application.
+    pub app_id: AppId,
+    /// The audience.
+    pub audience: String,
+    /// How long the token lives.
+    pub ttl: Duration,
+}
+
+/// Validates an audience: 1–256 bytes of printable ASCII.
+pub fn parse_audience(value: &str) -> crate::domain::Valid<String> {
+    use crate::domain::ValidationError;
+    if value.is_empty() {
+        return Err(ValidationError::new("audience", "is required"));
+    }
+    if value.len() > MAX_AUDIENCE_BYTES {
+        return Err(ValidationError::new(
+            "audience",
+            format_args!(
+                "is {} bytes long; at most {MAX_AUDIENCE_BYTES} are allowed",
+                value.len()
+            ),
+        ));
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        let prefix: String = value.chars().take(16).collect();
+        return Err(ValidationError::new(
+            "audience",
+            format_args!("must be printable ASCII (got {prefix:?}…)"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Validates `ttl_seconds`: 0 is the default, else 1 to 3600.
+pub fn parse_ttl(seconds: i64) -> crate::domain::Valid<Duration> {
+    match seconds {
+        0 => Ok(DEFAULT_TTL),
+        s if s >= 1 && s <= MAX_TTL.as_secs() as i64 => Ok(Duration::from_secs(s as u64)),
+        s => Err(crate::domain::ValidationError::new(
+            "ttl_seconds",
+            format_args!(
+                "is {s}; use 1 to {} seconds, or 0 for the default {}",
+                MAX_TTL.as_secs(),
+                DEFAULT_TTL.as_secs()
+            ),
+        )),
+    }
+}
+
+/// Signs context tokens with the keys of a [`KeyRing`] as `issuer`.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    keys: std::sync::Arc<KeyRing>,
+    issuer: String,
+}
+
+impl TokenIssuer {
+    /// An issuer signing with `keys` under the name `issuer`.
+    pub fn new(keys: std::sync::Arc<KeyRing>, issuer: String) -> Self {
+        Self { keys, issuer }
+    }
+
+    /// The published keys, as a JWK set.
+    pub fn jwks(&self) -> Jwks {
+        self.keys.keys().jwks()
+    }
+
+    /// The token for `grant`, issued `now` at `revision`, and when it expires.
+    pub fn issue(
+        &self,
+        request: &TokenRequest,
+        grant: TokenGrant,
+        revision: Revision,
+        now: SystemTime,
+    ) -> anyhow::Result<(String, SystemTime)> {
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|e| anyhow::anyhow!("no randomness for a jti: {e}"))?;
+        let iat = unix_seconds(now);
+        let expires = UNIX_EPOCH + Duration::from_secs(iat.max(0) as u64) + request.ttl;
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: request.audience.clone(),
+            iat,
+            exp: iat + request.ttl.as_secs() as i64,
+            jti: URL_SAFE_NO_PAD.encode(jti),
+            tid: request.tenant_id.to_string(),
+            app: request.app_id.to_string(),
+            sub: grant.subject.map(|u| u.to_string()),
+            act: grant.actor.map(|u| ActClaim { sub: u.to_string() }),
+            scp: grant.scopes.iter().map(|s| s.to_string()).collect(),
+            pol: grant.policy.as_str().to_owned(),
+            rev: revision.token(),
+            rights: grant.rights,
+        };
+        Ok((sign(&claims, &self.keys.keys()), expires))
+    }
+}
+
+#[cfg(test)]
+mod tests;
