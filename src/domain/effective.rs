@@ -107,19 +107,15 @@ impl EffectiveGrant {
             })
             .cloned()
             .collect();
-        // The resolved requests and the site-level app rights alike, each at the lower of its
-        // right and the current request; one per resource (the higher where both name one),
-        // by level, then resource.
+        // The resolved requests, then the site-level app rights, which replace a resolved
+        // request at the same resource (DESIGN.md §8: granting where an app right is replaces
+        // it); each at the lower of its right and the current request, by level, then resource.
         let mut by_resource: BTreeMap<(ScopeLevel, &ResourcePath), Right> = BTreeMap::new();
         for r in consent.resolved_requests.iter().chain(&consent.app_rights) {
             let Some(&now) = current.permission_requests.get(&r.scope_level) else {
                 continue;
             };
-            let right = r.right.min(now);
-            by_resource
-                .entry((r.scope_level, &r.resource))
-                .and_modify(|held| *held = (*held).max(right))
-                .or_insert(right);
+            by_resource.insert((r.scope_level, &r.resource), r.right.min(now));
         }
         let app_rights = by_resource
             .into_iter()

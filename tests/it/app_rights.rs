@@ -246,7 +246,7 @@ async fn app_rights_grant_access_survive_reapproval_and_go_with_revocation(db: &
         (before["right"].as_str(), after["right"].as_str()),
         (Some("MANAGE"), Some("READ"))
     );
-    // An app right where the consent resolved a request counts at the higher of the two.
+    // An app right where the consent resolved a request replaces it (here raising it).
     ok(a.grant_app_right(
         boot.user("owner")
             .r(app_right_req(ACME, "crm", "/hr", Right::Manage)),

@@ -309,8 +309,21 @@ fn granting_again_at_a_path_replaces_and_revoking_removes() {
 }
 
 #[test]
-fn an_app_right_where_the_consent_resolved_a_request_counts_at_the_higher_right() {
-    // The consent resolved the site collection to /hr at WRITE; an app right there at MANAGE.
+fn an_app_right_where_the_consent_resolved_a_request_replaces_it() {
+    // The consent resolved the site collection to /hr at WRITE; an app right there at READ
+    // lowers it, one at MANAGE raises it.
+    let lowered = World::new()
+        .grant_app_right("boss", "/hr", Right::Read)
+        .unwrap();
+    assert_eq!(
+        lowered.report().app_grants,
+        [resolved(ScopeLevel::SiteCollection, Right::Read, "/hr")]
+    );
+    assert_allowed(&lowered.check(perm("owner", "READ", "/hr")));
+    assert_denied(
+        &lowered.check(perm("owner", "WRITE", "/hr")),
+        Reason::AppPermissionInsufficient,
+    );
     let w = World::new()
         .grant_app_right("boss", "/hr", Right::Manage)
         .unwrap();
