@@ -31,7 +31,7 @@ use crate::service::{Applied, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 use crate::tls::Tls;
-use crate::token::{KeyRing, SigningKeys, TokenIssuer};
+use crate::token::{KeyRing, TokenIssuer};
 
 /// The longest wait between two attempts to reach the database at start.
 const MAX_START_BACKOFF: Duration = Duration::from_secs(5);
@@ -310,20 +310,11 @@ impl App {
     }
 }
 
-/// The keys that sign context tokens: the key file's, or with `--demo` and no key file a key made
-/// now and held only in memory; `None` without either.
+/// The keys that sign context tokens: the key file's; `None` without one (DESIGN.md §8: no key
+/// file, no tokens, the demo included).
 fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
     match &config.signing_key_file {
         Some(path) => Ok(Some(KeyRing::load(path.clone())?)),
-        None if config.demo => {
-            let pem = crate::token::generate_pem()?;
-            let keys = SigningKeys::parse(pem.as_bytes()).map_err(anyhow::Error::msg)?;
-            tracing::info!(
-                kid = keys.signing_kid(),
-                "demo: context tokens are signed with a key made at start (held in memory only)"
-            );
-            Ok(Some(KeyRing::in_memory(keys)))
-        }
         None => Ok(None),
     }
 }

@@ -134,8 +134,8 @@ pub fn generate_pem() -> anyhow::Result<String> {
 
 /// The key file in use, re-read while serving.
 pub struct KeyRing {
-    /// The key file; `None` for keys held only in memory (the `--demo` key).
-    path: Option<PathBuf>,
+    /// The key file.
+    path: PathBuf,
     current: ArcSwap<SigningKeys>,
     digest: std::sync::Mutex<[u8; 32]>,
 }
@@ -146,20 +146,10 @@ impl KeyRing {
         let (keys, digest) = SigningKeys::read(&path)?;
         tracing::info!(path = %path.display(), kids = ?keys.kids().collect::<Vec<_>>(), "context token signing keys loaded");
         Ok(Arc::new(KeyRing {
-            path: Some(path),
+            path,
             current: ArcSwap::from_pointee(keys),
             digest: std::sync::Mutex::new(digest),
         }))
-    }
-
-    /// Keys held only in memory, never re-read: `--demo` without `--signing-key-file` signs with
-    /// a key made at start, and its tokens stop verifying when the process ends.
-    pub fn in_memory(keys: SigningKeys) -> Arc<KeyRing> {
-        Arc::new(KeyRing {
-            path: None,
-            current: ArcSwap::from_pointee(keys),
-            digest: std::sync::Mutex::new([0; 32]),
-        })
     }
 
     /// The keys in use now.
@@ -169,17 +159,14 @@ impl KeyRing {
 
     /// Re-reads the file; a change that loads whole replaces the keys in use.
     pub fn reload(&self) -> Reload {
-        let Some(path) = &self.path else {
-            return Reload::Unchanged;
-        };
-        let outcome = match SigningKeys::read(path) {
+        let outcome = match SigningKeys::read(&self.path) {
             Ok((keys, digest)) => {
                 let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
                 if *held == digest {
                     return Reload::Unchanged;
                 }
                 tracing::info!(
-                    path = %path.display(),
+                    path = %self.path.display(),
                     kids = ?keys.kids().collect::<Vec<_>>(),
                     "signing key file changed; new tokens are signed with its first key"
                 );
@@ -190,7 +177,7 @@ impl KeyRing {
             Err(e) => {
                 let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
                 // Report an unusable file once per change of its contents, not on every look.
-                let digest: [u8; 32] = std::fs::read(path)
+                let digest: [u8; 32] = std::fs::read(&self.path)
                     .map(|b| Sha256::digest(b).into())
                     .unwrap_or_default();
                 if *held == digest {
@@ -209,7 +196,7 @@ impl KeyRing {
         outcome
     }
 
-    /// Re-reads the file every `interval` until `stop` (keys held in memory: never).
+    /// Re-reads the file every `interval` until `stop`.
     pub fn follow(
         self: Arc<Self>,
         interval: Duration,

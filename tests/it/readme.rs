@@ -43,8 +43,25 @@ async fn every_readme_example_works_against_a_demo_server() {
         .flat_map(|b| b.lines())
         .find(|l| l.starts_with("KEY="))
         .expect("README sets KEY");
+    // The demo as the README starts it for the context token example: with a key from keygen.
+    for line in [
+        "cargo run --release -- keygen --out signing.pem",
+        "cargo run --release -- serve --demo --signing-key-file signing.pem",
+    ] {
+        assert!(readme.contains(line), "README says: {line}");
+    }
+    let dir = TempDir::new("readme-key");
+    let key = dir.0.join("signing.pem");
+    let keygen = Command::new(env!("CARGO_BIN_EXE_consentry"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "keygen: {keygen:?}");
     let db = TestDb::sqlite().await;
-    let server = BinaryServer::start(&db.url, &["--demo"]).await;
+    let key_arg = key.to_string_lossy().into_owned();
+    let server =
+        BinaryServer::start(&db.url, &["--demo", "--signing-key-file", key_arg.as_str()]).await;
     assert_eq!(
         server.stdout.first().map(String::as_str),
         key_line.strip_prefix("KEY="),
