@@ -15,7 +15,9 @@
 //! * user `alice` with 200 rights spread over a tree of 10 site collections × 5 webs × 3 lists
 //!   (the first 200 of its 210 nodes in depth-first order, levels cycling READ, WRITE, MANAGE,
 //!   FULL_CONTROL; so she holds READ on `/s04`, WRITE on each of its webs, FULL_CONTROL on
-//!   `/s04/w02/l01`), and `bob`, a DELEGATE, for the on-behalf-of query.
+//!   `/s04/w02/l01`), `bob`, a DELEGATE, for the on-behalf-of query, and `erin`, an API user
+//!   (DESIGN.md §8) without roles, narrowed to `api:00` … `api:09` and acting with `as_user`,
+//!   for the same query as an API user.
 //!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`.
 
@@ -25,10 +27,10 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use consentry::domain::{
-    AccessQuery, App, AppId, AppKind, AppSnapshot, Consent, ContentAccess, Environment, Manifest,
-    Name, PermissionRequest, Principal, RawAccessQuery, Reason, ResolvedRequest, ResourcePath,
-    Right, Role, RoleSet, ScopeLevel, Tenant, TenantId, Timestamp, UserFacts, UserSnapshot,
-    WhitelistEntry, check_access,
+    AccessQuery, ApiUser, App, AppId, AppKind, AppSnapshot, Consent, ContentAccess, Environment,
+    Manifest, Name, PermissionRequest, Principal, RawAccessQuery, Reason, ResolvedRequest,
+    ResourcePath, Right, Role, RoleSet, ScopeLevel, Tenant, TenantId, Timestamp, UserFacts,
+    UserSnapshot, WhitelistEntry, check_access,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -126,6 +128,12 @@ fn bench_engine(c: &mut Criterion) {
     assert_eq!(rights.len(), 200);
     let alice = UserSnapshot::new(RoleSet::EMPTY, rights.clone());
     let bob = UserSnapshot::new(RoleSet::of([Role::Delegate]), []);
+    let erin = UserSnapshot::new(RoleSet::EMPTY, []).with_api_user(ApiUser {
+        scopes: (0..10)
+            .map(|i| consentry::domain::Scope::parse("scope", format!("api:{i:02}")).unwrap())
+            .collect(),
+        as_user: true,
+    });
     let map: HashMap<ResourcePath, Right> = rights.into_iter().collect();
     let deep = path("/s04/w02/l01/folder/item");
 
@@ -157,6 +165,10 @@ fn bench_engine(c: &mut Criterion) {
         resource: deep.as_str(),
         ..Default::default()
     });
+    let api_user_on_behalf = AccessQuery {
+        user_id: Some(consentry::domain::UserId::parse("user_id", "erin").unwrap()),
+        ..on_behalf.clone()
+    };
     let explained = AccessQuery {
         explain: true,
         ..allowed_deep.clone()
@@ -170,12 +182,17 @@ fn bench_engine(c: &mut Criterion) {
         user: Some(&bob),
         target: Some(&alice),
     };
+    let api_user_users = UserFacts {
+        user: Some(&erin),
+        target: Some(&alice),
+    };
     // The cases must decide as described, or the figures measure something else.
     for (q, facts, want) in [
         (&allowed_deep, users, Reason::Allowed),
         (&scope_only, users, Reason::Allowed),
         (&denied_deep, users, Reason::UserPermissionInsufficient),
         (&on_behalf, obo_users, Reason::Allowed),
+        (&api_user_on_behalf, api_user_users, Reason::Allowed),
         (&explained, users, Reason::Allowed),
     ] {
         assert_eq!(check_access(q, &snapshot, facts).reason, want);
@@ -199,6 +216,15 @@ fn bench_engine(c: &mut Criterion) {
     });
     group.bench_function("check/allowed_on_behalf_of", |b| {
         b.iter(|| check_access(black_box(&on_behalf), black_box(&snapshot), obo_users))
+    });
+    group.bench_function("check/allowed_api_user_as_user", |b| {
+        b.iter(|| {
+            check_access(
+                black_box(&api_user_on_behalf),
+                black_box(&snapshot),
+                api_user_users,
+            )
+        })
     });
     group.bench_function("check/allowed_deep_path_explain", |b| {
         b.iter(|| check_access(black_box(&explained), black_box(&snapshot), users))

@@ -334,17 +334,33 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         }
     };
 
-    // 4. Scope.
-    match &query.scope {
-        None => eval.pass(Step::Scope, || "no scope asked for".to_owned()),
-        Some(scope) if grant.scopes.contains(scope) => {
-            eval.pass(Step::Scope, || format!("scope {scope} is granted"))
-        }
-        Some(scope) => {
+    // 4. Scope: effective for the app and, when the signed-in user is an API user, among
+    // their scopes too (DESIGN.md §8).
+    let api_user = query
+        .user_id
+        .as_ref()
+        .zip(users.user.and_then(|u| u.api_user.as_ref()));
+    match (&query.scope, api_user) {
+        (None, _) => eval.pass(Step::Scope, || "no scope asked for".to_owned()),
+        (Some(scope), _) if !grant.scopes.contains(scope) => {
             return eval.deny(
                 Step::Scope,
                 Reason::ScopeNotGranted,
                 scope_refusal(scope, app),
+            );
+        }
+        (Some(scope), None) => eval.pass(Step::Scope, || format!("scope {scope} is granted")),
+        (Some(scope), Some((user, api))) if api.allows(scope) => eval.pass(Step::Scope, || {
+            format!("scope {scope} is granted and among the scopes of API user {user}")
+        }),
+        (Some(scope), Some((user, api))) => {
+            return eval.deny(
+                Step::Scope,
+                Reason::ScopeNotGranted,
+                format!(
+                    "scope {scope} is not granted: it is not among the scopes of API user {user} ({})",
+                    api.scopes_text()
+                ),
             );
         }
     }
@@ -373,20 +389,24 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
     let mut subject = (query.user_id.as_ref(), user_facts);
     if let Some(target) = &query.on_behalf_of {
         let target_facts = users.target.unwrap_or(&UNKNOWN_USER);
-        if let Err(why) = impersonation(
+        let by = match impersonation(
             query.user_id.as_ref(),
             user_facts,
             target,
             target_facts,
             app.content_access(),
         ) {
-            return eval.deny(Step::OnBehalfOf, Reason::ImpersonationNotAllowed, why);
-        }
+            Ok(by) => by,
+            Err(why) => return eval.deny(Step::OnBehalfOf, Reason::ImpersonationNotAllowed, why),
+        };
         eval.pass(Step::OnBehalfOf, || {
-            format!(
-                "{} acts on behalf of managed user {target}",
-                query.user_id.as_ref().map_or("", UserId::as_str)
-            )
+            let actor = query.user_id.as_ref().map_or("", UserId::as_str);
+            match by {
+                Delegation::Role => format!("{actor} acts on behalf of managed user {target}"),
+                Delegation::AsUser => {
+                    format!("API user {actor} acts on behalf of managed user {target} (as_user)")
+                }
+            }
         });
         subject = (Some(target), target_facts);
     } else {
@@ -458,14 +478,24 @@ fn scope_refusal(scope: &Scope, app: &AppSnapshot) -> String {
     format!("scope {scope} is not granted: {why}")
 }
 
-/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6); the refusal says why.
+/// What lets a signed-in user act on behalf of others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delegation {
+    /// DELEGATE or an administrator role.
+    Role,
+    /// `as_user` of the user's API-user record, in place of DELEGATE (DESIGN.md §8).
+    AsUser,
+}
+
+/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6), and on what ground; the
+/// refusal says why.
 fn impersonation(
     actor: Option<&UserId>,
     actor_facts: &UserSnapshot,
     target: &UserId,
     target_facts: &UserSnapshot,
     access: ContentAccess,
-) -> Result<(), String> {
+) -> Result<Delegation, String> {
     let Some(actor) = actor else {
         return Err(format!(
             "acting on behalf of {target} needs a signed-in user_id"
@@ -477,20 +507,36 @@ fn impersonation(
             access.as_str()
         ));
     }
-    if !(actor_facts.roles.has(Role::Delegate) || actor_facts.roles.is_admin()) {
-        return Err(format!(
-            "user {actor} holds neither DELEGATE nor an administrator role"
-        ));
-    }
+    let by = if actor_facts.roles.has(Role::Delegate) || actor_facts.roles.is_admin() {
+        Delegation::Role
+    } else {
+        match &actor_facts.api_user {
+            Some(api) if api.as_user => Delegation::AsUser,
+            Some(_) => {
+                return Err(format!(
+                    "API user {actor} may not act as another user (as_user is off) and holds neither DELEGATE nor an administrator role"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "user {actor} holds neither DELEGATE nor an administrator role"
+                ));
+            }
+        }
+    };
     if !target_facts.known {
         return Err(format!("user {target} is not known in the tenant"));
     }
     if let Some(role) = target_facts.roles.role_missing_from(actor_facts.roles) {
+        let actor = match by {
+            Delegation::Role => actor.to_string(),
+            Delegation::AsUser => format!("API user {actor}"),
+        };
         return Err(format!(
             "user {target} holds {role}, which {actor} lacks, so is not a managed user"
         ));
     }
-    Ok(())
+    Ok(by)
 }
 
 /// An access question as the caller sent it, before validation: its text fields borrowed

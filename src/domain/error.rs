@@ -46,6 +46,8 @@ pub enum Entity {
     App(AppId),
     /// A user known in a tenant.
     User(TenantId, UserId),
+    /// A tenant user's API-user record.
+    ApiUser(TenantId, UserId),
     /// A user's right at a resource (`None`: any right).
     UserRight(UserId, ResourcePath, Option<Right>),
     /// An app's consent in force in a tenant.
@@ -85,6 +87,10 @@ impl fmt::Display for NotFound {
             Entity::User(t, u) => write!(
                 f,
                 "user {u} is not known in tenant {t}; add them with PutUser"
+            ),
+            Entity::ApiUser(t, u) => write!(
+                f,
+                "user {u} is not an API user in tenant {t}; make them one with PutApiUser"
             ),
             Entity::UserRight(u, r, None) => write!(f, "user {u} holds no right at {r}"),
             Entity::UserRight(u, r, Some(right)) => {
@@ -134,6 +140,7 @@ impl fmt::Display for AlreadyExists {
             Entity::Tenant(t) => write!(f, "tenant {t} already exists"),
             Entity::App(a) => write!(f, "app {a} is already registered"),
             Entity::User(t, u) => write!(f, "user {u} is already known in tenant {t}"),
+            Entity::ApiUser(t, u) => write!(f, "user {u} is already an API user in tenant {t}"),
             Entity::UserRight(u, r, _) => write!(f, "user {u} already holds a right at {r}"),
             Entity::Consent(t, a) => {
                 write!(f, "app {a} already has a consent in force in tenant {t}")

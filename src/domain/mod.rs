@@ -4,6 +4,7 @@
 //! Architecture invariant: nothing here does I/O, awaits, or knows about tonic, prost or sqlx.
 //! Values are validated once when parsed ([`ids`], [`path`], [`rights`]) and trusted after.
 
+pub mod api_user;
 pub mod app;
 pub mod consent;
 pub mod decision;
@@ -26,6 +27,7 @@ mod proptests;
 #[cfg(test)]
 mod scenarios;
 
+pub use api_user::ApiUser;
 pub use app::{
     App, AppKind, Manifest, ManifestParts, PermissionRequest, Policy, RunAs, ScopeLevel,
 };

@@ -370,6 +370,12 @@ pub fn delete_user(roles: RoleSet, actor: &Actor<'_>) -> Result<(), RuleError> {
     }
 }
 
+/// PutApiUser and DeleteApiUser: an acting tenant administrator (DESIGN.md §8), whether
+/// whitelisting is on or off.
+pub fn manage_api_users(actor: &Actor<'_>) -> Result<(), RuleError> {
+    actor.require_tenant_admin("making or unmaking an API user")
+}
+
 /// RegisterApp, UpdateAppManifest, UnregisterApp: `app_manager` on `*` tenants.
 pub fn manage_apps(caller: &Caller) -> Result<(), RuleError> {
     caller.require(Capability::AppManager)?;

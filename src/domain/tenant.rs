@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::api_user::ApiUser;
 use super::ids::{Environment, TenantId};
 use super::path::ResourcePath;
 use super::rights::Right;
@@ -126,8 +127,9 @@ impl RoleSet {
     }
 }
 
-/// What a check knows about one user in one tenant: their roles and rights.
-/// A user the tenant does not know is [`UserSnapshot::default`]: no roles, no rights.
+/// What a check knows about one user in one tenant: their roles, rights and API-user record.
+/// A user the tenant does not know is [`UserSnapshot::default`]: no roles, no rights, not an
+/// API user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserSnapshot {
     /// Whether the tenant knows the user.
@@ -136,6 +138,8 @@ pub struct UserSnapshot {
     pub roles: RoleSet,
     /// The level the user holds at each path (one per path).
     pub rights: HashMap<ResourcePath, Right>,
+    /// The user's API-user record, if an administrator made them an API user.
+    pub api_user: Option<ApiUser>,
 }
 
 impl UserSnapshot {
@@ -145,6 +149,15 @@ impl UserSnapshot {
             known: true,
             roles,
             rights: rights.into_iter().collect(),
+            api_user: None,
+        }
+    }
+
+    /// The same user, made an API user with `api_user`.
+    pub fn with_api_user(self, api_user: ApiUser) -> Self {
+        Self {
+            api_user: Some(api_user),
+            ..self
         }
     }
 

@@ -1,10 +1,11 @@
 //! Properties of a decision as a whole (DESIGN.md §3): the first failing step decides and the
-//! trace shows it, decisions are deterministic, a revoked consent always denies, and a scope
-//! check agrees with GetAppScopes (§4).
+//! trace shows it, decisions are deterministic, a revoked consent always denies, a scope check
+//! agrees with GetAppScopes (§4) narrowed for an API user, and an API-user record changes a
+//! decision only where §8 says.
 
 use proptest::sample::select;
 
-use super::strategies::{ask, consented_world, world};
+use super::strategies::{api_user, ask, consented_world, world};
 use super::*;
 
 /// The trace of an explained decision: an allow passes every step in order; a deny lists the
@@ -68,7 +69,8 @@ proptest! {
     }
 
     /// A scope check by a signed-in user (no permission, nobody to act for) is allowed exactly
-    /// when GetAppScopes lists the scope as effective.
+    /// when GetAppScopes lists the scope as effective and, for an API user, the scope survives
+    /// [`ApiUser::narrow`] (what a context token's `scp` is narrowed by, DESIGN.md §8).
     #[test]
     fn a_scope_check_agrees_with_the_reported_effective_scopes(
         w in world(),
@@ -77,8 +79,46 @@ proptest! {
     ) {
         let q = Ask { user, on_behalf_of: "", scope: s, permission: "", resource: "", explain: false };
         let d = decide(&w, &q);
-        let effective = AppScopes::report(&w.snapshot())
-            .is_some_and(|r| r.effective_scopes.contains(&scope(s)));
-        prop_assert_eq!(d.allowed, effective, "{:?}: {}", d.reason, d.message);
+        let effective = AppScopes::report(&w.snapshot()).map(|r| r.effective_scopes).unwrap_or_default();
+        let admitted = match w.users.get(user).and_then(|u| u.api_user.as_ref()) {
+            Some(api) => api.narrow(&effective),
+            None => effective.into_iter().collect(),
+        };
+        prop_assert_eq!(d.allowed, admitted.contains(&scope(s)), "{:?}: {}", d.reason, d.message);
+    }
+
+    /// The signed-in user's API-user record changes a decision only where DESIGN.md §8 says:
+    /// at the scope step, refusing a scope the record lacks, or at the on-behalf-of step,
+    /// where `as_user` stands in for DELEGATE. The target's record never matters.
+    #[test]
+    fn an_api_user_record_changes_a_decision_only_at_scope_or_on_behalf_of(
+        w in world(),
+        q in ask(),
+        api in api_user(),
+        on_target in any::<bool>(),
+    ) {
+        let who = if on_target { q.on_behalf_of } else { q.user };
+        let (mut with, mut without) = (w.clone(), w);
+        let Some(u) = with.users.get_mut(who) else { return Ok(()) };
+        u.api_user = Some(api.clone());
+        if let Some(u) = without.users.get_mut(who) {
+            u.api_user = None;
+        }
+        let (d1, d0) = (decide(&with, &q), decide(&without, &q));
+        if (d1.allowed, d1.reason) == (d0.allowed, d0.reason) {
+            return Ok(());
+        }
+        prop_assert!(!on_target || who == q.user, "the target's record changed {:?} into {:?}", d0.reason, d1.reason);
+        let narrowed = d1.reason == Reason::ScopeNotGranted
+            && !q.scope.is_empty()
+            && !api.allows(&scope(q.scope));
+        let as_user = d0.reason == Reason::ImpersonationNotAllowed
+            && api.as_user
+            && !q.on_behalf_of.is_empty()
+            && d1.reason.step().is_none_or(|s| s > Step::OnBehalfOf);
+        prop_assert!(
+            narrowed || as_user,
+            "{:?} ({}) became {:?} ({})", d0.reason, d0.message, d1.reason, d1.message
+        );
     }
 }

@@ -1,10 +1,11 @@
-//! Monotonicity (DESIGN.md §2 "Effective grant", §3): more roles, rights, app grants or a wider
-//! whitelist entry never take an ALLOW away, and a downgraded manifest never widens access. Run
-//! like `proptest!`, measuring how often a case starts from an ALLOW.
+//! Monotonicity (DESIGN.md §2 "Effective grant", §3, §8): more roles, rights, app grants or a
+//! wider whitelist entry never take an ALLOW away, a downgraded manifest never widens access, and
+//! an API-user record only narrows scopes and only widens acting on behalf (`as_user`). Run like
+//! `proptest!`, measuring how often a case starts from an ALLOW.
 
 use proptest::sample::{Index, select};
 
-use super::strategies::{ask, consented_world, right, rights, role_set, world};
+use super::strategies::{api_user, ask, consented_world, right, rights, role_set, world};
 use super::*;
 
 /// Whether the world's consent awaits a mandatory re-approval.
@@ -278,6 +279,54 @@ fn a_downgraded_manifest_never_widens_access() {
             let after = decide(&down, &q);
             // An ALLOW after the downgrade was an ALLOW before it.
             keeps_allow(&after, &before)
+        },
+    );
+}
+
+/// The world with the pool user `user` known (given nothing if it was not), its API-user record
+/// set to `api`, and the query asked by `user`.
+fn signed_in_as(w: &World, q: Ask, user: &'static str, api: Option<ApiUser>) -> (World, Ask) {
+    let mut w = w.clone();
+    w.give(user, RoleSet::EMPTY, &[]);
+    if let Some(u) = w.users.get_mut(user) {
+        u.api_user = api;
+    }
+    (w, Ask { user, ..q })
+}
+
+/// An API user without `as_user` never allows more than the same user without the API-user
+/// record: the record only narrows scopes (DESIGN.md §8).
+#[test]
+fn an_api_user_without_as_user_never_allows_more_than_the_plain_user() {
+    monotone(
+        "an_api_user_without_as_user_never_allows_more_than_the_plain_user",
+        (world(), ask(), select(USERS.to_vec()), api_user()),
+        |(w, q, user, api)| {
+            let api = ApiUser {
+                as_user: false,
+                ..api
+            };
+            let (with, q) = signed_in_as(&w, q, user, Some(api));
+            let (without, q) = signed_in_as(&w, q, user, None);
+            keeps_allow(&decide(&with, &q), &decide(&without, &q))
+        },
+    );
+}
+
+/// An API-user record whose scopes include the one asked for (if any) never takes an ALLOW
+/// away: `as_user` only adds a ground for acting on behalf (DESIGN.md §8).
+#[test]
+fn an_api_user_record_admitting_the_scope_never_takes_an_allow_away() {
+    monotone(
+        "an_api_user_record_admitting_the_scope_never_takes_an_allow_away",
+        (world(), ask(), select(USERS.to_vec()), api_user()),
+        |(w, q, user, mut api)| {
+            if !q.scope.is_empty() {
+                api.scopes.insert(scope(q.scope));
+            }
+            let (without, q) = signed_in_as(&w, q, user, None);
+            let (with, q) = signed_in_as(&w, q, user, Some(api));
+            keeps_allow(&decide(&without, &q), &decide(&with, &q))
         },
     );
 }

@@ -1,6 +1,6 @@
 //! The generators of worlds and queries over the pools (DESIGN.md §2 domain model, §3 query):
-//! manifests, consents consistent with the manifest they approved, whitelist entries, users and
-//! queries.
+//! manifests, consents consistent with the manifest they approved, whitelist entries, users
+//! (some of them API users) and queries.
 
 use std::collections::HashMap;
 
@@ -128,13 +128,31 @@ fn whitelist_entry() -> impl Strategy<Value = WhitelistEntry> {
         })
 }
 
+/// An API-user record over the scope pool (DESIGN.md §8).
+pub(super) fn api_user() -> impl Strategy<Value = ApiUser> {
+    (
+        subsequence(SCOPES.to_vec(), 0..=SCOPES.len()),
+        any::<bool>(),
+    )
+        .prop_map(|(scopes, as_user)| ApiUser {
+            scopes: scopes.into_iter().map(scope).collect(),
+            as_user,
+        })
+}
+
+/// The pool's users, most of them known, a quarter of those API users.
 fn users() -> impl Strategy<Value = BTreeMap<&'static str, UserSnapshot>> {
-    prop::array::uniform4(prop::option::weighted(0.9, (role_set(), rights()))).prop_map(|all| {
+    let facts = (
+        role_set(),
+        rights(),
+        prop::option::weighted(0.25, api_user()),
+    );
+    prop::array::uniform4(prop::option::weighted(0.9, facts)).prop_map(|all| {
         USERS
             .into_iter()
             .zip(all)
             .filter_map(|(id, facts)| {
-                let (roles, rights) = facts?;
+                let (roles, rights, api_user) = facts?;
                 let rights: HashMap<ResourcePath, Right> =
                     rights.into_iter().map(|(p, r)| (path(p), r)).collect();
                 Some((
@@ -143,6 +161,7 @@ fn users() -> impl Strategy<Value = BTreeMap<&'static str, UserSnapshot>> {
                         known: true,
                         roles,
                         rights,
+                        api_user,
                     },
                 ))
             })

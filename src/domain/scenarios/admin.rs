@@ -3,7 +3,7 @@
 
 use crate::domain::rules::{
     approve_consent, change_group, create_group, create_tenant, delete_user, grant_external,
-    manage_apps, manage_client, put_user, revoke_consent, update_tenant,
+    manage_api_users, manage_apps, manage_client, put_user, revoke_consent, update_tenant,
 };
 
 use super::*;
@@ -158,6 +158,24 @@ fn deleting_a_user_with_roles_needs_an_acting_administrator() {
         delete_user(roles, &acting(&c, Some(&uma), &[Role::UserAdmin])),
         Ok(())
     );
+}
+
+#[test]
+fn making_an_api_user_needs_an_acting_administrator_whatever_the_client() {
+    let c = caller("root", &["*"], &Capability::ALL);
+    let (uma, boss, dora) = (uid("uma"), uid("boss"), uid("dora"));
+    assert_eq!(
+        manage_api_users(&acting(&c, Some(&uma), &[Role::UserAdmin])),
+        Ok(())
+    );
+    assert_eq!(
+        manage_api_users(&acting(&c, Some(&boss), &[Role::GeneralAdmin])),
+        Ok(())
+    );
+    let delegate = acting(&c, Some(&dora), &[Role::Delegate, Role::PermissionManager]);
+    assert!(is_denied(manage_api_users(&delegate)));
+    // A client acting as itself is no administrator, however strong.
+    assert!(is_denied(manage_api_users(&acting(&c, None, &[]))));
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! * `admin.rs`: who may write what (§6);
 //! * `app_rights.rs`: site-level app rights, their rule, depth and ceiling, and how they join
 //!   the effective grant (§8);
+//! * `api_users.rs`: API users narrowing scopes and acting with `as_user` (§8, §3 steps 4 and 6);
 //! * `tokens.rs`: what a context token says (§8 "Context tokens").
 
 #![allow(clippy::unwrap_used)]
@@ -25,6 +26,7 @@ use super::consent::{carried_app_rights, resolve_requests};
 use super::*;
 
 mod admin;
+mod api_users;
 mod app_rights;
 mod effective;
 mod policy;
