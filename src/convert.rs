@@ -551,6 +551,20 @@ pub fn tenant_user_to_proto(
     }
 }
 
+/// An API user for the wire.
+pub fn api_user_to_proto(
+    tenant: &domain::TenantId,
+    user: &domain::UserId,
+    a: &domain::ApiUser,
+) -> proto::ApiUser {
+    proto::ApiUser {
+        tenant_id: tenant.to_string(),
+        user_id: user.to_string(),
+        scopes: a.scopes.iter().map(|s| s.to_string()).collect(),
+        as_user: a.as_user,
+    }
+}
+
 /// A user's right at a resource for the wire.
 pub fn user_right_to_proto(
     tenant: &domain::TenantId,
@@ -605,6 +619,14 @@ pub fn whitelist_entry_from_proto(
     Ok(domain::WhitelistEntry {
         allowed_scopes: domain::app::parse_scope_set("allowed_scopes", allowed_scopes)?,
         content_access: content_access_from_proto("content_access", content_access)?,
+    })
+}
+
+/// An API user's record from the wire: each scope well-formed and listed once.
+pub fn api_user_from_proto(scopes: &[String], as_user: bool) -> Valid<domain::ApiUser> {
+    Ok(domain::ApiUser {
+        scopes: domain::app::parse_scope_set("scopes", scopes)?,
+        as_user,
     })
 }
 

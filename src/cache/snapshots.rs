@@ -81,9 +81,17 @@ impl Weigh for AppSnapshot {
 impl Weigh for Option<UserSnapshot> {
     fn weigh(&self) -> u32 {
         saturate(
-            128 + self
-                .as_ref()
-                .map_or(0, |u| u.rights.keys().map(|p| p.as_str().len() + 64).sum()),
+            128 + self.as_ref().map_or(0, |u| {
+                let rights: usize = u.rights.keys().map(|p| p.as_str().len() + 64).sum();
+                let api_user = u.api_user.as_ref().map_or(0, |a| {
+                    64 + a
+                        .scopes
+                        .iter()
+                        .map(|s| s.as_str().len() + 48)
+                        .sum::<usize>()
+                });
+                rights + api_user
+            }),
         )
     }
 }

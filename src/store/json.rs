@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::{ClientRecord, StoreError, StoreResult};
 use crate::domain::{
-    App, Caller, Consent, ContentAccess, ExternalPermission, GroupAcl, Manifest, ManifestParts,
-    PermissionGroup, PermissionRequest, Policy, ResolvedRequest, ResourcePath, Right, RoleSet,
-    RunAs, Scope, ScopeLevel, Tenant, TenantBounds, Timestamp, WhitelistEntry,
+    ApiUser, App, Caller, Consent, ContentAccess, ExternalPermission, GroupAcl, Manifest,
+    ManifestParts, PermissionGroup, PermissionRequest, Policy, ResolvedRequest, ResourcePath,
+    Right, RoleSet, RunAs, Scope, ScopeLevel, Tenant, TenantBounds, Timestamp, WhitelistEntry,
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -169,6 +169,15 @@ pub fn tenant_value(t: &Tenant) -> Value {
 /// A tenant user, as audited.
 pub fn user_value(user: &str, roles: RoleSet) -> Value {
     json!({ "user_id": user, "roles": roles.roles().map(|r| r.as_str()).collect::<Vec<_>>() })
+}
+
+/// A user's API-user record, as audited.
+pub fn api_user_value(user: &str, a: &ApiUser) -> Value {
+    json!({
+        "user_id": user,
+        "scopes": a.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "as_user": a.as_user,
+    })
 }
 
 /// A user's right, as audited.

@@ -19,8 +19,8 @@ mod sql;
 use async_trait::async_trait;
 
 use crate::domain::{
-    App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent, Description,
-    ExternalCatalog, ExternalPermission, GrantView, GroupAcl, GroupId, Manifest, Name,
+    ApiUser, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent,
+    Description, ExternalCatalog, ExternalPermission, GrantView, GroupAcl, GroupId, Manifest, Name,
     PermissionGroup, PermissionId, Principal, ResolvedRequest, ResourcePath, Revision, Right,
     RoleSet, RuleError, Tenant, TenantBounds, TenantId, Timestamp, UserGrant, UserId, UserSnapshot,
     ValidationError, Viewer, WhitelistEntry,
@@ -299,8 +299,23 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
         roles: RoleSet,
     ) -> StoreResult<Revision>;
-    /// Removes a tenant user with their rights, grants and group entries.
+    /// Removes a tenant user with their rights, grants, group entries and API-user record.
     async fn delete_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Revision>;
+    /// Makes a tenant user an API user, or replaces their API-user record.
+    async fn put_api_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        api_user: &ApiUser,
+    ) -> StoreResult<Revision>;
+    /// Makes an API user an ordinary tenant user again.
+    async fn delete_api_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -460,6 +475,12 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> StoreResult<Page<(UserId, RoleSet)>>;
+    /// A tenant's API users, ordered by user id.
+    async fn list_api_users(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(UserId, ApiUser)>>;
     /// A tenant's consents, ordered by application id.
     async fn list_consents(
         &self,

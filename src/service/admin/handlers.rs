@@ -169,6 +169,54 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn put_api_user(
+        &self,
+        request: Request<PutApiUserRequest>,
+    ) -> Result<Response<PutApiUserResponse>, Status> {
+        let (written_at, ()) = self
+            .tenant_write(request, async |cx, tenant, r| {
+                let user = UserId::parse("user_id", &r.user_id)?;
+                let api_user = cv::api_user_from_proto(&r.scopes, r.as_user)?;
+                let store = &self.store;
+                Ok(store.put_api_user(&cx, &tenant, &user, &api_user).await?)
+            })
+            .await?;
+        Ok(Response::new(PutApiUserResponse { written_at }))
+    }
+
+    async fn delete_api_user(
+        &self,
+        request: Request<DeleteApiUserRequest>,
+    ) -> Result<Response<DeleteApiUserResponse>, Status> {
+        let (written_at, ()) = self
+            .tenant_write(request, async |cx, tenant, r| {
+                let user = UserId::parse("user_id", &r.user_id)?;
+                Ok(self.store.delete_api_user(&cx, &tenant, &user).await?)
+            })
+            .await?;
+        Ok(Response::new(DeleteApiUserResponse { written_at }))
+    }
+
+    async fn list_api_users(
+        &self,
+        request: Request<ListApiUsersRequest>,
+    ) -> Result<Response<ListApiUsersResponse>, Status> {
+        let (_, tenant) = self.tenant_context(&request).await?;
+        let r = request.get_ref();
+        let (api_users, next_page_token) = self
+            .list(
+                (r.page_size, &r.page_token),
+                &format!("api_users:{tenant}"),
+                async |page| self.store.list_api_users(&tenant, &page).await,
+                |(user, api_user)| cv::api_user_to_proto(&tenant, user, api_user),
+            )
+            .await?;
+        Ok(Response::new(ListApiUsersResponse {
+            api_users,
+            next_page_token,
+        }))
+    }
+
     // Apps, consent and the whitelist.
 
     async fn register_app(

@@ -87,6 +87,9 @@ in_tenant!(
     ListUserRightsRequest,
     GrantAppRightRequest,
     RevokeAppRightRequest,
+    PutApiUserRequest,
+    DeleteApiUserRequest,
+    ListApiUsersRequest,
 );
 
 impl AdminApi {

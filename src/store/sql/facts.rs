@@ -49,6 +49,25 @@ pub(super) async fn require_user(
         .ok_or_else(|| StoreError::NotFound(Entity::User(tenant.clone(), user.clone())))
 }
 
+/// A user's API-user record, if they are an API user.
+pub(super) async fn api_user_in(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    user: &UserId,
+) -> StoreResult<Option<ApiUser>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {API_USER_COLUMNS} FROM api_users a WHERE a.tenant_id = $1 AND a.user_id = $2"
+    )))
+    .bind(tenant.as_str())
+    .bind(user.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(row) => api_user_from(&row)?,
+        None => None,
+    })
+}
+
 /// The acting user's roles in `tenant` (empty without an acting user or if unknown).
 pub(super) async fn acting_roles(
     conn: &mut AnyConnection,

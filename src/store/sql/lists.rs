@@ -90,6 +90,29 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(u, _)| u.to_string()))
     }
 
+    pub(super) async fn list_api_users(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(UserId, ApiUser)>> {
+        let sql = format!(
+            "SELECT a.user_id, {API_USER_COLUMNS} FROM api_users a WHERE a.tenant_id = $1 AND a.user_id > $2 \
+             ORDER BY a.user_id LIMIT $3"
+        );
+        let rows = self.tenant_rows(sql, tenant, page).await?;
+        let items = rows
+            .iter()
+            .filter_map(|r| {
+                let user =
+                    col::<String>(r, "user_id").and_then(|u| stored(UserId::parse("user_id", &u)));
+                api_user_from(r)
+                    .and_then(|a| user.map(|u| a.map(|a| (u, a))))
+                    .transpose()
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(paged(items, page.limit, |(u, _)| u.to_string()))
+    }
+
     pub(super) async fn list_consents(
         &self,
         tenant: &TenantId,

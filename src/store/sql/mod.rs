@@ -24,11 +24,11 @@ use super::{
 use crate::domain::consent::{app_right, carried_app_rights, resolve_requests};
 use crate::domain::rules;
 use crate::domain::{
-    Actor, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent, Description,
-    Environment, ExternalCatalog, ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId,
-    ManagerAccess, Manifest, Name, PermissionGroup, PermissionId, Principal, ResolvedRequest,
-    ResourcePath, Revision, Right, RoleSet, Tenant, TenantBounds, TenantId, Timestamp, UserGrant,
-    UserId, UserSnapshot, Viewer, WhitelistEntry,
+    Actor, ApiUser, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent,
+    Description, Environment, ExternalCatalog, ExternalId, ExternalPermission, GrantView, GroupAcl,
+    GroupId, ManagerAccess, Manifest, Name, PermissionGroup, PermissionId, Principal,
+    ResolvedRequest, ResourcePath, Revision, Right, RoleSet, Tenant, TenantBounds, TenantId,
+    Timestamp, UserGrant, UserId, UserSnapshot, Viewer, WhitelistEntry,
 };
 
 /// The actor recorded for writes made by the operator's CLI, which has no client.
@@ -239,6 +239,25 @@ impl Store for SqlStore {
         SqlStore::delete_user(self, ctx, tenant, user).await
     }
 
+    async fn put_api_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        api_user: &ApiUser,
+    ) -> StoreResult<Revision> {
+        SqlStore::put_api_user(self, ctx, tenant, user, api_user).await
+    }
+
+    async fn delete_api_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Revision> {
+        SqlStore::delete_api_user(self, ctx, tenant, user).await
+    }
+
     async fn grant_user_right(
         &self,
         ctx: &WriteCtx,
@@ -435,6 +454,14 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> StoreResult<Page<(UserId, RoleSet)>> {
         SqlStore::list_users(self, tenant, page).await
+    }
+
+    async fn list_api_users(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<(UserId, ApiUser)>> {
+        SqlStore::list_api_users(self, tenant, page).await
     }
 
     async fn list_consents(

@@ -123,6 +123,20 @@ pub(super) fn whitelist_from(row: &AnyRow) -> StoreResult<Option<WhitelistEntry>
     }))
 }
 
+/// The columns [`api_user_from`] reads, from the table aliased `a`.
+pub(super) const API_USER_COLUMNS: &str = "a.scopes AS api_scopes, a.as_user";
+
+/// An API-user record from the [`API_USER_COLUMNS`]; `None` when absent (a LEFT JOIN found none).
+pub(super) fn api_user_from(row: &AnyRow) -> StoreResult<Option<ApiUser>> {
+    let Some(scopes) = col::<Option<String>>(row, "api_scopes")? else {
+        return Ok(None);
+    };
+    Ok(Some(ApiUser {
+        scopes: json::scopes_from_text(&scopes)?,
+        as_user: col::<i64>(row, "as_user")? != 0,
+    }))
+}
+
 pub(super) const GRANT_COLUMNS: &str = "g.permission_id, g.group_id, pg.name AS group_name, p.name, p.external_id, \
                              g.granted_by, g.granted_at, g.expires_at";
 

@@ -49,16 +49,21 @@ impl SqlStore {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<(Option<UserSnapshot>, Revision)> {
-        let rows = sqlx::query(
-            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, u.roles, r.resource, r.right_level \
+        // One statement (one snapshot): the user, their API-user record (at most one row, so
+        // it repeats on every right's row) and their rights.
+        let sql = format!(
+            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, u.roles, {API_USER_COLUMNS}, \
+                    r.resource, r.right_level \
              FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
              LEFT JOIN tenant_users u ON u.tenant_id = q.tenant_id AND u.user_id = q.user_id \
-             LEFT JOIN user_rights r ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id",
-        )
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+             LEFT JOIN api_users a ON a.tenant_id = u.tenant_id AND a.user_id = u.user_id \
+             LEFT JOIN user_rights r ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("user snapshot returned no row".into()))?;
@@ -73,7 +78,11 @@ impl SqlStore {
                 rights.push((path, json::right_from_code(col(row, "right_level")?)?));
             }
         }
-        Ok((Some(UserSnapshot::new(roles_from(roles), rights)), revision))
+        let snapshot = UserSnapshot {
+            api_user: api_user_from(first)?,
+            ..UserSnapshot::new(roles_from(roles), rights)
+        };
+        Ok((Some(snapshot), revision))
     }
 
     pub(super) async fn tenant(&self, tenant: &TenantId) -> StoreResult<Option<Tenant>> {

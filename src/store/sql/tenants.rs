@@ -1,4 +1,4 @@
-//! Writes of tenants, users and their rights.
+//! Writes of tenants, users, their API-user records and their rights.
 
 use super::*;
 
@@ -96,6 +96,9 @@ impl SqlStore {
             .map(|r| Ok(json!({"resource": col::<String>(r, "resource")?, "right": json::right_from_code(col(r, "right_level")?)?.as_str()})))
             .collect::<StoreResult<Vec<_>>>()?;
         let grants = grants_value(w.conn(), tenant, "user_id", user.as_str()).await?;
+        let api_user = api_user_in(w.conn(), tenant, user)
+            .await?
+            .map_or(Value::Null, |a| json::api_user_value(user.as_str(), &a));
         let principal = Principal::User(user.clone()).to_string();
         let entries = sqlx::query(
             "SELECT group_id, relation FROM group_principals WHERE tenant_id = $1 AND principal = $2 ORDER BY group_id, relation",
@@ -122,9 +125,63 @@ impl SqlStore {
             map.insert("rights".into(), Value::Array(rights));
             map.insert("grants".into(), grants);
             map.insert("group_entries".into(), Value::Array(entries));
+            map.insert("api_user".into(), api_user);
         }
         let audit =
             Audit::new("DeleteUser", Touched::user_removed(tenant, user)).before(Some(before));
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn put_api_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+        api_user: &ApiUser,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let before = api_user_in(w.conn(), tenant, user).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::manage_api_users(&actor(ctx, acting))?;
+        sqlx::query(
+            "INSERT INTO api_users (tenant_id, user_id, scopes, as_user) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET scopes = excluded.scopes, as_user = excluded.as_user",
+        )
+        .bind(tenant.as_str())
+        .bind(user.as_str())
+        .bind(json::strings_to_text(&api_user.scopes))
+        .bind(i64::from(api_user.as_user))
+        .execute(w.conn())
+        .await?;
+        let audit = Audit::new("PutApiUser", Touched::user(tenant, user))
+            .before(before.map(|a| json::api_user_value(user.as_str(), &a)))
+            .after(Some(json::api_user_value(user.as_str(), api_user)));
+        w.commit_as(ctx, audit).await
+    }
+
+    pub(super) async fn delete_api_user(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> StoreResult<Revision> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        let before = api_user_in(w.conn(), tenant, user)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(Entity::ApiUser(tenant.clone(), user.clone())))?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        rules::manage_api_users(&actor(ctx, acting))?;
+        sqlx::query("DELETE FROM api_users WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .execute(w.conn())
+            .await?;
+        let audit = Audit::new("DeleteApiUser", Touched::user(tenant, user))
+            .before(Some(json::api_user_value(user.as_str(), &before)));
         w.commit_as(ctx, audit).await
     }
 

@@ -188,6 +188,55 @@ async fn every_write_rpc_succeeds_and_is_audited(db: &TestDb) {
         None,
     ));
 
+    // API users: made, narrowed, unmade and made again (DeleteUser below records the record).
+    let carol_api = json!({"user_id": "carol", "scopes": ["documents:read"], "as_user": true});
+    let narrower = json!({"user_id": "carol", "scopes": [], "as_user": false});
+    let api_user =
+        |scopes: &[&str], as_user: bool| alice.r(api_user_req(ACME, "carol", scopes, as_user));
+    let made = ok(a.put_api_user(api_user(&["documents:read"], true)).await).written_at;
+    let narrowed = ok(a.put_api_user(api_user(&[], false)).await).written_at;
+    let unmade = ok(a
+        .delete_api_user(alice.r(delete_api_user_req(ACME, "carol")))
+        .await)
+    .written_at;
+    let remade = ok(a.put_api_user(api_user(&["documents:read"], true)).await).written_at;
+    let carol = (ACME, "user:carol");
+    let by_alice = ("ops", "alice");
+    log.extend([
+        done(
+            "PutApiUser",
+            made,
+            by_alice,
+            carol,
+            None,
+            Some(carol_api.clone()),
+        ),
+        done(
+            "PutApiUser",
+            narrowed,
+            by_alice,
+            carol,
+            Some(carol_api.clone()),
+            Some(narrower.clone()),
+        ),
+        done(
+            "DeleteApiUser",
+            unmade,
+            by_alice,
+            carol,
+            Some(narrower),
+            None,
+        ),
+        done(
+            "PutApiUser",
+            remade,
+            by_alice,
+            carol,
+            None,
+            Some(carol_api.clone()),
+        ),
+    ]);
+
     // Applications, consent and whitelisting.
     let reply = ok(a
         .register_app(ops.r(RegisterAppRequest {
@@ -473,7 +522,7 @@ async fn every_write_rpc_succeeds_and_is_audited(db: &TestDb) {
         (ACME, "user:carol"),
         Some(
             json!({"user_id": "carol", "roles": [], "rights": [], "grants": [],
-            "group_entries": []}),
+            "group_entries": [], "api_user": carol_api}),
         ),
         None,
     ));

@@ -21,7 +21,7 @@ postgres_tests!(
 );
 
 /// The RPCs that name a tenant in their request (the rest are global).
-const TENANT_SCOPED: [&str; 24] = [
+const TENANT_SCOPED: [&str; 27] = [
     "PutTenant",
     "PutUser",
     "DeleteUser",
@@ -46,6 +46,9 @@ const TENANT_SCOPED: [&str; 24] = [
     "ListUserRights",
     "GrantAppRight",
     "RevokeAppRight",
+    "PutApiUser",
+    "DeleteApiUser",
+    "ListApiUsers",
 ];
 
 /// Calls every AdminService RPC once as `who` with a well-formed request naming `tenant`
@@ -296,6 +299,24 @@ async fn call_every_rpc(
         "RevokeAppRight",
         revoke_app_right,
         revoke_app_right_req(tenant, "crm", "/hr", None)
+    );
+    call!(
+        "PutApiUser",
+        put_api_user,
+        api_user_req(tenant, "carol", &["documents:read"], false)
+    );
+    call!(
+        "DeleteApiUser",
+        delete_api_user,
+        delete_api_user_req(tenant, "carol")
+    );
+    call!(
+        "ListApiUsers",
+        list_api_users,
+        ListApiUsersRequest {
+            tenant_id: t(),
+            ..Default::default()
+        }
     );
     let called: BTreeSet<String> = out.keys().map(|k| (*k).to_owned()).collect();
     assert_eq!(

@@ -19,6 +19,7 @@ use tonic::Code;
 use crate::support::calls::{Who, ok};
 use crate::support::world::{Admin, new_client, put_tenant, put_user, register};
 
+mod api_users;
 mod audit;
 mod auth;
 mod binary;
@@ -112,6 +113,7 @@ paged!(
     ListPermissionGroupsRequest,
     ListUserRightsRequest,
     ListAuditEventsRequest,
+    ListApiUsersRequest,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ use crate::support::fixtures::*;
 use crate::support::server::{BOOTSTRAP_KEY, TestServer, config, connect};
 use crate::support::world::{Admin, new_client, put_user, register};
 
+mod api_users;
 mod batches;
 mod binary;
 mod errors;

@@ -77,6 +77,23 @@ pub fn user_req(tenant: &str, user: &str, roles: &[Role]) -> PutUserRequest {
     }
 }
 
+/// Makes `user` an API user with `scopes` and `as_user`.
+pub fn api_user_req(tenant: &str, user: &str, scopes: &[&str], as_user: bool) -> PutApiUserRequest {
+    PutApiUserRequest {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+        scopes: strings(scopes),
+        as_user,
+    }
+}
+
+pub fn delete_api_user_req(tenant: &str, user: &str) -> DeleteApiUserRequest {
+    DeleteApiUserRequest {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+    }
+}
+
 pub fn right_req(tenant: &str, user: &str, resource: &str, right: Right) -> GrantUserRightRequest {
     GrantUserRightRequest {
         tenant_id: tenant.to_owned(),
