@@ -4,11 +4,11 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    AppId, AppKind, Caller, Capabilities, ClientId, ContentAccess, Description, Environment,
-    ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess, Manifest, ManifestParts,
-    Name, PermissionId, PermissionRequest, Policy, Principal, ResolvedRequest, ResourcePath, Right,
-    Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds, TenantId, Timestamp, UserId,
-    WhitelistEntry,
+    ApiUser, AppId, AppKind, Caller, Capabilities, ClientId, ContentAccess, Description,
+    Environment, ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess, Manifest,
+    ManifestParts, Name, PermissionId, PermissionRequest, Policy, Principal, ResolvedRequest,
+    ResourcePath, Right, Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds, TenantId,
+    Timestamp, UserId, WhitelistEntry,
 };
 use crate::service::auth::hash_key;
 use crate::store::{GroupSpec, Store, StoreError, WriteCtx};
@@ -23,6 +23,7 @@ struct World {
     tenants: Vec<TenantJson>,
     users: Vec<UserJson>,
     rights: Vec<RightJson>,
+    api_users: Vec<ApiUserJson>,
     apps: Vec<AppJson>,
     consents: Vec<ConsentJson>,
     whitelist: Vec<WhitelistJson>,
@@ -52,6 +53,15 @@ struct RightJson {
     user_id: String,
     resource: String,
     right: String,
+}
+
+#[derive(Deserialize)]
+struct ApiUserJson {
+    tenant_id: String,
+    user_id: String,
+    scopes: Vec<String>,
+    as_user: bool,
+    by: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +275,20 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
                 &user,
                 &ResourcePath::parse("resource", &r.resource)?,
                 right(&r.right)?,
+            )
+            .await?;
+    }
+    for u in &world.api_users {
+        let api_user = ApiUser {
+            scopes: crate::domain::app::parse_scope_set("scopes", &u.scopes)?,
+            as_user: u.as_user,
+        };
+        store
+            .put_api_user(
+                &as_user(Some(&u.by))?,
+                &TenantId::parse("tenant_id", &u.tenant_id)?,
+                &UserId::parse("user_id", &u.user_id)?,
+                &api_user,
             )
             .await?;
     }
