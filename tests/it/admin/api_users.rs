@@ -368,6 +368,22 @@ async fn api_user_writes_refuse_as_documented_and_leave_no_trace(db: &TestDb) {
     server.stop().await;
 }
 
+/// Deletes `user` as `who`; returns the `api_user` its DeleteUser audit event recorded.
+async fn delete_user(a: &mut Admin, who: &Who, user: &str) -> serde_json::Value {
+    let request = DeleteUserRequest {
+        tenant_id: ACME.into(),
+        user_id: user.into(),
+    };
+    let written_at = ok(a.delete_user(who.r(request)).await).written_at;
+    let event = all_events(a)
+        .await
+        .into_iter()
+        .find(|e| e.revision == written_at)
+        .expect("an event at the write's revision");
+    assert_eq!(event.action, "DeleteUser");
+    parse_json("DeleteUser before", &event.before)["api_user"].take()
+}
+
 async fn deleting_a_user_takes_their_api_user_record_with_them(db: &TestDb) {
     let (server, mut a) = TestServer::start_admin(db).await;
     let boot = Who::boot();
@@ -381,43 +397,18 @@ async fn deleting_a_user_takes_their_api_user_record_with_them(db: &TestDb) {
         a.put_api_user(alice.r(api_user_req(ACME, "bob", &[], false)))
             .await,
     );
-    // carol holds no roles, so any admin client may delete her.
-    let deleted = ok(a
-        .delete_user(boot.r(DeleteUserRequest {
-            tenant_id: ACME.into(),
-            user_id: "carol".into(),
-        }))
-        .await)
-    .written_at;
-    assert_eq!(api_users(&mut a, ACME).await, [row("bob", &[], false)]);
-    let event = all_events(&mut a)
-        .await
-        .into_iter()
-        .find(|e| e.revision == deleted)
-        .expect("the DeleteUser event");
-    assert_eq!(event.action, "DeleteUser");
-    let went = parse_json("DeleteUser before", &event.before);
+    // carol holds no roles, so any admin client may delete her; her record goes with her.
     assert_eq!(
-        went["api_user"],
+        delete_user(&mut a, &boot, "carol").await,
         json!({"user_id": "carol", "scopes": ["docs:read"], "as_user": true})
     );
-    // A user without a record says so.
-    let bob_went = ok(a
-        .delete_user(alice.r(DeleteUserRequest {
-            tenant_id: ACME.into(),
-            user_id: "bob".into(),
-        }))
-        .await)
-    .written_at;
-    let event = all_events(&mut a)
-        .await
-        .into_iter()
-        .find(|e| e.revision == bob_went)
-        .expect("the DeleteUser event");
+    assert_eq!(api_users(&mut a, ACME).await, [row("bob", &[], false)]);
+    // bob holds a role (an administrator deletes him) and a record without scopes.
     assert_eq!(
-        parse_json("DeleteUser before", &event.before)["api_user"],
+        delete_user(&mut a, &alice, "bob").await,
         json!({"user_id": "bob", "scopes": [], "as_user": false})
     );
+    assert!(api_users(&mut a, ACME).await.is_empty());
     // Added again, carol is an ordinary user: the record did not survive.
     put_user(&mut a, &boot, ACME, "carol", &[]).await;
     assert!(api_users(&mut a, ACME).await.is_empty());
@@ -426,19 +417,6 @@ async fn deleting_a_user_takes_their_api_user_record_with_them(db: &TestDb) {
         .await;
     assert_eq!(refused.unwrap_err().code(), Code::NotFound);
     // A user who never was an API user is recorded as not having been one.
-    put_user(&mut a, &boot, ACME, "dan", &[]).await;
-    let dan_went = ok(a
-        .delete_user(boot.r(DeleteUserRequest {
-            tenant_id: ACME.into(),
-            user_id: "dan".into(),
-        }))
-        .await)
-    .written_at;
-    let event = all_events(&mut a)
-        .await
-        .into_iter()
-        .find(|e| e.revision == dan_went)
-        .expect("the DeleteUser event");
-    assert!(parse_json("DeleteUser before", &event.before)["api_user"].is_null());
+    assert!(delete_user(&mut a, &boot, "carol").await.is_null());
     server.stop().await;
 }
