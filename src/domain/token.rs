@@ -87,7 +87,7 @@ pub fn context_grant(
     Ok(TokenGrant {
         subject,
         actor,
-        scopes: token_scopes(grant),
+        scopes: token_scopes(grant, query.user_id.as_ref().and(users.user)),
         policy,
         rights: token_rights(policy, grant, facts, &query.resource),
     })
@@ -103,10 +103,14 @@ pub fn applied_policy(grant: &EffectiveGrant, has_user: bool) -> ReportedPolicy 
     }
 }
 
-/// The scopes a token carries (`scp`): exactly those §3 step 4 admits. The one place that
-/// decides them.
-pub fn token_scopes(grant: &EffectiveGrant) -> Vec<Scope> {
-    grant.scopes.iter().cloned().collect()
+/// The scopes a token carries (`scp`): exactly those §3 step 4 admits for the signed-in `user`:
+/// the app's effective scopes, narrowed by the user's API-user scopes when they are one
+/// (DESIGN.md §8). The one place that decides them.
+pub fn token_scopes(grant: &EffectiveGrant, user: Option<&UserSnapshot>) -> Vec<Scope> {
+    match user.and_then(|u| u.api_user.as_ref()) {
+        Some(api) => api.narrow(&grant.scopes).into_iter().collect(),
+        None => grant.scopes.iter().cloned().collect(),
+    }
 }
 
 /// The token's `rights` at `resource` under `policy`, for the application's effective grant and

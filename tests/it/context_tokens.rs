@@ -29,6 +29,7 @@ backend_tests!(
     bad_input_is_invalid_argument_naming_the_field,
     without_a_key_file_tokens_are_a_failed_precondition,
     a_rotated_key_file_is_published_and_signs_new_tokens,
+    an_api_users_token_carries_only_their_scopes,
 );
 
 const AUDIENCE: &str = "https://docs.example";
@@ -769,4 +770,25 @@ fn serve_refuses_a_key_file_it_cannot_use() {
         assert!(stderr.contains("--signing-key-file"), "{file:?}: {stderr}");
         assert!(!stderr.contains("listening"), "{stderr}");
     }
+}
+
+async fn an_api_users_token_carries_only_their_scopes(db: &TestDb) {
+    let dir = TempDir::new("tokens");
+    let mut w = world(db, Some(&key_file(&dir, &[&new_key()]))).await;
+    let alice = Who::boot().user("alice");
+    ok(w.admin
+        .put_api_user(alice.r(api_user_req("acme", "dave", &["documents:read"], false)))
+        .await);
+    let reply = w.issue(token_req("crm", "dave", "/hr")).await;
+    assert!(reply.issued, "{reply:?}");
+    let (_, claims) = verify_independently(&reply.token, &w.jwks().await);
+    assert_eq!(claims["scp"], serde_json::json!(["documents:read"]));
+    // Another user of the same app is not narrowed.
+    let reply = w.issue(token_req("crm", "bob", "/hr")).await;
+    let (_, claims) = verify_independently(&reply.token, &w.jwks().await);
+    assert_eq!(
+        claims["scp"],
+        serde_json::json!(["documents:read", "documents:write"])
+    );
+    w.server.stop().await;
 }

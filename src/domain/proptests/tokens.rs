@@ -83,7 +83,8 @@ proptest! {
     }
 
     /// A token is issued exactly when the check without scope and permission allows; otherwise
-    /// the answer is that decision. Its scopes are the effective scopes GetAppScopes reports.
+    /// the answer is that decision. Its scopes are exactly the effective scopes GetAppScopes
+    /// reports that a check naming them admits (all of them, unless the user is an API user).
     #[test]
     fn a_token_is_issued_exactly_when_the_check_allows(
         w in world(),
@@ -96,8 +97,17 @@ proptest! {
         match context_grant(&query, &snapshot, users_of(&w, &query)) {
             Ok(grant) => {
                 prop_assert!(decision.allowed);
+                // scp: exactly the effective scopes a check naming each one admits (an API
+                // user's scopes narrow it).
                 let report = AppScopes::report(&snapshot).unwrap();
-                prop_assert_eq!(grant.scopes, report.effective_scopes);
+                for scope in &report.effective_scopes {
+                    let mut asking = query.clone();
+                    asking.scope = Some(scope.clone());
+                    let admitted =
+                        check_access(&asking, &snapshot, users_of(&w, &asking)).allowed;
+                    prop_assert_eq!(grant.scopes.contains(scope), admitted, "scope {}", scope);
+                }
+                prop_assert!(grant.scopes.iter().all(|s| report.effective_scopes.contains(s)));
                 let expected_subject = query.on_behalf_of.clone().or(query.user_id.clone());
                 prop_assert_eq!(grant.subject, expected_subject);
                 prop_assert_eq!(grant.actor.is_some(), query.on_behalf_of.is_some());
