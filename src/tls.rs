@@ -257,6 +257,31 @@ pub enum Reload {
     Refused,
 }
 
+/// Runs `reload` every `interval` (not at once) until `stop`, off the runtime's workers: the
+/// timer behind re-reading files that change while serving (the TLS files, the signing keys).
+pub fn reread_every(
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    reload: impl Fn() -> Reload + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let reload = Arc::new(reload);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let reload = reload.clone();
+                    // File reads are blocking.
+                    let _ = tokio::task::spawn_blocking(move || reload()).await;
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
 impl Tls {
     /// Loads the files; an error names the flag at fault.
     pub fn load(files: TlsFiles) -> Result<Arc<Tls>, TlsErrors> {
@@ -316,23 +341,9 @@ impl Tls {
     pub fn follow(
         self: Arc<Self>,
         interval: Duration,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let tls = self.clone();
-                        // File reads are blocking; keep them off the runtime's workers.
-                        let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
-                    }
-                    _ = stop.changed() => return,
-                }
-            }
-        })
+        reread_every(interval, stop, move || self.reload())
     }
 
     /// Connections accepted on `listener`, handshaken with the configuration current when each

@@ -200,23 +200,9 @@ impl KeyRing {
     pub fn follow(
         self: Arc<Self>,
         interval: Duration,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let ring = self.clone();
-                        // File reads are blocking; keep them off the runtime's workers.
-                        let _ = tokio::task::spawn_blocking(move || ring.reload()).await;
-                    }
-                    _ = stop.changed() => return,
-                }
-            }
-        })
+        crate::tls::reread_every(interval, stop, move || self.reload())
     }
 }
 
