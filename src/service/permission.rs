@@ -9,7 +9,7 @@ use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::status::ServiceError;
-use crate::domain::{Entity, NotFound, RuleError, ValidationError, context_grant};
+use crate::domain::{AppSnapshot, Entity, NotFound, RuleError, ValidationError, context_grant};
 
 use super::auth::{Authenticator, CallContext};
 use super::paging::{next_page_token, page_request};
@@ -102,6 +102,31 @@ impl PermissionApi {
         Ok((tenant, UserId::parse("user_id", user)?))
     }
 
+    /// An answer about one app in one tenant (GetAppScopes, GetConsentPrompt): the tenant within
+    /// the caller's bounds, the ids and the consistency validated, the app's snapshot read through
+    /// the reader, and `answer` made of it. An unknown tenant is NOT_FOUND; `answer` says `None`
+    /// for an unregistered app, which is NOT_FOUND too.
+    async fn app_answer<T: AboutApp, R>(
+        &self,
+        request: Request<T>,
+        answer: impl FnOnce(&AppSnapshot) -> Option<R>,
+    ) -> Result<(R, Revision), Status> {
+        let (cx, at) = self.context(&request).await?;
+        let (tenant, app, consistency) = request.get_ref().about();
+        let tenant = TenantId::parse("tenant_id", tenant)?;
+        cx.caller.require_tenant(&tenant)?;
+        let app = AppId::parse("app_id", app)?;
+        let wanted = wanted(consistency)?;
+        let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
+        let snapshot = &entry.value;
+        if snapshot.tenant.is_none() {
+            return Err(ServiceError::from(NotFound(Entity::Tenant(tenant))).into());
+        }
+        let answer =
+            answer(snapshot).ok_or_else(|| ServiceError::from(NotFound(Entity::App(app))))?;
+        Ok((answer, revision))
+    }
+
     /// The viewer of an external permission query (DESIGN.md §4).
     fn viewer(cx: &CallContext, app_id: &str) -> Result<Viewer, Status> {
         if let Some(user) = &cx.acting_user {
@@ -114,6 +139,24 @@ impl PermissionApi {
         Ok(Viewer::Client(cx.caller.client_id.clone()))
     }
 }
+
+/// A request about one app in one tenant.
+trait AboutApp {
+    /// The tenant, the app and the consistency asked for.
+    fn about(&self) -> (&str, &str, Option<&Consistency>);
+}
+
+macro_rules! about_app {
+    ($($request:ty),+) => {
+        $(impl AboutApp for $request {
+            fn about(&self) -> (&str, &str, Option<&Consistency>) {
+                (&self.tenant_id, &self.app_id, self.consistency.as_ref())
+            }
+        })+
+    };
+}
+
+about_app!(GetAppScopesRequest, GetConsentPromptRequest);
 
 #[tonic::async_trait]
 impl PermissionService for PermissionApi {
@@ -256,19 +299,7 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<GetAppScopesRequest>,
     ) -> Result<Response<GetAppScopesResponse>, Status> {
-        let (cx, at) = self.context(&request).await?;
-        let r = request.into_inner();
-        let tenant = TenantId::parse("tenant_id", &r.tenant_id)?;
-        cx.caller.require_tenant(&tenant)?;
-        let app = AppId::parse("app_id", &r.app_id)?;
-        let wanted = wanted(r.consistency.as_ref())?;
-        let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
-        let snapshot = &entry.value;
-        if snapshot.tenant.is_none() {
-            return Err(ServiceError::from(NotFound(Entity::Tenant(tenant.clone()))).into());
-        }
-        let report = AppScopes::report(snapshot)
-            .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app.clone()))))?;
+        let (report, revision) = self.app_answer(request, AppScopes::report).await?;
         Ok(Response::new(cv::app_scopes_to_proto(report, revision)))
     }
 
@@ -276,19 +307,7 @@ impl PermissionService for PermissionApi {
         &self,
         request: Request<GetConsentPromptRequest>,
     ) -> Result<Response<GetConsentPromptResponse>, Status> {
-        let (cx, at) = self.context(&request).await?;
-        let r = request.into_inner();
-        let tenant = TenantId::parse("tenant_id", &r.tenant_id)?;
-        cx.caller.require_tenant(&tenant)?;
-        let app = AppId::parse("app_id", &r.app_id)?;
-        let wanted = wanted(r.consistency.as_ref())?;
-        let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
-        let snapshot = &entry.value;
-        if snapshot.tenant.is_none() {
-            return Err(ServiceError::from(NotFound(Entity::Tenant(tenant))).into());
-        }
-        let prompt = ConsentPrompt::of(snapshot)
-            .ok_or_else(|| ServiceError::from(NotFound(Entity::App(app))))?;
+        let (prompt, revision) = self.app_answer(request, ConsentPrompt::of).await?;
         Ok(Response::new(cv::consent_prompt_to_proto(prompt, revision)))
     }
 
