@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 use super::ids::{AppId, Name, Scope};
 use super::rights::Right;
 
@@ -252,7 +252,7 @@ pub fn parse_scope_set(field: &str, scopes: &[String]) -> Valid<BTreeSet<Scope>>
         if !set.insert(scope) {
             return Err(ValidationError::new(
                 item,
-                format_args!("{raw:?} is listed twice"),
+                format_args!("{} is listed twice", quoted(raw)),
             ));
         }
     }

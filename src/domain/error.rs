@@ -36,6 +36,41 @@ impl ValidationError {
     }
 }
 
+/// The most bytes of a bad value an error message quotes (escaped, without the quotes), so that
+/// a hostile value cannot make a `grpc-message` that clients refuse.
+pub const MAX_QUOTED_BYTES: usize = 64;
+
+/// A request value quoted in an error message: `"…"` with Rust's escapes, cut after at most
+/// [`MAX_QUOTED_BYTES`] bytes of its escaped text and then marked with `…`. Every message that
+/// quotes a value a caller sent goes through this.
+pub fn quoted(value: &str) -> Quoted<'_> {
+    Quoted(value)
+}
+
+/// A value quoted by [`quoted`].
+#[derive(Debug, Clone, Copy)]
+pub struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        f.write_char('"')?;
+        let mut written = 0;
+        for c in self.0.chars() {
+            let escaped = c.escape_debug();
+            let len: usize = escaped.clone().map(char::len_utf8).sum();
+            if written + len > MAX_QUOTED_BYTES {
+                return f.write_str("\"…");
+            }
+            written += len;
+            for e in escaped {
+                f.write_char(e)?;
+            }
+        }
+        f.write_char('"')
+    }
+}
+
 /// Something a request can name, for the two errors that name it: [`NotFound`] and
 /// [`AlreadyExists`]. One wording for each, wherever it is found missing or present.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,3 +207,23 @@ impl fmt::Display for AlreadyExists {
 
 /// The result of parsing or validating an input.
 pub type Valid<T> = Result<T, ValidationError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_keeps_short_values_whole_and_cuts_long_ones() {
+        assert_eq!(quoted("READ").to_string(), "\"READ\"");
+        assert_eq!(quoted("a\0b").to_string(), "\"a\\0b\"");
+        let long = quoted(&"x".repeat(10_000)).to_string();
+        assert_eq!(long, format!("\"{}\"…", "x".repeat(MAX_QUOTED_BYTES)));
+        // Escapes count as what they print: a value of control characters stays short too.
+        let escaped = quoted(&"\u{1}".repeat(10_000)).to_string();
+        assert!(escaped.len() <= MAX_QUOTED_BYTES + 5, "{escaped}");
+        assert!(escaped.starts_with("\"\\u{1}") && escaped.ends_with("\"…"));
+        let wide = quoted(&"é".repeat(10_000)).to_string();
+        assert!(wide.len() <= MAX_QUOTED_BYTES + 5, "{wide}");
+        assert_eq!(quoted(&"y".repeat(MAX_QUOTED_BYTES)).to_string().len(), 66);
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 use super::ids::{AppId, ClientId, Description, ExternalId, GroupId, Name, PermissionId, UserId};
 use super::time::Timestamp;
 
@@ -28,7 +28,8 @@ impl Principal {
             return Err(ValidationError::new(
                 field,
                 format_args!(
-                    "{value:?} is not a principal; use user:<id>, client:<id> or app:<id>"
+                    "{} is not a principal; use user:<id>, client:<id> or app:<id>",
+                    quoted(value)
                 ),
             ));
         };
@@ -38,7 +39,10 @@ impl Principal {
             "app" => AppId::parse(field, id).map(Principal::App),
             _ => Err(ValidationError::new(
                 field,
-                format_args!("{kind:?} is not a principal kind; use user, client or app"),
+                format_args!(
+                    "{} is not a principal kind; use user, client or app",
+                    quoted(kind)
+                ),
             )),
         }
     }

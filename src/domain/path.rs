@@ -5,7 +5,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 
 /// The longest path, in bytes.
 pub const MAX_PATH_BYTES: usize = 1024;
@@ -34,7 +34,7 @@ impl ResourcePath {
         let fail = |problem: &str| {
             Err(ValidationError::new(
                 field,
-                format_args!("{problem} (got {value:?})"),
+                format_args!("{problem} (got {})", quoted(value)),
             ))
         };
         if value.is_empty() {

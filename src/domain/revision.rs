@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 
 /// A point in the store's history: the number of write transactions committed so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -27,7 +27,10 @@ impl Revision {
             .and_then(|digits| digits.parse().ok())
             .map(Revision)
             .ok_or_else(|| {
-                ValidationError::new(field, format_args!("{token:?} is not a revision token"))
+                ValidationError::new(
+                    field,
+                    format_args!("{} is not a revision token", quoted(token)),
+                )
             })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 
 /// A cumulative right level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,8 +179,9 @@ impl PermissionName {
         Err(ValidationError::new(
             field,
             format_args!(
-                "{value:?} is not a permission; use a level (READ, WRITE, MANAGE, FULL_CONTROL) \
-                 or a fine-grained name such as EDIT_ITEMS, in upper case"
+                "{} is not a permission; use a level (READ, WRITE, MANAGE, FULL_CONTROL) \
+                 or a fine-grained name such as EDIT_ITEMS, in upper case",
+                quoted(value)
             ),
         ))
     }

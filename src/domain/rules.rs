@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::app::AppKind;
 use super::consent::Consent;
-use super::error::{Valid, ValidationError};
+use super::error::{Valid, ValidationError, quoted};
 use super::external::{GroupAcl, Principal};
 use super::ids::{AppId, ClientId, Environment, TenantId, UserId};
 use super::path::ResourcePath;
@@ -47,9 +47,18 @@ impl Capability {
 
     /// Parses a lower-case name.
     pub fn parse(field: &str, value: &str) -> Valid<Self> {
-        Capability::ALL.into_iter().find(|c| c.as_str() == value).ok_or_else(|| {
-            ValidationError::new(field, format_args!("{value:?} is not a capability; use query, admin, app_manager or assert_user"))
-        })
+        Capability::ALL
+            .into_iter()
+            .find(|c| c.as_str() == value)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    format_args!(
+                        "{} is not a capability; use query, admin, app_manager or assert_user",
+                        quoted(value)
+                    ),
+                )
+            })
     }
 
     fn bit(self) -> u8 {
@@ -137,7 +146,7 @@ impl TenantBounds {
             if !set.insert(TenantId::parse(&item, t)?) {
                 return Err(ValidationError::new(
                     item,
-                    format_args!("{t:?} is listed twice"),
+                    format_args!("{} is listed twice", quoted(t)),
                 ));
             }
         }

@@ -364,10 +364,12 @@ pub fn parse_audience(value: &str) -> crate::domain::Valid<String> {
         ));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        let prefix: String = value.chars().take(16).collect();
         return Err(ValidationError::new(
             "audience",
-            format_args!("must be printable ASCII (got {prefix:?}…)"),
+            format_args!(
+                "must be printable ASCII (got {})",
+                crate::domain::error::quoted(value)
+            ),
         ));
     }
     Ok(value.to_owned())
