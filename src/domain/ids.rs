@@ -190,6 +190,11 @@ text!(
     /// Free text: up to 4096 characters; newlines and tabs allowed.
     Description, 0, 4096, true
 );
+text!(
+    /// The target an audit listing is filtered by (`user:alice`, `app:crm`, …): 1–256 printable
+    /// characters. Any such text is a valid filter; one that names no target matches nothing.
+    AuditTarget, 1, 256, false
+);
 
 #[cfg(test)]
 mod tests {
@@ -231,5 +236,22 @@ mod tests {
         assert!(Description::parse("d", "line\nline\tx").is_ok());
         assert!(Description::parse("d", "bell\u{7}").is_err());
         assert!(Name::parse("n", "").is_err());
+    }
+
+    #[test]
+    fn text_rejects_nul_and_every_other_control_character() {
+        for bad in ["a\0b", "\0", "a\u{1b}[31m", "a\u{7f}", "a\u{85}", "a\rb"] {
+            let err = AuditTarget::parse("target", bad).unwrap_err();
+            assert_eq!(err.field, "target");
+            assert!(err.problem.contains("control character"), "{bad:?}: {err}");
+            assert!(Name::parse("name", bad).is_err(), "{bad:?}");
+            assert!(Description::parse("description", bad).is_err(), "{bad:?}");
+            assert!(ExternalId::parse("external_id", bad).is_err(), "{bad:?}");
+            assert!(Environment::parse("environment", bad).is_err(), "{bad:?}");
+            assert!(UserId::parse("user_id", bad).is_err(), "{bad:?}");
+        }
+        assert!(AuditTarget::parse("target", "user:alice").is_ok());
+        assert!(AuditTarget::parse("target", &"é".repeat(256)).is_ok());
+        assert!(AuditTarget::parse("target", &"é".repeat(257)).is_err());
     }
 }

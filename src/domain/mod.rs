@@ -45,8 +45,8 @@ pub use external::{
     PermissionRef, Principal, UserGrant, Viewer,
 };
 pub use ids::{
-    AppId, ClientId, Description, Environment, ExternalId, GroupId, Name, PermissionId, Scope,
-    TenantId, UserId,
+    AppId, AuditTarget, ClientId, Description, Environment, ExternalId, GroupId, Name,
+    PermissionId, Scope, TenantId, UserId,
 };
 pub use path::ResourcePath;
 pub use prompt::{Approver, ChangeKind, ConsentChange, ConsentPrompt};

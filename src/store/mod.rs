@@ -26,7 +26,7 @@ use crate::domain::{
     ValidationError, Viewer, WhitelistEntry,
 };
 
-use crate::domain::{AlreadyExists, NotFound};
+use crate::domain::{AlreadyExists, AuditTarget, NotFound};
 pub use crate::domain::{Entity, PermissionRef};
 pub use backend::{Backend, connect, lazy, migrate};
 pub use sql::SqlStore;
@@ -179,7 +179,7 @@ pub struct AuditFilter {
     /// Only this tenant.
     pub tenant_id: Option<TenantId>,
     /// Only this exact target.
-    pub target: Option<String>,
+    pub target: Option<AuditTarget>,
     /// Only this actor: `client:<id>` matches the client, `user:<id>` the acting user.
     pub actor: Option<Principal>,
     /// Only events at or after this time.

@@ -7,8 +7,8 @@ use tonic::{Request, Response, Status};
 use super::{AdminApi, viewer};
 use crate::convert as cv;
 use crate::domain::{
-    AppId, ClientId, Environment, GroupId, Name, PermissionId, Principal, ResourcePath, Tenant,
-    TenantBounds, TenantId, UserId, ValidationError,
+    AppId, AuditTarget, ClientId, Environment, GroupId, Name, PermissionId, Principal,
+    ResourcePath, Tenant, TenantBounds, TenantId, UserId, ValidationError,
 };
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
@@ -651,7 +651,10 @@ impl AdminService for AdminApi {
         };
         let filter = AuditFilter {
             tenant_id,
-            target: (!r.target.is_empty()).then(|| r.target.clone()),
+            target: match r.target.as_str() {
+                "" => None,
+                target => Some(AuditTarget::parse("target", target)?),
+            },
             actor,
             since: cv::optional_timestamp_from_proto("since", r.since.as_ref())?,
             visible_to: Some(cx.caller.tenants.clone()),

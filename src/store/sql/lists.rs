@@ -275,7 +275,7 @@ impl SqlStore {
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(after)
             .bind(filter.tenant_id.as_ref().map_or("", TenantId::as_str))
-            .bind(filter.target.as_deref().unwrap_or(""))
+            .bind(filter.target.as_ref().map_or("", |t| t.as_str()))
             .bind(actor_client)
             .bind(actor_user)
             .bind(filter.since.map_or(i64::MIN, Timestamp::as_micros))

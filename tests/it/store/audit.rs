@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::support::db::{TestDb, backend_tests};
+use consentry::domain::AuditTarget;
 
 backend_tests!(
     revision_starts_at_zero_and_every_write_appends_one_audit_event,
@@ -223,14 +224,14 @@ async fn audit_events_filter_by_tenant_target_actor_time_and_visibility(db: &Tes
         ),
         (
             AuditFilter {
-                target: Some("user:bob".into()),
+                target: Some(AuditTarget::parse("target", "user:bob").unwrap()),
                 ..AuditFilter::default()
             },
             vec![4, 5],
         ),
         (
             AuditFilter {
-                target: Some("user:bob".into()),
+                target: Some(AuditTarget::parse("target", "user:bob").unwrap()),
                 tenant_id: Some(acme.clone()),
                 ..AuditFilter::default()
             },
@@ -238,7 +239,7 @@ async fn audit_events_filter_by_tenant_target_actor_time_and_visibility(db: &Tes
         ),
         (
             AuditFilter {
-                target: Some("app:crm".into()),
+                target: Some(AuditTarget::parse("target", "app:crm").unwrap()),
                 ..AuditFilter::default()
             },
             vec![6],
