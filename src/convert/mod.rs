@@ -193,17 +193,9 @@ pub fn timestamp_to_proto(t: Timestamp) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos }
 }
 
-/// A timestamp from the wire: nanos within a second, and representable in microseconds.
+/// A timestamp from the wire: nanos within a second, and a time from year 1 to year 9999.
 pub fn timestamp_from_proto(field: &str, t: &prost_types::Timestamp) -> Valid<Timestamp> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(ValidationError::new(
-            field,
-            format_args!("nanos {} is outside 0..1e9", t.nanos),
-        ));
-    }
-    Timestamp::from_seconds_nanos(t.seconds, t.nanos).ok_or_else(|| {
-        ValidationError::new(field, format_args!("{} seconds is out of range", t.seconds))
-    })
+    Timestamp::parse_seconds_nanos(field, t.seconds, t.nanos)
 }
 
 /// A manifest from the wire, validated.

@@ -4,6 +4,14 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::error::{Valid, ValidationError};
+
+/// The first second a request may name, 0001-01-01T00:00:00Z: the start of the range of
+/// `google.protobuf.Timestamp` and of RFC 3339.
+pub const MIN_SECONDS: i64 = -62_135_596_800;
+/// The last second a request may name, 9999-12-31T23:59:59Z (with any nanos within it).
+pub const MAX_SECONDS: i64 = 253_402_300_799;
+
 /// A point in time with microsecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
@@ -43,6 +51,31 @@ impl Timestamp {
             .map(Self)
     }
 
+    /// Parses a timestamp from the wire, naming `field` in the error: `nanos` within the second
+    /// (0 to 999,999,999) and a time from year 1 to year 9999, as `google.protobuf.Timestamp`
+    /// allows; sub-microsecond precision is dropped.
+    pub fn parse_seconds_nanos(field: &str, seconds: i64, nanos: i32) -> Valid<Self> {
+        if !(0..1_000_000_000).contains(&nanos) {
+            return Err(ValidationError::new(
+                field,
+                format_args!("nanos {nanos} is outside 0 to 999999999"),
+            ));
+        }
+        if !(MIN_SECONDS..=MAX_SECONDS).contains(&seconds) {
+            return Err(ValidationError::new(
+                field,
+                format_args!(
+                    "{seconds} seconds is outside the years 1 to 9999 \
+                     ({MIN_SECONDS} to {MAX_SECONDS} seconds since 1970)"
+                ),
+            ));
+        }
+        // In range, the product and the sum cannot overflow.
+        Self::from_seconds_nanos(seconds, nanos).ok_or_else(|| {
+            ValidationError::new(field, format_args!("{seconds} seconds is out of range"))
+        })
+    }
+
     /// This time plus `d`, saturating.
     pub fn plus(self, d: Duration) -> Self {
         Self(
@@ -78,5 +111,32 @@ mod tests {
             Some(before_epoch)
         );
         assert_eq!(Timestamp::from_seconds_nanos(i64::MAX, 0), None);
+    }
+
+    #[test]
+    fn parsing_accepts_years_1_to_9999_and_nanos_within_the_second() {
+        let ok = |s, n| Timestamp::parse_seconds_nanos("t", s, n);
+        assert_eq!(
+            ok(MIN_SECONDS, 0).unwrap().as_micros(),
+            MIN_SECONDS * 1_000_000
+        );
+        assert_eq!(
+            ok(MAX_SECONDS, 999_999_999).unwrap().as_micros(),
+            MAX_SECONDS * 1_000_000 + 999_999
+        );
+        assert_eq!(ok(0, 0).unwrap(), Timestamp::from_micros(0));
+        for (s, n, why) in [
+            (MIN_SECONDS - 1, 0, "years 1 to 9999"),
+            (MAX_SECONDS + 1, 0, "years 1 to 9999"),
+            (i64::MIN, 0, "years 1 to 9999"),
+            (i64::MAX, 0, "years 1 to 9999"),
+            (0, -1, "nanos -1"),
+            (0, 1_000_000_000, "nanos 1000000000"),
+            (0, i32::MIN, "nanos"),
+        ] {
+            let err = ok(s, n).unwrap_err();
+            assert_eq!(err.field, "t");
+            assert!(err.problem.contains(why), "{s} {n}: {err}");
+        }
     }
 }
