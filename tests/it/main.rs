@@ -12,6 +12,7 @@ mod architecture;
 mod consent_prompt;
 mod context_tokens;
 mod deploy;
+mod hostile_strings;
 mod limits;
 mod operations;
 mod permission;
