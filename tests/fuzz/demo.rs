@@ -104,7 +104,11 @@ impl Drop for Fresh {
 async fn fresh() -> Fresh {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let shm = PathBuf::from("/dev/shm");
-    let base = if shm.is_dir() { shm } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm
+    } else {
+        std::env::temp_dir()
+    };
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = base.join(format!("consentry-fuzz-demo-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("creates the store's directory");
@@ -126,7 +130,8 @@ fn the_demo_loader_refuses_malformed_worlds_without_panic() {
     fuzz_share("demo", harness::budget(), 4, inputs(), |input| {
         let json = text(&input);
         runtime.block_on(async {
-            let fresh = match slot.borrow_mut().take() {
+            let reused = slot.borrow_mut().take();
+            let fresh = match reused {
                 Some(f) => f,
                 None => fresh().await,
             };
@@ -157,7 +162,9 @@ fn the_world_as_shipped_loads() {
         .expect("a runtime");
     runtime.block_on(async {
         let fresh = fresh().await;
-        let key = load_json(&fresh.store, WORLD).await.expect("the world loads");
+        let key = load_json(&fresh.store, WORLD)
+            .await
+            .expect("the world loads");
         assert_eq!(key, consentry::demo::key().expect("the world's key"));
         assert!(fresh.store.revision().await.expect("the revision").0 > 1);
     });

@@ -34,11 +34,26 @@ pub enum Open {
 /// Findings that issue 11 names and that other changes fix: reported, not failed. Remove an entry
 /// once its fix is merged; from then on the finding fails the target.
 pub const KNOWN_OPEN: &[(Open, &str)] = &[
-    (Open::Nul, "issue 11, point 1: strings are not checked for NUL"),
-    (Open::LongMessage, "issue 11, point 2: errors quote whole values"),
-    (Open::PageTokenNul, "issue 11, point 3: page tokens are not tamper-evident"),
-    (Open::UnspecifiedRight, "issue 11, point 4: RevokeUserRight without a right"),
-    (Open::TimestampRange, "issue 11, point 7: timestamps outside years 1 to 9999"),
+    (
+        Open::Nul,
+        "issue 11, point 1: strings are not checked for NUL",
+    ),
+    (
+        Open::LongMessage,
+        "issue 11, point 2: errors quote whole values",
+    ),
+    (
+        Open::PageTokenNul,
+        "issue 11, point 3: page tokens are not tamper-evident",
+    ),
+    (
+        Open::UnspecifiedRight,
+        "issue 11, point 4: RevokeUserRight without a right",
+    ),
+    (
+        Open::TimestampRange,
+        "issue 11, point 7: timestamps outside years 1 to 9999",
+    ),
 ];
 
 /// Known findings seen, per target: how often, and the first example.
@@ -120,9 +135,10 @@ pub fn fuzz_share<S: Strategy>(
     let mut rounds = 0u64;
     let mut cases = 0u64;
     loop {
-        let seed = match (budget, base.rng_seed) {
-            (None, seed) | (Some(_), seed @ RngSeed::Fixed(_)) => seed,
-            (Some(_), RngSeed::Random) => RngSeed::Fixed(fresh_seed(rounds)),
+        // A seed of our own, so that a failure can say how to replay it.
+        let seed = match base.rng_seed {
+            RngSeed::Random => RngSeed::Fixed(fresh_seed(rounds)),
+            fixed => fixed,
         };
         let config = Config {
             rng_seed: seed,
@@ -131,7 +147,9 @@ pub fn fuzz_share<S: Strategy>(
         let mut runner = TestRunner::new(config.clone());
         if let Err(e) = runner.run(&strategy, &check) {
             let replay = match seed {
-                RngSeed::Fixed(n) => format!("PROPTEST_RNG_SEED={n} PROPTEST_CASES={}", config.cases),
+                RngSeed::Fixed(n) => {
+                    format!("PROPTEST_RNG_SEED={n} PROPTEST_CASES={}", config.cases)
+                }
                 RngSeed::Random => "a random seed".to_owned(),
             };
             match e {
@@ -178,7 +196,7 @@ fn report(target: &str, cases: u64, took: Duration) {
                 .iter()
                 .find(|(o, _)| o == open)
                 .map_or("", |(_, why)| why);
-            eprintln!("  known open {open:?} ({why}): {count} cases, e.g. {example}");
+            eprintln!("  {target}: known open {open:?} ({why}): {count} cases, e.g. {example}");
         }
     }
 }
@@ -232,4 +250,25 @@ pub fn rejection(fields: &[String], e: ServiceError) -> Result<(), TestCaseError
 /// A rejection by a domain parser: [`rejection`] of the same error as the service answers it.
 pub fn validation(fields: &[String], e: ValidationError) -> Result<(), TestCaseError> {
     rejection(fields, ServiceError::from(e))
+}
+
+#[test]
+fn a_failing_case_fails_the_target_with_its_shrunk_input_and_seed() {
+    let outcome = std::panic::catch_unwind(|| {
+        fuzz("self-test", None, 0u32..1000, |n| {
+            assert!(n < 500, "too big");
+            Ok(())
+        });
+    });
+    let payload = outcome.expect_err("a panicking case fails the target");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("too big"), "{message}");
+    assert!(
+        message.contains("input: 500"),
+        "shrunk to the smallest: {message}"
+    );
+    assert!(message.contains("PROPTEST_RNG_SEED="), "{message}");
 }

@@ -191,7 +191,11 @@ pub fn validate(name: &str, bytes: &[u8]) -> Option<Verdict> {
         }),
         "ListPermissionGroupsRequest" => run(bytes, |r: ListPermissionGroupsRequest| {
             let t = tenant(&r.tenant_id)?;
-            page(r.page_size, &r.page_token, &format!("groups:{t}:client:fuzz"))?;
+            page(
+                r.page_size,
+                &r.page_token,
+                &format!("groups:{t}:client:fuzz"),
+            )?;
             ok()
         }),
         "CreateExternalPermissionRequest" => run(bytes, |r: CreateExternalPermissionRequest| {
@@ -237,10 +241,7 @@ pub fn validate(name: &str, bytes: &[u8]) -> Option<Verdict> {
                 Principal::parse("actor", &r.actor)?;
             }
             let since = cv::optional_timestamp_from_proto("since", r.since.as_ref())?;
-            let query = format!(
-                "audit:{}:{}:{}:{since:?}:*",
-                r.tenant_id, r.target, r.actor
-            );
+            let query = format!("audit:{}:{}:{}:{since:?}:*", r.tenant_id, r.target, r.actor);
             page(r.page_size, &r.page_token, &query)?;
             ok()
         }),

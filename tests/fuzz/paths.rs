@@ -54,7 +54,10 @@ fn inputs() -> impl Strategy<Value = PathInput> {
             prop::bool::weighted(0.1),
         )
             .prop_map(|(s, lead, trail)| PathInput::Segments(s, lead, trail)),
-        (0..40usize, prop::collection::vec(any::<(u16, u8, u8)>(), 0..4))
+        (
+            0..40usize,
+            prop::collection::vec(any::<(u16, u8, u8)>(), 0..4)
+        )
             .prop_map(|(n, m)| PathInput::Mutated(n, m)),
     ]
 }
@@ -71,7 +74,10 @@ fn well_formed(value: &str, path: &ResourcePath) -> Result<(), TestCaseError> {
     for ancestor in chain {
         let parsed = ResourcePath::parse("resource", ancestor);
         prop_assert!(parsed.is_ok(), "ancestor {ancestor:?} does not parse");
-        prop_assert!(parsed.unwrap().covers(path), "{ancestor:?} does not cover its descendant");
+        prop_assert!(
+            parsed.unwrap().covers(path),
+            "{ancestor:?} does not cover its descendant"
+        );
     }
     Ok(())
 }

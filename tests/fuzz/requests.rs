@@ -28,7 +28,10 @@ pub enum Verdict {
 }
 
 /// Decodes `bytes` as `M` and validates it with `validate`.
-pub fn run<M: prost::Message + Default>(bytes: &[u8], validate: impl FnOnce(M) -> Checked) -> Verdict {
+pub fn run<M: prost::Message + Default>(
+    bytes: &[u8],
+    validate: impl FnOnce(M) -> Checked,
+) -> Verdict {
     match M::decode(bytes) {
         Err(_) => Verdict::Undecodable,
         Ok(request) => {
@@ -51,7 +54,8 @@ enum Input {
 
 impl Input {
     fn bytes(&self, name: &str) -> Vec<u8> {
-        let generated = |choices: &[u32]| describe::generate(protos(), name, &mut Choices::new(choices), 3);
+        let generated =
+            |choices: &[u32]| describe::generate(protos(), name, &mut Choices::new(choices), 3);
         match self {
             Input::Raw(bytes) => bytes.clone(),
             Input::Generated(choices) => generated(choices),
@@ -95,14 +99,26 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<(), TestCase
         finding(open, example)?;
     }
     let mut leaves = Vec::new();
-    describe::leaves(protos(), &format!(".consentry.v1.{name}"), &canonical, "", &mut leaves);
+    describe::leaves(
+        protos(),
+        &format!(".consentry.v1.{name}"),
+        &canonical,
+        "",
+        &mut leaves,
+    );
     for leaf in leaves {
         match leaf {
             Leaf::Str(field, value) if value.contains('\0') => {
-                finding(Open::Nul, format!("{name}.{field} = {}", harness::shorten(&value)))?;
+                finding(
+                    Open::Nul,
+                    format!("{name}.{field} = {}", harness::shorten(&value)),
+                )?;
             }
             Leaf::Timestamp(field, seconds) if !TIMESTAMP_RANGE.contains(&seconds) => {
-                finding(Open::TimestampRange, format!("{name}.{field}.seconds = {seconds}"))?;
+                finding(
+                    Open::TimestampRange,
+                    format!("{name}.{field}.seconds = {seconds}"),
+                )?;
             }
             _ => {}
         }
@@ -113,8 +129,14 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<(), TestCase
 /// Fuzzes every request type of `service` through `validate` (`None`: no mirror for that type).
 fn service(service: &str, validate: fn(&str, &[u8]) -> Option<Verdict>) {
     let names = protos().requests(service);
-    assert!(!names.is_empty(), "{service} has no rpcs in the descriptor set");
-    let unmirrored: Vec<_> = names.iter().filter(|n| validate(n, &[]).is_none()).collect();
+    assert!(
+        !names.is_empty(),
+        "{service} has no rpcs in the descriptor set"
+    );
+    let unmirrored: Vec<_> = names
+        .iter()
+        .filter(|n| validate(n, &[]).is_none())
+        .collect();
     assert!(
         unmirrored.is_empty(),
         "{service}: add the validation of {unmirrored:?} to tests/fuzz/mirror_*.rs"
@@ -157,6 +179,16 @@ fn the_checks_fail_on_what_they_look_for() {
     };
     let mut leaves = Vec::new();
     let bytes = prost::Message::encode_to_vec(&request);
-    describe::leaves(protos(), ".consentry.v1.DeleteUserRequest", &bytes, "", &mut leaves);
-    assert!(leaves.iter().any(|l| matches!(l, Leaf::Str(f, v) if f == "tenant_id" && v == "t\0")));
+    describe::leaves(
+        protos(),
+        ".consentry.v1.DeleteUserRequest",
+        &bytes,
+        "",
+        &mut leaves,
+    );
+    assert!(
+        leaves
+            .iter()
+            .any(|l| matches!(l, Leaf::Str(f, v) if f == "tenant_id" && v == "t\0"))
+    );
 }

@@ -77,7 +77,10 @@ fn tokens() -> impl Strategy<Value = Token> {
         choices().prop_map(Token::Json),
         choices().prop_map(Token::Minted),
         choices().prop_map(Token::Foreign),
-        (choices(), prop::collection::vec(any::<(u16, u8, u8)>(), 1..4))
+        (
+            choices(),
+            prop::collection::vec(any::<(u16, u8, u8)>(), 1..4)
+        )
             .prop_map(|(c, m)| Token::Mutated(c, m)),
     ]
 }
@@ -102,9 +105,17 @@ fn check_page(size: i32, token: &Token, query: &str) -> Result<(), TestCaseError
             harness::validation(&fields, e)
         }
         Ok(page) => {
-            harness::tally(if text.is_empty() { "first pages" } else { "accepted tokens" });
+            harness::tally(if text.is_empty() {
+                "first pages"
+            } else {
+                "accepted tokens"
+            });
             prop_assert!(size >= 0, "a negative page size was accepted");
-            prop_assert!(page.limit >= 1 && page.limit <= MAX_PAGE_SIZE, "limit {}", page.limit);
+            prop_assert!(
+                page.limit >= 1 && page.limit <= MAX_PAGE_SIZE,
+                "limit {}",
+                page.limit
+            );
             prop_assert!(
                 !matches!(token, Token::Foreign(_)),
                 "a token minted for another query was accepted"
@@ -124,11 +135,20 @@ fn check_page(size: i32, token: &Token, query: &str) -> Result<(), TestCaseError
 
 #[test]
 fn page_tokens_are_parsed_without_panic_and_refused_as_invalid_argument() {
-    let query = (prop::collection::vec(any::<u32>(), 0..4), tokens(), page_sizes());
-    fuzz("page_tokens", harness::budget(), query, |(q, token, size)| {
-        let query = describe::string(&mut Choices::new(&q));
-        check_page(size, &token, &query)
-    });
+    let query = (
+        prop::collection::vec(any::<u32>(), 0..4),
+        tokens(),
+        page_sizes(),
+    );
+    fuzz(
+        "page_tokens",
+        harness::budget(),
+        query,
+        |(q, token, size)| {
+            let query = describe::string(&mut Choices::new(&q));
+            check_page(size, &token, &query)
+        },
+    );
 }
 
 /// How a revision token of one case is made.
@@ -145,7 +165,10 @@ enum RevisionInput {
 fn revision_inputs() -> impl Strategy<Value = RevisionInput> {
     prop_oneof![
         any::<String>().prop_map(RevisionInput::Text),
-        (any::<u64>(), prop::collection::vec(any::<(u16, u8, u8)>(), 0..4))
+        (
+            any::<u64>(),
+            prop::collection::vec(any::<(u16, u8, u8)>(), 0..4)
+        )
             .prop_map(|(n, m)| RevisionInput::Mutated(n, m)),
         "[0-9]{0,40}".prop_map(RevisionInput::Digits),
     ]
@@ -179,7 +202,10 @@ fn check_revision(input: &RevisionInput) -> Result<(), TestCaseError> {
 
 #[test]
 fn revision_tokens_are_parsed_without_panic_and_refused_as_invalid_argument() {
-    fuzz("revision_tokens", harness::budget(), revision_inputs(), |input| {
-        check_revision(&input)
-    });
+    fuzz(
+        "revision_tokens",
+        harness::budget(),
+        revision_inputs(),
+        |input| check_revision(&input),
+    );
 }
