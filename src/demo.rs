@@ -201,7 +201,13 @@ pub fn key() -> anyhow::Result<String> {
 
 /// Loads the demo world unless its client already exists; returns the key that works for it.
 pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
-    let world: World = serde_json::from_str(WORLD)?;
+    load_json(store, WORLD).await
+}
+
+/// Loads the world that `json` describes, in the form of `demo/world.json` (what [`load`] does
+/// with the compiled-in world); a malformed world is an error, never a panic.
+pub async fn load_json(store: &dyn Store, json: &str) -> anyhow::Result<String> {
+    let world: World = serde_json::from_str(json)?;
     let client_id = ClientId::parse("client_id", &world.client_id)?;
     let caller = Caller {
         client_id: client_id.clone(),

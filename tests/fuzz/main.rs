@@ -1,0 +1,28 @@
+//! Hostile input: property-based fuzzing over raw bytes (proptest; see docs/decisions.md,
+//! "Hostile input"). Each target feeds arbitrary and mutated input to one parser the server runs
+//! on what a caller or an operator hands it, and asserts that nothing panics and that every
+//! rejection is a clear error:
+//!
+//! * `requests`: every request type of both services, decoded with prost from arbitrary bytes,
+//!   from requests generated field by field from the proto descriptor, and from mutated
+//!   encodings of those, then validated as its handler validates it; a rejection is an
+//!   `INVALID_ARGUMENT` naming a field of the request;
+//! * `tokens`: page tokens (`service::paging`) and revision tokens (`domain::revision`);
+//! * `paths`: resource paths (`domain::path`);
+//! * `demo`: the `--demo` world loader (`demo::load_json`) on arbitrary and mutated JSON.
+//!
+//! By default each target runs `PROPTEST_CASES` cases (256 under `scripts/test`);
+//! `CONSENTRY_FUZZ_SECONDS` turns that into a time budget per target (`scripts/fuzz`).
+//! Findings that issue 11 already names and other changes fix are listed in
+//! [`harness::KNOWN_OPEN`]: they are reported, not failed, until they are removed from the list.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod demo;
+mod describe;
+mod harness;
+mod mirror_admin;
+mod mirror_permission;
+mod paths;
+mod requests;
+mod tokens;
