@@ -391,16 +391,30 @@ async fn prepare_and_follow(
     }
 }
 
-/// Applies migrations, creates the bootstrap client and the demo world when asked, and has the
-/// caches read the store once.
+/// With `--demo`, refuses a database that is not the demo's own; applies migrations, writes the
+/// demo world and creates the bootstrap client when asked, and has the caches read the store
+/// once.
 async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> anyhow::Result<()> {
     let url = &config.db.database_url;
+    if config.demo {
+        // Before anything is written (migrations included): the demo's world and its public
+        // key go only into a database of the demo's own.
+        let occupancy = crate::store::occupancy::occupancy(url).await?;
+        crate::demo::may_load(&occupancy, &redact(url))?;
+    }
     if config.migrate {
         crate::store::migrate(url).await?;
         tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
     } else {
         crate::store::backend::check_migrated(url).await?;
         tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, schema current");
+    }
+    // The demo's world first, so that its client is the first write of its database (what
+    // `demo::may_load` recognises at the next start), the bootstrap client after it.
+    if config.demo {
+        crate::demo::load(store)
+            .await
+            .context("loading the demo world")?;
     }
     if let Some(key) = &config.bootstrap_key {
         match store
@@ -419,11 +433,6 @@ async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> any
                 )
             }
         }
-    }
-    if config.demo {
-        crate::demo::load(store)
-            .await
-            .context("loading the demo world")?;
     }
     let applied = caches.start().await?;
     tracing::info!(%applied, "caches following the change log");

@@ -11,6 +11,7 @@ mod app_rights;
 mod architecture;
 mod consent_prompt;
 mod context_tokens;
+mod demo;
 mod deploy;
 mod limits;
 mod operations;
