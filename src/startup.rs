@@ -27,7 +27,7 @@ use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
-use crate::service::{Applied, ObserveLayer};
+use crate::service::{Applied, FramingLayer, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 use crate::tls::Tls;
@@ -231,6 +231,8 @@ impl App {
         );
         let router = transport()
             .layer(observe)
+            // Inside it: request bodies whose framing is broken or too long, refused as such.
+            .layer(FramingLayer::new(max_message))
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 health.clone(),
             )))
@@ -253,7 +255,12 @@ impl App {
             "consentry accepting gRPC"
         );
         let health_only = match health_listener {
-            Some(listener) => Some(serve_health_only(listener, &health, stop.subscribe())?),
+            Some(listener) => Some(serve_health_only(
+                listener,
+                &health,
+                max_message,
+                stop.subscribe(),
+            )?),
             None => None,
         };
         let tls_follow = tls.as_ref().map(|tls| {
@@ -456,6 +463,7 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 fn serve_health_only(
     listener: TcpListener,
     health: &HealthReporter,
+    max_message: usize,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let reflection = || {
@@ -463,6 +471,7 @@ fn serve_health_only(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let server = transport()
+        .layer(FramingLayer::new(max_message))
         .add_service(HealthServer::new(HealthService::from_health_reporter(
             health.clone(),
         )))

@@ -13,6 +13,7 @@ mod consent_prompt;
 mod context_tokens;
 mod demo;
 mod deploy;
+mod hostile_bodies;
 mod limits;
 mod operations;
 mod permission;
