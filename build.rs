@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec, with undecodable requests INVALID_ARGUMENT (src/service/codec.rs).
+        .codec_path("crate::service::codec::Codec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -217,9 +217,14 @@ pub struct ServeConfig {
     /// Creates the client `bootstrap` (every capability, every tenant) with this key if it does not exist.
     #[arg(long, env = "CONSENTRY_BOOTSTRAP_KEY", hide_env_values = true)]
     pub bootstrap_key: Option<Secret>,
-    /// Load a small example world and print a key that works for it.
+    /// Load a small example world and print a key that works for it (only into a database that
+    /// is empty or the demo's own; never Postgres without `--demo-allow-postgres`).
     #[arg(long)]
     pub demo: bool,
+    /// Let `--demo` write to a Postgres database (still only an empty one or the demo's own);
+    /// without `--demo` it does nothing.
+    #[arg(long, env = "CONSENTRY_DEMO_ALLOW_POSTGRES")]
+    pub demo_allow_postgres: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "CONSENTRY_LOG_JSON")]
     pub log_json: bool,
@@ -308,6 +313,7 @@ impl ServeConfig {
             metrics_listen: None,
             bootstrap_key: None,
             demo: false,
+            demo_allow_postgres: false,
             log_json: false,
             db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
             max_batch: DEFAULT_MAX_BATCH,
@@ -381,8 +387,15 @@ impl ServeConfig {
                 problems.push(format!("{flag} must be more than zero"));
             }
         }
-        if let Err(e) = crate::store::Backend::of_url(&self.db.database_url) {
-            problems.push(format!("--database-url: {e}"));
+        match crate::store::Backend::of_url(&self.db.database_url) {
+            Err(e) => problems.push(format!("--database-url: {e}")),
+            Ok(crate::store::Backend::Postgres) if self.demo && !self.demo_allow_postgres => {
+                problems.push(format!(
+                    "--demo refuses Postgres ({}): the demo writes a client with every capability on every tenant whose key is public (README), and Postgres is where real data lives. Use an SQLite file (sqlite://demo.db), or, for a throwaway Postgres database of the demo's own, add --demo-allow-postgres (CONSENTRY_DEMO_ALLOW_POSTGRES=true)",
+                    crate::store::backend::redact(&self.db.database_url)
+                ));
+            }
+            Ok(_) => {}
         }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => problems.push("--tls-cert needs --tls-key".to_owned()),

@@ -11,6 +11,7 @@ use crate::domain::{
     Timestamp, UserId, WhitelistEntry,
 };
 use crate::service::auth::hash_key;
+use crate::store::occupancy::Occupancy;
 use crate::store::{GroupSpec, Store, StoreError, WriteCtx};
 
 /// The demo world, compiled in.
@@ -197,6 +198,54 @@ fn manifest(m: &ManifestJson) -> anyhow::Result<Manifest> {
 pub fn key() -> anyhow::Result<String> {
     let world: World = serde_json::from_str(WORLD)?;
     Ok(world.key)
+}
+
+/// Why `--demo` refuses a database: the demo writes a client with every capability on every
+/// tenant, whose key is printed in the README, so it only ever writes to a database of its own.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--demo refuses {database}: {why}. The demo writes a client with every capability on every tenant whose key is public (README), so it only runs on a database of its own: point --database-url (DATABASE_URL) at a new SQLite file, e.g. sqlite://demo.db, or serve without --demo"
+)]
+pub struct DemoRefused {
+    /// The database, without its password.
+    pub database: String,
+    /// What it holds that the demo did not write.
+    pub why: String,
+}
+
+/// Whether `--demo` may write to a database that holds `occupancy`: one with nothing in it
+/// (no tables, or consentry's schema and no write), or the demo's own, whose first write (audit
+/// events are never updated or deleted) created the demo client, which still has the demo key.
+pub fn may_load(occupancy: &Occupancy, database: &str) -> anyhow::Result<()> {
+    let world: World = serde_json::from_str(WORLD)?;
+    let own_target = format!("client:{}", world.client_id);
+    let why = match occupancy {
+        Occupancy::Bare | Occupancy::Unwritten => return Ok(()),
+        Occupancy::Written(first)
+            if first.action == "CreateClient" && first.target == own_target =>
+        {
+            if first.live_key_hash.as_deref() == Some(hash_key(&world.key).as_str()) {
+                return Ok(());
+            }
+            format!(
+                "its first write created the client `{}`, which is revoked or no longer has the demo key",
+                world.client_id
+            )
+        }
+        Occupancy::Written(first) => format!(
+            "it holds data the demo did not write (its first write: {} of {} by {})",
+            first.action, first.target, first.actor
+        ),
+        Occupancy::Foreign(tables) => format!(
+            "it holds tables that are not consentry's ({})",
+            tables.join(", ")
+        ),
+    };
+    Err(DemoRefused {
+        database: database.to_owned(),
+        why,
+    }
+    .into())
 }
 
 /// Loads the demo world unless its client already exists; returns the key that works for it.
@@ -437,6 +486,46 @@ mod tests {
 
     fn manifest_of(json: serde_json::Value) -> anyhow::Result<Manifest> {
         manifest(&serde_json::from_value(json).unwrap())
+    }
+
+    #[test]
+    fn the_demo_writes_only_to_an_empty_database_or_its_own() {
+        use crate::store::occupancy::FirstWrite;
+        let first = |action: &str, target: &str, key: Option<&str>| {
+            Occupancy::Written(FirstWrite {
+                action: action.to_owned(),
+                target: target.to_owned(),
+                actor: "(cli)".to_owned(),
+                live_key_hash: key.map(hash_key),
+            })
+        };
+        let demo_key = key().unwrap();
+        for ok in [
+            Occupancy::Bare,
+            Occupancy::Unwritten,
+            first("CreateClient", "client:demo", Some(&demo_key)),
+        ] {
+            may_load(&ok, "db").unwrap();
+        }
+        for (refused, why) in [
+            (first("CreateClient", "client:demo", None), "revoked"),
+            (
+                first("CreateClient", "client:demo", Some("other")),
+                "revoked",
+            ),
+            (first("CreateClient", "client:ops", None), "did not write"),
+            (first("PutTenant", "tenant:acme", None), "did not write"),
+            (
+                Occupancy::Foreign(vec!["customers".to_owned()]),
+                "customers",
+            ),
+        ] {
+            let e = may_load(&refused, "db").unwrap_err().to_string();
+            assert!(
+                e.starts_with("--demo refuses db: ") && e.contains(why),
+                "{e}"
+            );
+        }
     }
 
     #[test]

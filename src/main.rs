@@ -43,7 +43,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let scheme = if app.tls() { " (TLS)" } else { "" };
             eprintln!("consentry listening on {}{scheme}", app.local_addr());
             if let Some(key) = app.demo_key() {
-                eprintln!("demo world loaded; its key (for examples only, never in production):");
+                eprintln!(
+                    "demo key (for examples only, never in production; it works once the demo world is loaded):"
+                );
                 println!("{key}");
             }
             app.run_until_stopped(shutdown_signal()).await

@@ -27,7 +27,7 @@ use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
-use crate::service::{Applied, ObserveLayer};
+use crate::service::{Applied, FramingLayer, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact};
 use crate::store::{BootstrapOutcome, SqlStore, Store};
 use crate::tls::Tls;
@@ -231,6 +231,8 @@ impl App {
         );
         let router = transport()
             .layer(observe)
+            // Inside it: request bodies whose framing is broken or too long, refused as such.
+            .layer(FramingLayer::new(max_message))
             .add_service(HealthServer::new(HealthService::from_health_reporter(
                 health.clone(),
             )))
@@ -253,7 +255,12 @@ impl App {
             "consentry accepting gRPC"
         );
         let health_only = match health_listener {
-            Some(listener) => Some(serve_health_only(listener, &health, stop.subscribe())?),
+            Some(listener) => Some(serve_health_only(
+                listener,
+                &health,
+                max_message,
+                stop.subscribe(),
+            )?),
             None => None,
         };
         let tls_follow = tls.as_ref().map(|tls| {
@@ -391,16 +398,30 @@ async fn prepare_and_follow(
     }
 }
 
-/// Applies migrations, creates the bootstrap client and the demo world when asked, and has the
-/// caches read the store once.
+/// With `--demo`, refuses a database that is not the demo's own; applies migrations, writes the
+/// demo world and creates the bootstrap client when asked, and has the caches read the store
+/// once.
 async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> anyhow::Result<()> {
     let url = &config.db.database_url;
+    if config.demo {
+        // Before anything is written (migrations included): the demo's world and its public
+        // key go only into a database of the demo's own.
+        let occupancy = crate::store::occupancy::occupancy(url).await?;
+        crate::demo::may_load(&occupancy, &redact(url))?;
+    }
     if config.migrate {
         crate::store::migrate(url).await?;
         tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, migrations applied");
     } else {
         crate::store::backend::check_migrated(url).await?;
         tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, schema current");
+    }
+    // The demo's world first, so that its client is the first write of its database (what
+    // `demo::may_load` recognises at the next start), the bootstrap client after it.
+    if config.demo {
+        crate::demo::load(store)
+            .await
+            .context("loading the demo world")?;
     }
     if let Some(key) = &config.bootstrap_key {
         match store
@@ -419,11 +440,6 @@ async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> any
                 )
             }
         }
-    }
-    if config.demo {
-        crate::demo::load(store)
-            .await
-            .context("loading the demo world")?;
     }
     let applied = caches.start().await?;
     tracing::info!(%applied, "caches following the change log");
@@ -447,6 +463,7 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 fn serve_health_only(
     listener: TcpListener,
     health: &HealthReporter,
+    max_message: usize,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let reflection = || {
@@ -454,6 +471,7 @@ fn serve_health_only(
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let server = transport()
+        .layer(FramingLayer::new(max_message))
         .add_service(HealthServer::new(HealthService::from_health_reporter(
             health.clone(),
         )))

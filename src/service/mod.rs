@@ -7,6 +7,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod codec;
+pub mod framing;
 pub mod observe;
 pub mod paging;
 pub mod permission;
@@ -14,6 +16,7 @@ pub mod status;
 
 use std::sync::Arc;
 
+pub use framing::FramingLayer;
 pub use observe::{ObserveLayer, REQUEST_ID_HEADER};
 
 use crate::cache::Caches;

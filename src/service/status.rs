@@ -53,6 +53,22 @@ pub enum ServiceError {
     /// The server failed at something that is no fault of the caller's (`INTERNAL`).
     #[error("{0}")]
     Internal(String),
+    /// A request message that does not decode as the RPC's request (`INVALID_ARGUMENT`).
+    #[error("the request is not a valid message of this RPC: {0}")]
+    Undecodable(String),
+    /// A request body that is not a sequence of whole gRPC messages (`INVALID_ARGUMENT`).
+    #[error("the request body is not framed as gRPC: {0}")]
+    BadFraming(String),
+    /// A request message longer than the server takes (`RESOURCE_EXHAUSTED`).
+    #[error(
+        "the request message is {found} bytes, more than the {limit} bytes this server takes (--max-message-bytes)"
+    )]
+    TooLarge {
+        /// The length its header declares.
+        found: usize,
+        /// `--max-message-bytes`.
+        limit: usize,
+    },
 }
 
 impl From<ServiceError> for Status {
@@ -87,7 +103,12 @@ fn answer(e: ServiceError) -> (Code, String) {
                 (code, format!("items[{index}]: {message}"))
             }
         },
-        e @ ServiceError::Overloaded { .. } => (Code::ResourceExhausted, e.to_string()),
+        e @ (ServiceError::Overloaded { .. } | ServiceError::TooLarge { .. }) => {
+            (Code::ResourceExhausted, e.to_string())
+        }
+        e @ (ServiceError::Undecodable(_) | ServiceError::BadFraming(_)) => {
+            (Code::InvalidArgument, e.to_string())
+        }
         e @ ServiceError::Deadline { .. } => (Code::DeadlineExceeded, e.to_string()),
         ServiceError::Internal(m) => {
             tracing::error!(error = %m, "internal error");

@@ -117,7 +117,7 @@ fn normalise(url: &str, backend: Backend) -> String {
     }
 }
 
-fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
+pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
     let options = AnyConnectOptions::from_str(&normalise(url, backend))
         .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
     Ok(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))

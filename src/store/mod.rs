@@ -14,6 +14,7 @@ pub mod backend;
 pub mod change;
 mod json;
 pub mod listener;
+pub mod occupancy;
 mod sql;
 
 use async_trait::async_trait;

@@ -44,8 +44,8 @@ async fn an_oversized_message_is_refused_and_the_server_goes_on() {
         .check_access_batch(boot(big, None))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
-    assert!(err.message().contains("too large"), "{err:?}");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("--max-message-bytes"), "{err:?}");
     let small = CheckAccessBatchRequest {
         items: vec![],
         consistency: None,

@@ -149,6 +149,7 @@ async fn the_guides_least_privilege_roles_migrate_and_serve() {
     let mut config = config_at(&runtime);
     config.migrate = false;
     config.demo = true;
+    config.demo_allow_postgres = true;
     let server = TestServer::start_with(config).await;
     let mut admin = server.admin().await;
     admin

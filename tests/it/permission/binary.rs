@@ -212,7 +212,7 @@ async fn sigterm_drains_requests_in_flight_and_exits_cleanly(db: &TestDb) {
 // The demo world.
 
 async fn the_demo_world_answers_with_the_printed_key(db: &TestDb) {
-    let server = BinaryServer::start(&db.url, &["--demo"]).await;
+    let server = BinaryServer::start(&db.url, &["--demo", "--demo-allow-postgres"]).await;
     let key = server
         .stdout
         .first()
