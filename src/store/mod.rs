@@ -330,14 +330,14 @@ pub trait Store: Send + Sync + 'static {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision>;
-    /// Takes a user's right at a path away (only that level, if given).
+    /// Takes a user's right at a path away: `NotFound` unless the user holds exactly `right` there.
     async fn revoke_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
         user: &UserId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision>;
     /// Registers an application at manifest revision 1.
     async fn register_app(
@@ -524,14 +524,14 @@ pub trait Store: Send + Sync + 'static {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision>;
-    /// Takes an application's site-level app right at a resource away (only that level, if
-    /// given).
+    /// Takes an application's site-level app right at a resource away: `NotFound` unless it
+    /// holds exactly `right` there.
     async fn revoke_app_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
         app_id: &AppId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision>;
 }

@@ -17,4 +17,5 @@ mod operations;
 mod permission;
 mod readme;
 mod store;
+mod revoke_rights;
 mod tls;

@@ -135,10 +135,7 @@ impl AdminService for AdminApi {
             .tenant_write(request, async |cx, tenant, r| {
                 let user = UserId::parse("user_id", &r.user_id)?;
                 let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = match r.right {
-                    0 => None,
-                    right => Some(cv::right_from_proto("right", right)?),
-                };
+                let right = cv::right_from_proto("right", r.right)?;
                 let store = &self.store;
                 Ok(store
                     .revoke_user_right(&cx, &tenant, &user, &resource, right)
@@ -706,10 +703,7 @@ impl AdminService for AdminApi {
             .tenant_write(request, async |cx, tenant, r| {
                 let app_id = AppId::parse("app_id", &r.app_id)?;
                 let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = match r.right {
-                    0 => None,
-                    right => Some(cv::right_from_proto("right", right)?),
-                };
+                let right = cv::right_from_proto("right", r.right)?;
                 let store = &self.store;
                 Ok(store
                     .revoke_app_right(&cx, &tenant, &app_id, &resource, right)

@@ -275,7 +275,7 @@ impl Store for SqlStore {
         tenant: &TenantId,
         user: &UserId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         SqlStore::revoke_user_right(self, ctx, tenant, user, resource, right).await
     }
@@ -523,7 +523,7 @@ impl Store for SqlStore {
         tenant: &TenantId,
         app_id: &AppId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         SqlStore::revoke_app_right(self, ctx, tenant, app_id, resource, right).await
     }
