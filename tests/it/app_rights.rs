@@ -402,10 +402,12 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     }
     cases.check(
         "revoke: WRITE at the site",
-        a.revoke_app_right(
-            boot.user("carol")
-                .r(revoke_app_right_req(ACME, "crm", "/sales", Right::Manage)),
-        )
+        a.revoke_app_right(boot.user("carol").r(revoke_app_right_req(
+            ACME,
+            "crm",
+            "/sales",
+            Right::Manage,
+        )))
         .await,
         Code::PermissionDenied,
         "carol",
@@ -434,13 +436,8 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     );
     cases.check(
         "revoke: another level",
-        a.revoke_app_right(alice.r(revoke_app_right_req(
-            ACME,
-            "crm",
-            "/sales",
-            Right::Write,
-        )))
-        .await,
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/sales", Right::Write)))
+            .await,
         Code::NotFound,
         "does not hold WRITE",
     );

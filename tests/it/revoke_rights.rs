@@ -22,15 +22,21 @@ async fn revoking_without_a_right_is_invalid_and_changes_nothing(db: &TestDb) {
     put_tenant(&mut a, TENANT).await;
     put_user(&mut a, &boot, TENANT, "alice", &[Role::GeneralAdmin]).await;
     put_user(&mut a, &boot, TENANT, "bob", &[]).await;
-    ok(a.grant_user_right(boot.r(right_req(TENANT, "bob", "/hr", Right::FullControl)))
-        .await);
+    ok(
+        a.grant_user_right(boot.r(right_req(TENANT, "bob", "/hr", Right::FullControl)))
+            .await,
+    );
     let manifest = manifest(&[], &[(ScopeLevel::SiteCollection, Right::Manage)]);
     register(&mut a, "crm", AppKind::Standard, manifest).await;
     let hr = resolved(ScopeLevel::SiteCollection, Right::Read, "/hr");
-    ok(a.approve_consent(alice.r(approve_req(TENANT, "crm", 1, vec![hr])))
-        .await);
-    ok(a.grant_app_right(alice.r(app_right_req(TENANT, "crm", "/hr", Right::Manage)))
-        .await);
+    ok(
+        a.approve_consent(alice.r(approve_req(TENANT, "crm", 1, vec![hr])))
+            .await,
+    );
+    ok(
+        a.grant_app_right(alice.r(app_right_req(TENANT, "crm", "/hr", Right::Manage)))
+            .await,
+    );
 
     let mut cases = Cases::new("revoking without a right");
     cases.check(
@@ -95,8 +101,10 @@ async fn revoking_without_a_right_is_invalid_and_changes_nothing(db: &TestDb) {
     );
 
     // Naming the level held still revokes it.
-    ok(a.revoke_user_right(boot.r(revoke_right_req(TENANT, "bob", "/hr", Right::FullControl)))
-        .await);
+    ok(
+        a.revoke_user_right(boot.r(revoke_right_req(TENANT, "bob", "/hr", Right::FullControl)))
+            .await,
+    );
     ok(a.revoke_app_right(alice.r(RevokeAppRightRequest {
         tenant_id: TENANT.into(),
         app_id: "crm".into(),

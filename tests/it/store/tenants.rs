@@ -495,7 +495,13 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
     );
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &uid("ghost"), &path("/hr"), Right::Manage),
+        s.revoke_user_right(
+            &by_root(),
+            &acme,
+            &uid("ghost"),
+            &path("/hr"),
+            Right::Manage
+        ),
         StoreError::NotFound(_)
     );
     let (_, ev) = wrote!(
