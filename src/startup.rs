@@ -29,7 +29,7 @@ use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, FramingLayer, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact};
-use crate::store::{BootstrapOutcome, SqlStore, Store};
+use crate::store::{BootstrapOutcome, PageSecret, SqlStore, Store};
 use crate::tls::Tls;
 use crate::token::{KeyRing, TokenIssuer};
 
@@ -441,6 +441,9 @@ async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> any
             }
         }
     }
+    // Before the caches start: no request is answered until they have, so every one finds it.
+    let secret = store.page_token_secret(&PageSecret::random()?).await?;
+    caches.set_page_secret(secret);
     let applied = caches.start().await?;
     tracing::info!(%applied, "caches following the change log");
     Ok(())

@@ -44,7 +44,7 @@ use crate::domain::{
     UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{PageSecret, Store, StoreError, StoreResult};
 
 pub use error::ReadError;
 pub use snapshots::Entry;
@@ -228,6 +228,8 @@ pub struct Caches {
     changed: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
     sync: SyncState,
+    /// The deployment's page-token secret, set once the store is prepared.
+    page_secret: std::sync::OnceLock<PageSecret>,
     metrics: Handles,
     /// Counters per cache: apps, users, grants, catalogs, clients.
     pub counters: [Counters; 5],
@@ -265,6 +267,7 @@ impl Caches {
                 store_down: AtomicBool::new(false),
                 max_staleness: config.max_staleness,
             },
+            page_secret: std::sync::OnceLock::new(),
             metrics,
             counters: Default::default(),
         })
@@ -304,6 +307,17 @@ impl Caches {
             changed: self.changed.load(Ordering::Acquire),
             now,
         })
+    }
+
+    /// Keeps the deployment's page-token secret (read from the store before [`Caches::start`];
+    /// it never changes while the process runs, so a second call changes nothing).
+    pub fn set_page_secret(&self, secret: PageSecret) {
+        let _ = self.page_secret.set(secret);
+    }
+
+    /// The deployment's page-token secret; [`ReadError::Starting`] until the store is prepared.
+    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
+        self.page_secret.get().ok_or(ReadError::Starting)
     }
 
     /// Whether answers may come from the cache now: started, and within the staleness bound.

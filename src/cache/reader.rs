@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use super::{At, Caches, Cause, CheckHits, Entry, ReadError};
 use crate::domain::{
-    AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, GroupId, PermissionId,
-    PermissionRef, Revision, TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot,
-    ValidationError, Viewer, check_access,
+    AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, PermissionRef, Revision,
+    TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
 };
-use crate::store::{GrantQuery, Page, PageRequest, Store, StoreError, StoreResult};
+use crate::store::{
+    GrantKey, GrantQuery, Page, PageRequest, PageSecret, Store, StoreError, StoreResult,
+};
 
 /// How many times a request gathers its snapshots again when writes land while it reads.
 const SETTLE_ATTEMPTS: usize = 8;
@@ -54,6 +55,11 @@ impl Reader {
     pub fn new(caches: Arc<Caches>) -> Self {
         let store = caches.store().clone();
         Self { caches, store }
+    }
+
+    /// The deployment's page-token secret ([`Caches::page_secret`]).
+    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
+        self.caches.page_secret()
     }
 
     /// The freshness check, once per request: fails past the staleness bound.
@@ -307,8 +313,8 @@ impl Reader {
         wanted: Wanted,
         (tenant, user): (&TenantId, &UserId),
         query: &GrantQuery,
-        page: &PageRequest,
-    ) -> Result<(Page<GrantView>, Revision), ReadError> {
+        page: &PageRequest<GrantKey>,
+    ) -> Result<(Page<GrantView, GrantKey>, Revision), ReadError> {
         if let Wanted::Store = wanted {
             self.caches.require_store()?;
             return self
@@ -319,7 +325,7 @@ impl Reader {
         }
         let ((catalog, grants), revision) = self.external(at, wanted, tenant, user).await?;
         let catalog = existing(&catalog.value, tenant)?;
-        let page = page_of(catalog, &grants.value, query, page)?;
+        let page = page_of(catalog, &grants.value, query, page);
         Ok((page, revision))
     }
 
@@ -434,25 +440,9 @@ fn page_of(
     catalog: &ExternalCatalog,
     grants: &[UserGrant],
     query: &GrantQuery,
-    page: &PageRequest,
-) -> Result<Page<GrantView>, ReadError> {
-    let bad = || {
-        StoreError::Invalid(ValidationError::new(
-            "page_token",
-            "is not a token from a previous page",
-        ))
-    };
-    let after = match page.after.as_deref() {
-        None => None,
-        Some(after) => {
-            let (g, p) = after.split_once('\n').ok_or_else(bad)?;
-            Some((
-                GroupId::parse("page_token", g).map_err(|_| bad())?,
-                PermissionId::parse("page_token", p).map_err(|_| bad())?,
-            ))
-        }
-    };
-    let after_ref = after.as_ref().map(|(g, p)| (g, p));
+    page: &PageRequest<GrantKey>,
+) -> Page<GrantView, GrantKey> {
+    let after_ref = page.after.as_ref().map(|(g, p)| (g, p));
     let now: Timestamp = query.now;
     let (items, more) = catalog.visible_grants(
         grants,
@@ -466,10 +456,10 @@ fn page_of(
         .then(|| {
             items
                 .last()
-                .map(|g| format!("{}\n{}", g.group_id, g.permission_id))
+                .map(|g| (g.group_id.clone(), g.permission_id.clone()))
         })
         .flatten();
-    Ok(Page { items, next })
+    Page { items, next }
 }
 
 /// How one attempt at gathering ended.

@@ -12,7 +12,7 @@ use super::status::ServiceError;
 use crate::domain::{AppSnapshot, Entity, NotFound, RuleError, ValidationError, context_grant};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::{next_page_token, page_request};
+use super::paging::{Listing, next_page_token, page_request};
 use crate::cache::{At, Reader, Wanted};
 use crate::convert as cv;
 use crate::domain::{
@@ -233,12 +233,13 @@ impl PermissionService for PermissionApi {
         let (tenant, user) = Self::tenant_user(&cx, &r.tenant_id, &r.user_id)?;
         let group = GroupId::parse_optional("group_id", &r.group_id)?;
         let viewer = Self::viewer(&cx, &r.app_id)?;
-        let listing = format!(
-            "grants:{tenant}:{user}:{}:{}",
-            r.group_id,
-            viewer.principal()
-        );
-        let page = page_request(r.page_size, &r.page_token, &listing)?;
+        let listing = Listing::new("grants")
+            .field(tenant.as_str())
+            .field(user.as_str())
+            .field(&r.group_id)
+            .field(&viewer.principal().to_string());
+        let secret = self.reader.page_secret()?;
+        let page = page_request(secret, r.page_size, &r.page_token, &listing)?;
         let wanted = wanted(r.consistency.as_ref())?;
         let query = GrantQuery {
             viewer,
@@ -250,7 +251,7 @@ impl PermissionService for PermissionApi {
             .grants_page(at, wanted, (&tenant, &user), &query, &page)
             .await?;
         Ok(Response::new(ListExternalPermissionsResponse {
-            next_page_token: next_page_token(&page, &listing),
+            next_page_token: next_page_token(secret, &page, &listing),
             permissions: page.items.iter().map(cv::grant_to_proto).collect(),
             checked_at: revision.token(),
         }))

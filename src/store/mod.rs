@@ -102,22 +102,47 @@ pub struct WriteCtx {
     pub at: Timestamp,
 }
 
-/// A page request: at most `limit` items after the opaque position `after`.
-#[derive(Debug, Clone, Default)]
-pub struct PageRequest {
+/// A page request: at most `limit` items after the position `after`, the key of the listing's
+/// last item on the previous page (typed per listing: an id, a path, a revision).
+#[derive(Debug, Clone)]
+pub struct PageRequest<K> {
     /// The last key of the previous page; `None` for the first page.
-    pub after: Option<String>,
+    pub after: Option<K>,
     /// The most items to return.
     pub limit: u32,
 }
 
 /// A page of items and the key to continue after, if there may be more.
 #[derive(Debug, Clone)]
-pub struct Page<T> {
+pub struct Page<T, K> {
     /// The items.
     pub items: Vec<T>,
     /// The key of the last item when the page is full; `None` on the last page.
-    pub next: Option<String>,
+    pub next: Option<K>,
+}
+
+/// The key grants are paged by: the group, then the permission.
+pub type GrantKey = (GroupId, PermissionId);
+
+/// The deployment's secret for page tokens: 32 random bytes, created once in the store and
+/// read by every instance, so each accepts the others' tokens. Never logged.
+#[derive(Clone)]
+pub struct PageSecret(pub [u8; 32]);
+
+impl PageSecret {
+    /// 32 bytes from the operating system's random source.
+    pub fn random() -> anyhow::Result<PageSecret> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("no randomness for the page-token secret: {e}"))?;
+        Ok(PageSecret(bytes))
+    }
+}
+
+impl std::fmt::Debug for PageSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PageSecret(..)")
+    }
 }
 
 /// What to list of a user's external permission grants.
@@ -244,8 +269,8 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         user: &UserId,
         query: &GrantQuery,
-        page: &PageRequest,
-    ) -> StoreResult<(Page<GrantView>, Revision)>;
+        page: &PageRequest<GrantKey>,
+    ) -> StoreResult<(Page<GrantView, GrantKey>, Revision)>;
 
     /// A user's grant of one permission, if it exists (expired or not) and the viewer may see
     /// the permission. `NotFound` if the tenant or a visible permission does not exist.
@@ -331,14 +356,14 @@ pub trait Store: Send + Sync + 'static {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision>;
-    /// Takes a user's right at a path away (only that level, if given).
+    /// Takes a user's right at a path away: `NotFound` unless the user holds exactly `right` there.
     async fn revoke_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
         user: &UserId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision>;
     /// Registers an application at manifest revision 1.
     async fn register_app(
@@ -464,56 +489,59 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tenants(
         &self,
         bounds: &TenantBounds,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Tenant>>;
+        page: &PageRequest<TenantId>,
+    ) -> StoreResult<Page<Tenant, TenantId>>;
     /// Applications, ordered by id.
-    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>>;
+    async fn list_apps(&self, page: &PageRequest<AppId>) -> StoreResult<Page<App, AppId>>;
     /// Clients, ordered by id.
-    async fn list_clients(&self, page: &PageRequest) -> StoreResult<Page<ClientRecord>>;
+    async fn list_clients(
+        &self,
+        page: &PageRequest<ClientId>,
+    ) -> StoreResult<Page<ClientRecord, ClientId>>;
     /// A tenant's users with their roles, ordered by id.
     async fn list_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, RoleSet)>>;
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, RoleSet), UserId>>;
     /// A tenant's API users, ordered by user id.
     async fn list_api_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, ApiUser)>>;
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, ApiUser), UserId>>;
     /// A tenant's consents, ordered by application id.
     async fn list_consents(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, Consent)>>;
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, Consent), AppId>>;
     /// A tenant's whitelist entries, ordered by application id.
     async fn list_whitelist_entries(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, WhitelistEntry)>>;
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, WhitelistEntry), AppId>>;
     /// The groups the viewer may see or manages, with their permissions, ordered by id.
     async fn list_groups(
         &self,
         tenant: &TenantId,
         viewer: &Viewer,
-        page: &PageRequest,
-    ) -> StoreResult<Page<GroupWithPermissions>>;
+        page: &PageRequest<GroupId>,
+    ) -> StoreResult<Page<GroupWithPermissions, GroupId>>;
     /// A user's rights, ordered by resource.
     async fn list_user_rights(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(ResourcePath, Right)>>;
+        page: &PageRequest<ResourcePath>,
+    ) -> StoreResult<Page<(ResourcePath, Right), ResourcePath>>;
     /// Audit events matching the filter, oldest first.
     async fn list_audit_events(
         &self,
         filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<AuditEvent>>;
+        page: &PageRequest<Revision>,
+    ) -> StoreResult<Page<AuditEvent, Revision>>;
 
     /// Gives an application a site-level app right beside its consent in force, replacing the
     /// one at the same resource (DESIGN.md §8).
@@ -525,14 +553,17 @@ pub trait Store: Send + Sync + 'static {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision>;
-    /// Takes an application's site-level app right at a resource away (only that level, if
-    /// given).
+    /// Takes an application's site-level app right at a resource away: `NotFound` unless it
+    /// holds exactly `right` there.
     async fn revoke_app_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
         app_id: &AppId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision>;
+    /// The deployment's page-token secret: the stored one, or `candidate` stored now if there is
+    /// none yet (instances starting together all end up with the one that was stored first).
+    async fn page_token_secret(&self, candidate: &PageSecret) -> StoreResult<PageSecret>;
 }

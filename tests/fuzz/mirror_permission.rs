@@ -8,7 +8,7 @@ use consentry::domain::{
     AppId, ExternalId, GroupId, PermissionId, Revision, TenantId, UserId, Valid, ValidationError,
 };
 use consentry::proto::*;
-use consentry::service::paging::page_request;
+use consentry::service::paging::{Listing, page_request};
 use consentry::service::status::ServiceError;
 
 use crate::requests::{Checked, Verdict, run};
@@ -76,8 +76,17 @@ pub fn validate(name: &str, bytes: &[u8]) -> Option<Verdict> {
                 Some(app) => format!("app:{app}"),
                 None => "client:fuzz".to_owned(),
             };
-            let listing = format!("grants:{tenant}:{user}:{}:{viewer}", r.group_id);
-            page_request(r.page_size, &r.page_token, &listing)?;
+            let listing = Listing::new("grants")
+                .field(tenant.as_str())
+                .field(user.as_str())
+                .field(&r.group_id)
+                .field(&viewer);
+            page_request::<(GroupId, PermissionId)>(
+                &crate::mirror_admin::FUZZ_SECRET,
+                r.page_size,
+                &r.page_token,
+                &listing,
+            )?;
             wanted(r.consistency.as_ref())?;
             ok()
         }),

@@ -1,29 +1,36 @@
 //! Targets `page_tokens` (`service::paging::page_request`) and `revision_tokens`
-//! (`Revision::parse_token`): arbitrary strings, base64 of arbitrary bytes and of hand-made JSON,
-//! tokens minted by the server itself with hostile positions (what a caller who knows the query
-//! can forge), and byte-level mutations of minted tokens.
+//! (`Revision::parse_token`): arbitrary strings, base64 of arbitrary bytes and of hand-made JSON
+//! (the old unsigned format), tokens minted by the server itself (at positions made from hostile
+//! text), tokens minted for another query, and byte-level mutations of minted tokens. Only a
+//! token minted for exactly the query is accepted.
 
 use base64::Engine;
-use consentry::domain::Revision;
-use consentry::service::paging::{MAX_PAGE_SIZE, next_page_token, page_request};
+use consentry::domain::{Revision, UserId};
+use consentry::service::paging::{Listing, MAX_PAGE_SIZE, next_page_token, page_request};
 use consentry::store::Page;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Mutation};
 use crate::harness::{self, Open, finding, fuzz};
+use crate::mirror_admin::FUZZ_SECRET;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A token minted for `query` whose position is `after`.
-fn minted(query: &str, after: &str) -> String {
-    let page = Page::<()> {
+/// The listing a case pages: one field, the case's query text.
+fn listing(query: &str) -> Listing {
+    Listing::new("fuzz").field(query)
+}
+
+/// A token minted for `query` whose position is the user id `after`, if `after` is one.
+fn minted(query: &str, after: &str) -> Option<String> {
+    let page = Page::<(), UserId> {
         items: Vec::new(),
-        next: Some(after.to_owned()),
+        next: Some(UserId::parse("page_token", after).ok()?),
     };
-    next_page_token(&page, query)
+    Some(next_page_token(&FUZZ_SECRET, &page, &listing(query)))
 }
 
 /// How a page token of one case is made.
@@ -33,9 +40,9 @@ enum Token {
     Text(String),
     /// Base64 of any bytes.
     Bytes(Vec<u8>),
-    /// Base64 of JSON made of hostile values (`{"q": .., "a": ..}` and near misses).
+    /// Base64 of JSON made of hostile values (the old token format and near misses).
     Json(Vec<u32>),
-    /// Minted for the case's query, with a hostile position.
+    /// Minted for the case's query, at a position made from hostile text where it is a user id.
     Minted(Vec<u32>),
     /// Minted for another query.
     Foreign(Vec<u32>),
@@ -45,6 +52,10 @@ enum Token {
 
 fn token_text(token: &Token, query: &str) -> String {
     let hostile = |c: &[u32]| describe::string(&mut Choices::new(c));
+    let minted_or_any = |q: &str, c: &[u32]| {
+        let after = hostile(c);
+        minted(q, &after).unwrap_or(after)
+    };
     match token {
         Token::Text(s) => s.clone(),
         Token::Bytes(b) => b64(b),
@@ -60,10 +71,10 @@ fn token_text(token: &Token, query: &str) -> String {
             };
             b64(json.to_string().as_bytes())
         }
-        Token::Minted(c) => minted(query, &hostile(c)),
-        Token::Foreign(c) => minted(&format!("{query}x"), &hostile(c)),
+        Token::Minted(c) => minted_or_any(query, c),
+        Token::Foreign(c) => minted_or_any(&format!("{query}x"), c),
         Token::Mutated(c, m) => {
-            let text = minted(query, &hostile(c));
+            let text = minted_or_any(query, c);
             String::from_utf8_lossy(&describe::mutate(text.into_bytes(), m)).into_owned()
         }
     }
@@ -99,7 +110,7 @@ fn page_sizes() -> impl Strategy<Value = i32> {
 fn check_page(size: i32, token: &Token, query: &str) -> Result<(), TestCaseError> {
     let text = token_text(token, query);
     let fields = ["page_size".to_owned(), "page_token".to_owned()];
-    match page_request(size, &text, query) {
+    match page_request::<UserId>(&FUZZ_SECRET, size, &text, &listing(query)) {
         Err(e) => {
             harness::tally("rejected");
             harness::validation(&fields, e)
@@ -116,17 +127,28 @@ fn check_page(size: i32, token: &Token, query: &str) -> Result<(), TestCaseError
                 "limit {}",
                 page.limit
             );
+            let Some(after) = page.after else {
+                prop_assert!(text.is_empty(), "a token was accepted without a position");
+                return Ok(());
+            };
             prop_assert!(
                 !matches!(token, Token::Foreign(_)),
                 "a token minted for another query was accepted"
             );
-            let after = page.after.unwrap_or_default();
-            if after.contains('\0') {
-                finding(Open::PageTokenNul, &after)?;
+            prop_assert!(
+                matches!(token, Token::Minted(_) | Token::Mutated(..)),
+                "a token this deployment did not mint was accepted: {text:?}"
+            );
+            if after.as_str().contains('\0') {
+                finding(Open::PageTokenNul, after.as_str())?;
             }
             if let Token::Minted(c) = token {
                 let expected = describe::string(&mut Choices::new(c));
-                prop_assert_eq!(after, expected, "a minted token's position changed");
+                prop_assert_eq!(
+                    after.as_str(),
+                    expected,
+                    "a minted token's position changed"
+                );
             }
             Ok(())
         }

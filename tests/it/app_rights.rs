@@ -270,7 +270,7 @@ async fn app_rights_grant_access_survive_reapproval_and_go_with_revocation(db: &
             ACME,
             "crm",
             "/hr",
-            Some(Right::Manage),
+            Right::Manage,
         )))
         .await,
     );
@@ -402,10 +402,12 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     }
     cases.check(
         "revoke: WRITE at the site",
-        a.revoke_app_right(
-            boot.user("carol")
-                .r(revoke_app_right_req(ACME, "crm", "/sales", None)),
-        )
+        a.revoke_app_right(boot.user("carol").r(revoke_app_right_req(
+            ACME,
+            "crm",
+            "/sales",
+            Right::Manage,
+        )))
         .await,
         Code::PermissionDenied,
         "carol",
@@ -427,26 +429,21 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     );
     cases.check(
         "revoke: no app right there",
-        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/fin", None)))
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/fin", Right::Manage)))
             .await,
         Code::NotFound,
         "app crm holds no app right at /fin in tenant acme",
     );
     cases.check(
         "revoke: another level",
-        a.revoke_app_right(alice.r(revoke_app_right_req(
-            ACME,
-            "crm",
-            "/sales",
-            Some(Right::Write),
-        )))
-        .await,
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/sales", Right::Write)))
+            .await,
         Code::NotFound,
         "does not hold WRITE",
     );
     cases.check(
         "revoke: a resolved request is no app right",
-        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/hr", None)))
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/hr", Right::Read)))
             .await,
         Code::NotFound,
         "no app right at /hr",
@@ -461,7 +458,7 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     );
     cases.check(
         "revoke: never approved",
-        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "erp", "/fin", None)))
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "erp", "/fin", Right::Manage)))
             .await,
         Code::FailedPrecondition,
         "no consent in force",
@@ -526,7 +523,7 @@ async fn app_rights_refuse_what_they_must_and_leave_no_trace(db: &TestDb) {
     }
     cases.check(
         "revoke: a bad resource",
-        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "sales", None)))
+        a.revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "sales", Right::Read)))
             .await,
         Code::InvalidArgument,
         "resource",

@@ -239,9 +239,9 @@ async fn call_with_each_field_hostile(
     field!("GrantAppRight", "tenant_id", a.grant_app_right(app_right_req(&v("acme"), "crm", "/hr", Right::Read)));
     field!("GrantAppRight", "app_id", a.grant_app_right(app_right_req("acme", &v("crm"), "/hr", Right::Read)));
     field!("GrantAppRight", "resource", a.grant_app_right(app_right_req("acme", "crm", &v("/hr"), Right::Read)));
-    field!("RevokeAppRight", "tenant_id", a.revoke_app_right(revoke_app_right_req(&v("acme"), "crm", "/hr", Some(Right::Read))));
-    field!("RevokeAppRight", "app_id", a.revoke_app_right(revoke_app_right_req("acme", &v("crm"), "/hr", Some(Right::Read))));
-    field!("RevokeAppRight", "resource", a.revoke_app_right(revoke_app_right_req("acme", "crm", &v("/hr"), Some(Right::Read))));
+    field!("RevokeAppRight", "tenant_id", a.revoke_app_right(revoke_app_right_req(&v("acme"), "crm", "/hr", Right::Read)));
+    field!("RevokeAppRight", "app_id", a.revoke_app_right(revoke_app_right_req("acme", &v("crm"), "/hr", Right::Read)));
+    field!("RevokeAppRight", "resource", a.revoke_app_right(revoke_app_right_req("acme", "crm", &v("/hr"), Right::Read)));
 
     // External permission groups, their permissions and grants.
     let group = || {

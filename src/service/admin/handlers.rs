@@ -13,6 +13,7 @@ use crate::domain::{
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
 use crate::service::auth::{generate_key, hash_key};
+use crate::service::paging::Listing;
 use crate::service::status::ServiceError;
 use crate::store::AuditFilter;
 
@@ -47,7 +48,10 @@ impl AdminService for AdminApi {
         let cx = self.context(&request).await?;
         let r = request.get_ref();
         let bounds = &cx.caller.tenants;
-        let query = format!("tenants:{}", bounds.to_strings().join(","));
+        let query = bounds
+            .to_strings()
+            .iter()
+            .fold(Listing::new("tenants"), |q, t| q.field(t));
         let (tenants, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
@@ -98,7 +102,7 @@ impl AdminService for AdminApi {
         let (users, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("users:{tenant}"),
+                &Listing::new("users").field(tenant.as_str()),
                 async |page| self.store.list_users(&tenant, &page).await,
                 |(user, roles)| cv::tenant_user_to_proto(&tenant, user, roles),
             )
@@ -135,10 +139,7 @@ impl AdminService for AdminApi {
             .tenant_write(request, async |cx, tenant, r| {
                 let user = UserId::parse("user_id", &r.user_id)?;
                 let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = match r.right {
-                    0 => None,
-                    right => Some(cv::right_from_proto("right", right)?),
-                };
+                let right = cv::right_from_proto("right", r.right)?;
                 let store = &self.store;
                 Ok(store
                     .revoke_user_right(&cx, &tenant, &user, &resource, right)
@@ -158,7 +159,9 @@ impl AdminService for AdminApi {
         let (rights, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("rights:{tenant}:{user}"),
+                &Listing::new("rights")
+                    .field(tenant.as_str())
+                    .field(user.as_str()),
                 async |page| self.store.list_user_rights(&tenant, &user, &page).await,
                 |(resource, right)| cv::user_right_to_proto(&tenant, &user, resource, *right),
             )
@@ -206,7 +209,7 @@ impl AdminService for AdminApi {
         let (api_users, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("api_users:{tenant}"),
+                &Listing::new("api_users").field(tenant.as_str()),
                 async |page| self.store.list_api_users(&tenant, &page).await,
                 |(user, api_user)| cv::api_user_to_proto(&tenant, user, api_user),
             )
@@ -283,7 +286,7 @@ impl AdminService for AdminApi {
         let (apps, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                "apps",
+                &Listing::new("apps"),
                 async |page| self.store.list_apps(&page).await,
                 cv::app_to_proto,
             )
@@ -342,7 +345,7 @@ impl AdminService for AdminApi {
         let (consents, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("consents:{tenant}"),
+                &Listing::new("consents").field(tenant.as_str()),
                 async |page| self.store.list_consents(&tenant, &page).await,
                 |(app, consent)| cv::consent_to_proto(&tenant, app, consent),
             )
@@ -395,7 +398,7 @@ impl AdminService for AdminApi {
         let (entries, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("whitelist:{tenant}"),
+                &Listing::new("whitelist").field(tenant.as_str()),
                 async |page| self.store.list_whitelist_entries(&tenant, &page).await,
                 |(app, entry)| cv::whitelist_entry_to_proto(&tenant, app, entry),
             )
@@ -482,7 +485,9 @@ impl AdminService for AdminApi {
         let (groups, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                &format!("groups:{tenant}:{}", viewer.principal()),
+                &Listing::new("groups")
+                    .field(tenant.as_str())
+                    .field(&viewer.principal().to_string()),
                 async |page| self.store.list_groups(&tenant, &viewer, &page).await,
                 |g| cv::group_to_proto(&tenant, &g.group, &g.permissions),
             )
@@ -624,7 +629,7 @@ impl AdminService for AdminApi {
         let (clients, next_page_token) = self
             .list(
                 (r.page_size, &r.page_token),
-                "clients",
+                &Listing::new("clients"),
                 async |page| self.store.list_clients(&page).await,
                 cv::client_to_proto,
             )
@@ -659,13 +664,14 @@ impl AdminService for AdminApi {
             since: cv::optional_timestamp_from_proto("since", r.since.as_ref())?,
             visible_to: Some(cx.caller.tenants.clone()),
         };
-        let query = format!(
-            "audit:{}:{}:{}:{:?}:{}",
-            r.tenant_id,
-            r.target,
-            r.actor,
-            filter.since,
-            cx.caller.tenants.to_strings().join(",")
+        let since = filter.since.map(|t| t.as_micros().to_string());
+        let query = cx.caller.tenants.to_strings().iter().fold(
+            Listing::new("audit")
+                .field(&r.tenant_id)
+                .field(&r.target)
+                .field(&r.actor)
+                .optional(since.as_deref()),
+            |q, t| q.field(t),
         );
         let (events, next_page_token) = self
             .list(
@@ -709,10 +715,7 @@ impl AdminService for AdminApi {
             .tenant_write(request, async |cx, tenant, r| {
                 let app_id = AppId::parse("app_id", &r.app_id)?;
                 let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = match r.right {
-                    0 => None,
-                    right => Some(cv::right_from_proto("right", right)?),
-                };
+                let right = cv::right_from_proto("right", r.right)?;
                 let store = &self.store;
                 Ok(store
                     .revoke_app_right(&cx, &tenant, &app_id, &resource, right)

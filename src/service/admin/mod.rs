@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::{next_page_token, page_request};
+use super::paging::{Listing, Position, next_page_token, page_request};
 use super::status::ServiceError;
 use super::{Applied, Written};
 use crate::domain::{Capability, Revision, TenantId, Timestamp, Viewer};
@@ -153,16 +153,18 @@ impl AdminApi {
     }
 
     /// One page of a listing: `query` names everything that selects the items (it binds the
-    /// page token); `load` reads the page; `to_proto` maps each item.
-    async fn list<I, O>(
+    /// page token); `load` reads the page after the token's position `K`; `to_proto` maps each
+    /// item.
+    async fn list<I, O, K: Position>(
         &self,
         (page_size, page_token): (i32, &str),
-        query: &str,
-        load: impl AsyncFnOnce(PageRequest) -> StoreResult<Page<I>>,
+        query: &Listing,
+        load: impl AsyncFnOnce(PageRequest<K>) -> StoreResult<Page<I, K>>,
         to_proto: impl Fn(&I) -> O,
     ) -> Result<(Vec<O>, String), Status> {
-        let page = load(page_request(page_size, page_token, query)?).await?;
-        let token = next_page_token(&page, query);
+        let secret = self.applied.0.page_secret()?;
+        let page = load(page_request(secret, page_size, page_token, query)?).await?;
+        let token = next_page_token(secret, &page, query);
         Ok((page.items.iter().map(to_proto).collect(), token))
     }
 }

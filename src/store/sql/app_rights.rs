@@ -41,7 +41,7 @@ impl SqlStore {
         tenant: &TenantId,
         app_id: &AppId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         let mut w = self.begin_write().await?;
         require_tenant(w.conn(), tenant).await?;
@@ -61,7 +61,7 @@ impl SqlStore {
         };
         let held = match (consent.app_right_at(resource), right) {
             (None, _) => return Err(missing(None)),
-            (Some(h), Some(r)) if h.right != r => return Err(missing(Some(r))),
+            (Some(h), wanted) if h.right != wanted => return Err(missing(Some(wanted))),
             (Some(h), _) => h.clone(),
         };
         let updated = consent.without_app_right(resource);

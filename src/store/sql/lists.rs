@@ -6,8 +6,8 @@ impl SqlStore {
     pub(super) async fn list_tenants(
         &self,
         bounds: &TenantBounds,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Tenant>> {
+        page: &PageRequest<TenantId>,
+    ) -> StoreResult<Page<Tenant, TenantId>> {
         let mut sql = String::from(
             "SELECT tenant_id, environment, whitelisting_enabled FROM tenants WHERE tenant_id > $1",
         );
@@ -26,7 +26,7 @@ impl SqlStore {
         }
         sql.push_str(" ORDER BY tenant_id LIMIT $2");
         let mut query = sqlx::query(AssertSqlSafe(sql))
-            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(page.after.as_ref().map_or("", AsRef::as_ref))
             .bind(fetch_limit(page));
         for t in only {
             query = query.bind(t);
@@ -36,26 +36,32 @@ impl SqlStore {
             .iter()
             .map(tenant_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |t| t.tenant_id.to_string()))
+        Ok(paged(items, page.limit, |t| t.tenant_id.clone()))
     }
 
-    pub(super) async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>> {
+    pub(super) async fn list_apps(
+        &self,
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<App, AppId>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {APP_COLUMNS} FROM apps a WHERE a.app_id > $1 ORDER BY a.app_id LIMIT $2"
         )))
-        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.after.as_ref().map_or("", AsRef::as_ref))
         .bind(fetch_limit(page))
         .fetch_all(&self.pool)
         .await?;
         let items = rows.iter().map(app_from).collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |a| a.app_id.to_string()))
+        Ok(paged(items, page.limit, |a| a.app_id.clone()))
     }
 
-    pub(super) async fn list_clients(&self, page: &PageRequest) -> StoreResult<Page<ClientRecord>> {
+    pub(super) async fn list_clients(
+        &self,
+        page: &PageRequest<ClientId>,
+    ) -> StoreResult<Page<ClientRecord, ClientId>> {
         let rows = sqlx::query(
             "SELECT client_id, tenants, capabilities, created_at, revoked_at FROM clients WHERE client_id > $1 ORDER BY client_id LIMIT $2",
         )
-        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.after.as_ref().map_or("", AsRef::as_ref))
         .bind(fetch_limit(page))
         .fetch_all(&self.pool)
         .await?;
@@ -63,14 +69,14 @@ impl SqlStore {
             .iter()
             .map(client_from)
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |c| c.caller.client_id.to_string()))
+        Ok(paged(items, page.limit, |c| c.caller.client_id.clone()))
     }
 
     pub(super) async fn list_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, RoleSet)>> {
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, RoleSet), UserId>> {
         let rows = self
             .tenant_rows(
                 "SELECT user_id, roles FROM tenant_users WHERE tenant_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
@@ -87,14 +93,14 @@ impl SqlStore {
                 ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |(u, _)| u.to_string()))
+        Ok(paged(items, page.limit, |(u, _)| u.clone()))
     }
 
     pub(super) async fn list_api_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, ApiUser)>> {
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, ApiUser), UserId>> {
         let sql = format!(
             "SELECT a.user_id, {API_USER_COLUMNS} FROM api_users a WHERE a.tenant_id = $1 AND a.user_id > $2 \
              ORDER BY a.user_id LIMIT $3"
@@ -110,14 +116,14 @@ impl SqlStore {
                     .transpose()
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |(u, _)| u.to_string()))
+        Ok(paged(items, page.limit, |(u, _)| u.clone()))
     }
 
     pub(super) async fn list_consents(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, Consent)>> {
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, Consent), AppId>> {
         let sql = format!(
             "SELECT c.app_id, {CONSENT_COLUMNS} FROM consents c WHERE c.tenant_id = $1 AND c.app_id > $2 ORDER BY c.app_id LIMIT $3"
         );
@@ -132,14 +138,14 @@ impl SqlStore {
                     .transpose()
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |(a, _)| a.to_string()))
+        Ok(paged(items, page.limit, |(a, _)| a.clone()))
     }
 
     pub(super) async fn list_whitelist_entries(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, WhitelistEntry)>> {
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, WhitelistEntry), AppId>> {
         let rows = self
             .tenant_rows(
                 "SELECT app_id, allowed_scopes, content_access FROM whitelist_entries WHERE tenant_id = $1 AND app_id > $2 \
@@ -158,15 +164,15 @@ impl SqlStore {
                     .transpose()
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |(a, _)| a.to_string()))
+        Ok(paged(items, page.limit, |(a, _)| a.clone()))
     }
 
     pub(super) async fn list_groups(
         &self,
         tenant: &TenantId,
         viewer: &Viewer,
-        page: &PageRequest,
-    ) -> StoreResult<Page<GroupWithPermissions>> {
+        page: &PageRequest<GroupId>,
+    ) -> StoreResult<Page<GroupWithPermissions, GroupId>> {
         let mut conn = self.conn().await?;
         require_tenant(&mut conn, tenant).await?;
         let (principal, relation) = viewer_relation(viewer);
@@ -177,7 +183,7 @@ impl SqlStore {
              ORDER BY g.group_id LIMIT $5",
         )
         .bind(tenant.as_str())
-        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.after.as_ref().map_or("", AsRef::as_ref))
         .bind(principal)
         .bind(relation)
         .bind(fetch_limit(page))
@@ -192,15 +198,15 @@ impl SqlStore {
             let permissions = permissions_of(&mut conn, tenant, &group_id).await?;
             items.push(GroupWithPermissions { group, permissions });
         }
-        Ok(paged(items, page.limit, |g| g.group.group_id.to_string()))
+        Ok(paged(items, page.limit, |g| g.group.group_id.clone()))
     }
 
     pub(super) async fn list_user_rights(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(ResourcePath, Right)>> {
+        page: &PageRequest<ResourcePath>,
+    ) -> StoreResult<Page<(ResourcePath, Right), ResourcePath>> {
         let mut conn = self.conn().await?;
         require_tenant(&mut conn, tenant).await?;
         require_user(&mut conn, tenant, user).await?;
@@ -210,7 +216,7 @@ impl SqlStore {
         )
         .bind(tenant.as_str())
         .bind(user.as_str())
-        .bind(page.after.as_deref().unwrap_or(""))
+        .bind(page.after.as_ref().map_or("", ResourcePath::as_str))
         .bind(fetch_limit(page))
         .fetch_all(&mut *conn)
         .await?;
@@ -226,19 +232,15 @@ impl SqlStore {
                 ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |(p, _)| p.to_string()))
+        Ok(paged(items, page.limit, |(p, _)| p.clone()))
     }
 
     pub(super) async fn list_audit_events(
         &self,
         filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<AuditEvent>> {
-        let after: i64 = page
-            .after
-            .as_deref()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(0);
+        page: &PageRequest<Revision>,
+    ) -> StoreResult<Page<AuditEvent, Revision>> {
+        let after = page.after.map_or(0, rev_i64);
         let (actor_client, actor_user) = match &filter.actor {
             Some(Principal::Client(c)) => (c.as_str(), ""),
             Some(Principal::User(u)) => ("", u.as_str()),
@@ -304,6 +306,6 @@ impl SqlStore {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok(paged(items, page.limit, |e| e.revision.0.to_string()))
+        Ok(paged(items, page.limit, |e| e.revision))
     }
 }

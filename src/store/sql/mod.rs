@@ -17,9 +17,9 @@ use subtle::ConstantTimeEq;
 use super::change::ChangeKey;
 use super::json;
 use super::{
-    AuditEvent, AuditFilter, Backend, BootstrapOutcome, ClientRecord, GrantQuery, GroupSpec,
-    GroupWithPermissions, Page, PageRequest, PermissionRef, Store, StoreError, StoreResult,
-    WriteCtx,
+    AuditEvent, AuditFilter, Backend, BootstrapOutcome, ClientRecord, GrantKey, GrantQuery,
+    GroupSpec, GroupWithPermissions, Page, PageRequest, PageSecret, PermissionRef, Store,
+    StoreError, StoreResult, WriteCtx,
 };
 use crate::domain::consent::{app_right, carried_app_rights, resolve_requests};
 use crate::domain::rules;
@@ -64,6 +64,7 @@ mod external;
 mod facts;
 mod lists;
 mod rows;
+mod settings;
 mod snapshots;
 mod tenants;
 
@@ -123,13 +124,13 @@ impl SqlStore {
         &self,
         sql: impl Into<String>,
         tenant: &TenantId,
-        page: &PageRequest,
+        page: &PageRequest<impl AsRef<str>>,
     ) -> StoreResult<Vec<AnyRow>> {
         let mut conn = self.conn().await?;
         require_tenant(&mut conn, tenant).await?;
         Ok(sqlx::query(AssertSqlSafe(sql.into()))
             .bind(tenant.as_str())
-            .bind(page.after.as_deref().unwrap_or(""))
+            .bind(page.after.as_ref().map_or("", AsRef::as_ref))
             .bind(fetch_limit(page))
             .fetch_all(&mut *conn)
             .await?)
@@ -167,8 +168,8 @@ impl Store for SqlStore {
         tenant: &TenantId,
         user: &UserId,
         query: &GrantQuery,
-        page: &PageRequest,
-    ) -> StoreResult<(Page<GrantView>, Revision)> {
+        page: &PageRequest<GrantKey>,
+    ) -> StoreResult<(Page<GrantView, GrantKey>, Revision)> {
         SqlStore::list_user_grants(self, tenant, user, query, page).await
     }
 
@@ -275,7 +276,7 @@ impl Store for SqlStore {
         tenant: &TenantId,
         user: &UserId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         SqlStore::revoke_user_right(self, ctx, tenant, user, resource, right).await
     }
@@ -435,48 +436,51 @@ impl Store for SqlStore {
     async fn list_tenants(
         &self,
         bounds: &TenantBounds,
-        page: &PageRequest,
-    ) -> StoreResult<Page<Tenant>> {
+        page: &PageRequest<TenantId>,
+    ) -> StoreResult<Page<Tenant, TenantId>> {
         SqlStore::list_tenants(self, bounds, page).await
     }
 
-    async fn list_apps(&self, page: &PageRequest) -> StoreResult<Page<App>> {
+    async fn list_apps(&self, page: &PageRequest<AppId>) -> StoreResult<Page<App, AppId>> {
         SqlStore::list_apps(self, page).await
     }
 
-    async fn list_clients(&self, page: &PageRequest) -> StoreResult<Page<ClientRecord>> {
+    async fn list_clients(
+        &self,
+        page: &PageRequest<ClientId>,
+    ) -> StoreResult<Page<ClientRecord, ClientId>> {
         SqlStore::list_clients(self, page).await
     }
 
     async fn list_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, RoleSet)>> {
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, RoleSet), UserId>> {
         SqlStore::list_users(self, tenant, page).await
     }
 
     async fn list_api_users(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(UserId, ApiUser)>> {
+        page: &PageRequest<UserId>,
+    ) -> StoreResult<Page<(UserId, ApiUser), UserId>> {
         SqlStore::list_api_users(self, tenant, page).await
     }
 
     async fn list_consents(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, Consent)>> {
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, Consent), AppId>> {
         SqlStore::list_consents(self, tenant, page).await
     }
 
     async fn list_whitelist_entries(
         &self,
         tenant: &TenantId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(AppId, WhitelistEntry)>> {
+        page: &PageRequest<AppId>,
+    ) -> StoreResult<Page<(AppId, WhitelistEntry), AppId>> {
         SqlStore::list_whitelist_entries(self, tenant, page).await
     }
 
@@ -484,8 +488,8 @@ impl Store for SqlStore {
         &self,
         tenant: &TenantId,
         viewer: &Viewer,
-        page: &PageRequest,
-    ) -> StoreResult<Page<GroupWithPermissions>> {
+        page: &PageRequest<GroupId>,
+    ) -> StoreResult<Page<GroupWithPermissions, GroupId>> {
         SqlStore::list_groups(self, tenant, viewer, page).await
     }
 
@@ -493,16 +497,16 @@ impl Store for SqlStore {
         &self,
         tenant: &TenantId,
         user: &UserId,
-        page: &PageRequest,
-    ) -> StoreResult<Page<(ResourcePath, Right)>> {
+        page: &PageRequest<ResourcePath>,
+    ) -> StoreResult<Page<(ResourcePath, Right), ResourcePath>> {
         SqlStore::list_user_rights(self, tenant, user, page).await
     }
 
     async fn list_audit_events(
         &self,
         filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<AuditEvent>> {
+        page: &PageRequest<Revision>,
+    ) -> StoreResult<Page<AuditEvent, Revision>> {
         SqlStore::list_audit_events(self, filter, page).await
     }
 
@@ -523,8 +527,12 @@ impl Store for SqlStore {
         tenant: &TenantId,
         app_id: &AppId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         SqlStore::revoke_app_right(self, ctx, tenant, app_id, resource, right).await
+    }
+
+    async fn page_token_secret(&self, candidate: &PageSecret) -> StoreResult<PageSecret> {
+        SqlStore::page_token_secret(self, candidate).await
     }
 }

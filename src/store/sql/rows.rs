@@ -33,7 +33,7 @@ pub(super) fn conflict(what: Entity) -> impl FnOnce(sqlx::Error) -> StoreError {
 }
 
 /// Builds a page from up to `limit + 1` rows: the extra row only says there is more.
-pub(super) fn paged<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Page<T> {
+pub(super) fn paged<T, K>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Page<T, K> {
     let limit = limit as usize;
     let next = if items.len() > limit {
         items.truncate(limit);
@@ -44,7 +44,7 @@ pub(super) fn paged<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String
     Page { items, next }
 }
 
-pub(super) fn fetch_limit(page: &PageRequest) -> i64 {
+pub(super) fn fetch_limit<K>(page: &PageRequest<K>) -> i64 {
     i64::from(page.limit) + 1
 }
 
@@ -204,9 +204,9 @@ pub(super) fn viewer_relation(viewer: &Viewer) -> (String, &'static str) {
     (viewer.principal().to_string(), relation)
 }
 
-/// Pages grants by their (group, permission) key, joined by a newline (which no id contains).
-pub(super) fn page_of_grants(grants: Vec<GrantView>, limit: u32) -> Page<GrantView> {
+/// Pages grants by their (group, permission) key.
+pub(super) fn page_of_grants(grants: Vec<GrantView>, limit: u32) -> Page<GrantView, GrantKey> {
     paged(grants, limit, |g| {
-        format!("{}\n{}", g.group_id, g.permission_id)
+        (g.group_id.clone(), g.permission_id.clone())
     })
 }

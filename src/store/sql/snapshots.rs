@@ -94,16 +94,15 @@ impl SqlStore {
         tenant: &TenantId,
         user: &UserId,
         query: &GrantQuery,
-        page: &PageRequest,
-    ) -> StoreResult<(Page<GrantView>, Revision)> {
+        page: &PageRequest<GrantKey>,
+    ) -> StoreResult<(Page<GrantView, GrantKey>, Revision)> {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, tenant).await?;
         let revision = revision_in(&mut tx).await?;
         let (after_group, after_permission) = page
             .after
-            .as_deref()
-            .and_then(|k| k.split_once('\n'))
-            .map_or(("", ""), |(g, p)| (g, p));
+            .as_ref()
+            .map_or(("", ""), |(g, p)| (g.as_str(), p.as_str()));
         let (principal, relation) = viewer_relation(&query.viewer);
         let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM external_grants g \

@@ -220,7 +220,7 @@ impl SqlStore {
         tenant: &TenantId,
         user: &UserId,
         resource: &ResourcePath,
-        right: Option<Right>,
+        right: Right,
     ) -> StoreResult<Revision> {
         let mut w = self.begin_write().await?;
         require_tenant(w.conn(), tenant).await?;
@@ -233,14 +233,14 @@ impl SqlStore {
                     None,
                 )));
             }
-            (Some(h), Some(r)) if h != r => {
+            (Some(held), wanted) if held != wanted => {
                 return Err(StoreError::NotFound(Entity::UserRight(
                     user.clone(),
                     resource.clone(),
-                    Some(r),
+                    Some(wanted),
                 )));
             }
-            (Some(h), _) => h,
+            (Some(held), _) => held,
         };
         sqlx::query(
             "DELETE FROM user_rights WHERE tenant_id = $1 AND user_id = $2 AND resource = $3",

@@ -175,7 +175,7 @@ async fn every_write_rpc_succeeds_and_is_audited(db: &TestDb) {
             tenant_id: ACME.into(),
             user_id: "carol".into(),
             resource: "/hr".into(),
-            right: 0,
+            right: Right::Write.into(),
         }))
         .await)
     .written_at;
@@ -319,7 +319,7 @@ async fn every_write_rpc_succeeds_and_is_audited(db: &TestDb) {
         Some(app_right.clone()),
     ));
     let w = ok(a
-        .revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/sales/web", None)))
+        .revoke_app_right(alice.r(revoke_app_right_req(ACME, "crm", "/sales/web", Right::Read)))
         .await)
     .written_at;
     log.push(done(

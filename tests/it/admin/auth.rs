@@ -116,7 +116,7 @@ async fn call_every_rpc(
             tenant_id: t(),
             user_id: s("carol"),
             resource: s("/hr"),
-            right: 0,
+            right: Right::Read.into(),
         }
     );
     call!(
@@ -298,7 +298,7 @@ async fn call_every_rpc(
     call!(
         "RevokeAppRight",
         revoke_app_right,
-        revoke_app_right_req(tenant, "crm", "/hr", None)
+        revoke_app_right_req(tenant, "crm", "/hr", Right::Read)
     );
     call!(
         "PutApiUser",

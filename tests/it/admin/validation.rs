@@ -123,7 +123,7 @@ async fn malformed_input_is_invalid_argument_naming_the_field(db: &TestDb) {
                 tenant_id: ACME.into(),
                 user_id: "carol".into(),
                 resource: bad.to_owned(),
-                right: 0,
+                right: Right::Read.into(),
             }))
             .await,
             IA,

@@ -181,7 +181,7 @@ fn scopes(items: &[&str]) -> BTreeSet<Scope> {
     items.iter().map(|s| scope(s)).collect()
 }
 
-fn first_page(limit: u32) -> PageRequest {
+fn first_page<K>(limit: u32) -> PageRequest<K> {
     PageRequest { after: None, limit }
 }
 
@@ -264,7 +264,7 @@ macro_rules! all_pages {
         let limit: u32 = $limit;
         let mut items = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after = None;
         loop {
             let $page = PageRequest {
                 after: after.take(),

@@ -480,27 +480,33 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
     // Revoking what is not held, or another level than held, is NOT_FOUND.
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), Some(Right::Read)),
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), Right::Read),
         StoreError::NotFound(_)
     );
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/fin"), None),
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/fin"), Right::Write),
         StoreError::NotFound(_)
     );
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr/team"), None),
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr/team"), Right::Manage),
         StoreError::NotFound(_)
     );
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &uid("ghost"), &path("/hr"), None),
+        s.revoke_user_right(
+            &by_root(),
+            &acme,
+            &uid("ghost"),
+            &path("/hr"),
+            Right::Manage
+        ),
         StoreError::NotFound(_)
     );
     let (_, ev) = wrote!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), Some(Right::Manage))
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), Right::Manage)
     );
     assert_eq!(ev.action, "RevokeUserRight");
     assert_eq!(
@@ -510,7 +516,7 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
     assert_eq!(ev.after, None);
     wrote!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/"), None)
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/"), Right::Write)
     );
     assert!(
         s.user_snapshot(&acme, &bob)
@@ -523,7 +529,7 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
     );
     refused!(
         s,
-        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), None),
+        s.revoke_user_right(&by_root(), &acme, &bob, &path("/hr"), Right::Manage),
         StoreError::NotFound(_)
     );
 }

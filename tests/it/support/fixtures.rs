@@ -297,17 +297,17 @@ pub fn app_right_req(
     }
 }
 
-/// Takes `app`'s right at `resource` away: that level only, or whatever is held for `None`.
+/// Takes `app`'s right at `resource` away (it must hold exactly that level).
 pub fn revoke_app_right_req(
     tenant: &str,
     app: &str,
     resource: &str,
-    right: Option<Right>,
+    right: Right,
 ) -> RevokeAppRightRequest {
     RevokeAppRightRequest {
         tenant_id: tenant.to_owned(),
         app_id: app.to_owned(),
         resource: resource.to_owned(),
-        right: right.map_or(0, i32::from),
+        right: right.into(),
     }
 }
