@@ -16,6 +16,7 @@ mod deploy;
 mod hostile_bodies;
 mod hostile_strings;
 mod limits;
+mod model;
 mod operations;
 mod page_tokens;
 mod permission;
