@@ -229,40 +229,55 @@ impl Model {
                 self.whitelisting.insert((*t).to_owned(), *on);
             }
             Op::PutUser(t, u, d) => {
-                let roles = if *d { vec![i32::from(Role::Delegate)] } else { vec![] };
+                let roles = if *d {
+                    vec![i32::from(Role::Delegate)]
+                } else {
+                    vec![]
+                };
                 self.users.insert(k2(t, u), roles);
             }
             Op::DeleteUser(t, u) => {
                 self.users
                     .remove(&k2(t, u))
                     .ok_or("deleted a user that did not exist")?;
-                self.rights.retain(|(rt, ru, _), _| (rt, ru) != (&(*t).to_owned(), &(*u).to_owned()));
+                self.rights
+                    .retain(|(rt, ru, _), _| (rt, ru) != (&(*t).to_owned(), &(*u).to_owned()));
             }
             Op::GrantRight(t, u, res, right) => {
                 if !self.users.contains_key(&k2(t, u)) {
                     return Err("granted a right to a user that did not exist".into());
                 }
-                self.rights
-                    .insert((t.to_string(), u.to_string(), res.to_string()), i32::from(*right));
+                self.rights.insert(
+                    (t.to_string(), u.to_string(), res.to_string()),
+                    i32::from(*right),
+                );
             }
             Op::RevokeRight(t, u, res, right) => {
                 let key = (t.to_string(), u.to_string(), res.to_string());
                 if self.rights.get(&key) != Some(&i32::from(*right)) {
-                    return Err(format!("revoked a right not held: {:?}", self.rights.get(&key)));
+                    return Err(format!(
+                        "revoked a right not held: {:?}",
+                        self.rights.get(&key)
+                    ));
                 }
                 self.rights.remove(&key);
             }
             Op::UpdateManifest(app, scopes) => {
                 let m = self.manifests.get_mut(*app).ok_or("unknown app")?;
                 if m.0 + 1 != manifest_revision.unwrap_or_default() {
-                    return Err(format!("manifest revision {manifest_revision:?} after {}", m.0));
+                    return Err(format!(
+                        "manifest revision {manifest_revision:?} after {}",
+                        m.0
+                    ));
                 }
                 *m = (m.0 + 1, owned(scopes));
             }
             Op::Approve(t, app, seen) => {
                 let current = self.manifests[*app].0;
                 if *seen != current {
-                    return Err(format!("approved revision {seen} while the manifest was at {current}"));
+                    return Err(format!(
+                        "approved revision {seen} while the manifest was at {current}"
+                    ));
                 }
                 self.consents.insert(k2(t, app), (current, false));
             }
@@ -299,7 +314,12 @@ fn fully() -> Option<Consistency> {
 }
 
 /// One writer: `OPS_PER_WRITER` random operations on `a`, every outcome recorded.
-async fn writer(mut a: Admin, mut rng: Rng, mut seen: BTreeMap<&'static str, i64>, latest: Latest) -> Vec<Outcome> {
+async fn writer(
+    mut a: Admin,
+    mut rng: Rng,
+    mut seen: BTreeMap<&'static str, i64>,
+    latest: Latest,
+) -> Vec<Outcome> {
     let mut out = Vec::new();
     for _ in 0..OPS_PER_WRITER {
         let op = Op::draw(&mut rng, &seen);
@@ -324,7 +344,12 @@ async fn writer(mut a: Admin, mut rng: Rng, mut seen: BTreeMap<&'static str, i64
 
 /// One reader: GetAppScopes at least as fresh as the latest write seen, until told to stop;
 /// every answer must be at least that fresh. Returns how many reads it made.
-async fn reader(server: usize, mut p: PermissionServiceClient, latest: Latest, stop: Arc<std::sync::atomic::AtomicBool>) -> usize {
+async fn reader(
+    server: usize,
+    mut p: PermissionServiceClient,
+    latest: Latest,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
     let mut rng = Rng(server as u64);
     let mut reads = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -332,10 +357,17 @@ async fn reader(server: usize, mut p: PermissionServiceClient, latest: Latest, s
         let request = GetAppScopesRequest {
             tenant_id: rng.pick(&TENANTS).into(),
             app_id: rng.pick(&APPS).into(),
-            consistency: if floor == 0 { fully() } else { at_least(&token) },
+            consistency: if floor == 0 {
+                fully()
+            } else {
+                at_least(&token)
+            },
         };
         let reply = ok(p.get_app_scopes(Who::boot().r(request)).await);
-        assert!(rev(&reply.checked_at) >= floor, "reader {server}: checked_at below {floor}");
+        assert!(
+            rev(&reply.checked_at) >= floor,
+            "reader {server}: checked_at below {floor}"
+        );
         reads += 1;
     }
     reads
@@ -379,10 +411,15 @@ async fn random_writes_on_two_instances_match_the_model(db: &TestDb) {
         put_tenant(&mut a, t).await;
         put_user(&mut a, &Who::boot(), t, ADMIN, &[Role::GeneralAdmin]).await;
         model.whitelisting.insert(t.into(), false);
-        model.users.insert(k2(t, ADMIN), vec![i32::from(Role::GeneralAdmin)]);
+        model
+            .users
+            .insert(k2(t, ADMIN), vec![i32::from(Role::GeneralAdmin)]);
     }
     for app in APPS {
-        seen.insert(app, register(&mut a, app, AppKind::Standard, manifest(&SCOPES[..1], &[])).await);
+        seen.insert(
+            app,
+            register(&mut a, app, AppKind::Standard, manifest(&SCOPES[..1], &[])).await,
+        );
         model.manifests.insert(app.into(), (1, owned(&SCOPES[..1])));
     }
     let setup_events = all_events(&mut a).await.len();
@@ -391,7 +428,12 @@ async fn random_writes_on_two_instances_match_the_model(db: &TestDb) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for (i, s) in servers.iter().enumerate().take(READERS) {
-        readers.push(tokio::spawn(reader(i, s.permission().await, latest.clone(), stop.clone())));
+        readers.push(tokio::spawn(reader(
+            i,
+            s.permission().await,
+            latest.clone(),
+            stop.clone(),
+        )));
     }
     let mut writers = Vec::new();
     for i in 0..WRITERS {
@@ -407,12 +449,25 @@ async fn random_writes_on_two_instances_match_the_model(db: &TestDb) {
         all
     })
     .await
-    .unwrap_or_else(|_| panic!("deadlock? the writers did not finish within {DEADLINE:?} (seed {seed})"));
+    .unwrap_or_else(|_| {
+        panic!("deadlock? the writers did not finish within {DEADLINE:?} (seed {seed})")
+    });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for r in readers {
-        assert!(r.await.expect("reader task") > 0, "every reader read (seed {seed})");
+        assert!(
+            r.await.expect("reader task") > 0,
+            "every reader read (seed {seed})"
+        );
     }
-    check(seed, &servers, model, &outcomes, setup_events, all_events(&mut a).await).await;
+    check(
+        seed,
+        &servers,
+        model,
+        &outcomes,
+        setup_events,
+        all_events(&mut a).await,
+    )
+    .await;
     for s in servers {
         s.stop().await;
     }
@@ -432,7 +487,10 @@ async fn check(
     // Revisions strictly increasing and gap-free, from 1.
     let revisions: Vec<u64> = events.iter().map(|e| rev(&e.revision)).collect();
     let expected: Vec<u64> = (1..=revisions.len() as u64).collect();
-    assert_eq!(revisions, expected, "audit revisions are 1..n in order {ctx}");
+    assert_eq!(
+        revisions, expected,
+        "audit revisions are 1..n in order {ctx}"
+    );
     let by_revision: BTreeMap<u64, &AuditEvent> = revisions.iter().copied().zip(&events).collect();
 
     // Each effective write has exactly one event at its revision; a refused one none; a manifest
@@ -448,14 +506,21 @@ async fn check(
             ),
             Ok((r, _)) => {
                 let (action, tenant, target) = o.op.audited();
-                let e = by_revision.get(r).unwrap_or_else(|| panic!("no event at {r} for {:?} {ctx}", o.op));
-                if (e.action.as_str(), e.target.as_str()) == (action, target.as_str()) && !effective.contains_key(r) {
+                let e = by_revision
+                    .get(r)
+                    .unwrap_or_else(|| panic!("no event at {r} for {:?} {ctx}", o.op));
+                if (e.action.as_str(), e.target.as_str()) == (action, target.as_str())
+                    && !effective.contains_key(r)
+                {
                     assert_eq!(e.tenant_id, tenant, "tenant of the event at {r} {ctx}");
                     effective.insert(*r, o);
                 } else if matches!(o.op, Op::UpdateManifest(..)) {
                     unchanged.entry(*r).or_default().push(o);
                 } else {
-                    panic!("{:?} answered revision {r}, whose event is {} {} {ctx}", o.op, e.action, e.target);
+                    panic!(
+                        "{:?} answered revision {r}, whose event is {} {} {ctx}",
+                        o.op, e.action, e.target
+                    );
                 }
             }
         }
@@ -473,8 +538,14 @@ async fn check(
             .apply(&o.op, o.result.as_ref().ok().and_then(|x| x.1))
             .unwrap_or_else(|e| panic!("{:?} at revision {r}: {e} {ctx}", o.op));
         for u in unchanged.get(r).into_iter().flatten() {
-            let Op::UpdateManifest(app, scopes) = &u.op else { unreachable!() };
-            assert_eq!(model.manifests[*app].1, owned(scopes), "an unchanged manifest at {r} {ctx}");
+            let Op::UpdateManifest(app, scopes) = &u.op else {
+                unreachable!()
+            };
+            assert_eq!(
+                model.manifests[*app].1,
+                owned(scopes),
+                "an unchanged manifest at {r} {ctx}"
+            );
         }
         last = *r;
     }
@@ -482,7 +553,11 @@ async fn check(
     let mut aborted = 0;
     for o in outcomes {
         if let (Op::Approve(_, app, seen_rev), Err((Code::Aborted, _))) = (&o.op, &o.result) {
-            assert!(*seen_rev < model.manifests[*app].0, "{:?} aborted though current {ctx}", o.op);
+            assert!(
+                *seen_rev < model.manifests[*app].0,
+                "{:?} aborted though current {ctx}",
+                o.op
+            );
             aborted += 1;
         }
     }
@@ -492,7 +567,10 @@ async fn check(
         effective.len(),
         aborted
     );
-    let token = events.last().map(|e| e.revision.clone()).unwrap_or_default();
+    let token = events
+        .last()
+        .map(|e| e.revision.clone())
+        .unwrap_or_default();
     for (i, s) in servers.iter().enumerate() {
         let actual = observed(s, &[fully(), at_least(&token)]).await;
         assert_eq!(actual, model, "instance {i} against the model {ctx}");
@@ -505,37 +583,89 @@ async fn observed(s: &TestServer, consistencies: &[Option<Consistency>]) -> Mode
     let (mut a, mut p) = (s.admin().await, s.permission().await);
     let boot = Who::boot();
     let mut m = Model::default();
-    for app in ok(a.list_apps(boot.r(ListAppsRequest { page_size: 500, ..Default::default() })).await).apps {
+    for app in ok(a
+        .list_apps(boot.r(ListAppsRequest {
+            page_size: 500,
+            ..Default::default()
+        }))
+        .await)
+    .apps
+    {
         if APPS.contains(&app.app_id.as_str()) {
             let scopes = app.manifest.map(|m| m.scopes).unwrap_or_default();
-            m.manifests.insert(app.app_id, (app.manifest_revision, scopes));
+            m.manifests
+                .insert(app.app_id, (app.manifest_revision, scopes));
         }
     }
     for t in TENANTS {
-        let users = ok(a.list_users(boot.r(ListUsersRequest { tenant_id: t.into(), page_size: 500, ..Default::default() })).await).users;
+        let users = ok(a
+            .list_users(boot.r(ListUsersRequest {
+                tenant_id: t.into(),
+                page_size: 500,
+                ..Default::default()
+            }))
+            .await)
+        .users;
         for u in users {
-            let rights = ok(a.list_user_rights(boot.r(ListUserRightsRequest { tenant_id: t.into(), user_id: u.user_id.clone(), page_size: 500, ..Default::default() })).await).rights;
+            let rights = ok(a
+                .list_user_rights(boot.r(ListUserRightsRequest {
+                    tenant_id: t.into(),
+                    user_id: u.user_id.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                }))
+                .await)
+            .rights;
             for r in rights {
-                m.rights.insert((t.into(), u.user_id.clone(), r.resource), r.right);
+                m.rights
+                    .insert((t.into(), u.user_id.clone(), r.resource), r.right);
             }
             m.users.insert(k2(t, &u.user_id), u.roles);
         }
-        let consents = ok(a.list_consents(boot.r(ListConsentsRequest { tenant_id: t.into(), page_size: 500, ..Default::default() })).await).consents;
+        let consents = ok(a
+            .list_consents(boot.r(ListConsentsRequest {
+                tenant_id: t.into(),
+                page_size: 500,
+                ..Default::default()
+            }))
+            .await)
+        .consents;
         for c in consents {
-            m.consents.insert(k2(t, &c.app_id), (c.approved_manifest_revision, c.revoked_at.is_some()));
+            m.consents.insert(
+                k2(t, &c.app_id),
+                (c.approved_manifest_revision, c.revoked_at.is_some()),
+            );
         }
-        let entries = ok(a.list_whitelist_entries(boot.r(ListWhitelistEntriesRequest { tenant_id: t.into(), page_size: 500, ..Default::default() })).await).entries;
+        let entries = ok(a
+            .list_whitelist_entries(boot.r(ListWhitelistEntriesRequest {
+                tenant_id: t.into(),
+                page_size: 500,
+                ..Default::default()
+            }))
+            .await)
+        .entries;
         for e in entries {
             m.whitelist.insert(k2(t, &e.app_id), e.allowed_scopes);
         }
         for app in APPS {
             for consistency in consistencies {
-                let g = ok(p.get_app_scopes(boot.r(GetAppScopesRequest { tenant_id: t.into(), app_id: app.into(), consistency: consistency.clone() })).await);
+                let g = ok(p
+                    .get_app_scopes(boot.r(GetAppScopesRequest {
+                        tenant_id: t.into(),
+                        app_id: app.into(),
+                        consistency: consistency.clone(),
+                    }))
+                    .await);
                 let what = format!("GetAppScopes {t} {app} {consistency:?}");
                 m.whitelisting.insert(t.into(), g.whitelisting_enabled);
-                assert_eq!(g.whitelisted, m.whitelist.contains_key(&k2(t, app)), "{what}: whitelisted");
+                assert_eq!(
+                    g.whitelisted,
+                    m.whitelist.contains_key(&k2(t, app)),
+                    "{what}: whitelisted"
+                );
                 let info = g.consent.unwrap_or_default();
-                let status = ConsentStatus::try_from(info.status).unwrap_or(ConsentStatus::Unspecified);
+                let status =
+                    ConsentStatus::try_from(info.status).unwrap_or(ConsentStatus::Unspecified);
                 match m.consents.get(&k2(t, app)) {
                     None => assert_eq!(status, ConsentStatus::NotConsented, "{what}"),
                     Some((_, true)) => assert_eq!(status, ConsentStatus::Revoked, "{what}"),
