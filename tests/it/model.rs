@@ -574,6 +574,7 @@ async fn check(
     for (i, s) in servers.iter().enumerate() {
         let actual = observed(s, &[fully(), at_least(&token)]).await;
         assert_eq!(actual, model, "instance {i} against the model {ctx}");
+        gates(s, &model, &[fully(), at_least(&token)], &ctx).await;
     }
 }
 
@@ -684,4 +685,54 @@ async fn observed(s: &TestServer, consistencies: &[Option<Consistency>]) -> Mode
         }
     }
     m
+}
+
+/// CheckAccess on instance `s` for each tenant's administrator and each app: the whitelist and
+/// consent gates decide as the model says (the later steps are not modelled, only that the
+/// gates were passed).
+async fn gates(s: &TestServer, model: &Model, consistencies: &[Option<Consistency>], ctx: &str) {
+    let mut p = s.permission().await;
+    let gate = [
+        Reason::UnknownTenant,
+        Reason::UnknownApp,
+        Reason::AppNotWhitelisted,
+        Reason::NoConsent,
+        Reason::ConsentRevoked,
+    ];
+    for t in TENANTS {
+        for app in APPS {
+            let key = k2(t, app);
+            let expected = if model.whitelisting[t] && !model.whitelist.contains_key(&key) {
+                Some(Reason::AppNotWhitelisted)
+            } else {
+                match model.consents.get(&key) {
+                    None => Some(Reason::NoConsent),
+                    Some((_, true)) => Some(Reason::ConsentRevoked),
+                    Some(_) => None,
+                }
+            };
+            for consistency in consistencies {
+                let request = CheckAccessRequest {
+                    tenant_id: t.into(),
+                    app_id: app.into(),
+                    user_id: ADMIN.into(),
+                    scope: SCOPES[0].into(),
+                    permission: "READ".into(),
+                    resource: RESOURCES[0].into(),
+                    consistency: consistency.clone(),
+                    ..Default::default()
+                };
+                let reply = ok(p.check_access(Who::boot().r(request)).await);
+                let reason = Reason::try_from(reply.reason).unwrap_or(Reason::Unspecified);
+                let what = format!("CheckAccess {t} {app} {consistency:?}: {reason:?} {ctx}");
+                match expected {
+                    Some(r) => assert_eq!(reason, r, "{what}"),
+                    None => assert!(!gate.contains(&reason), "{what}: past the gates"),
+                }
+                if reason != Reason::Allowed {
+                    assert!(!reply.allowed, "{what}: denied");
+                }
+            }
+        }
+    }
 }
