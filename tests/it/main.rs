@@ -17,6 +17,7 @@ mod hostile_bodies;
 mod hostile_strings;
 mod limits;
 mod operations;
+mod overload;
 mod page_tokens;
 mod permission;
 mod readme;
