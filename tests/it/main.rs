@@ -18,6 +18,7 @@ mod hostile_strings;
 mod limits;
 mod model;
 mod operations;
+mod overload;
 mod page_tokens;
 mod permission;
 mod readme;
