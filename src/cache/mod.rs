@@ -19,6 +19,7 @@
 //! waits for it: what needs the store fails at once, and only the poll keeps probing.
 
 mod error;
+mod handles;
 mod key;
 pub mod reader;
 mod snapshots;
@@ -32,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use metrics::{Counter, Gauge, Histogram};
+use metrics::Counter;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, OptionsBuilder, Weighter};
 
@@ -47,6 +48,8 @@ use crate::store::change::ChangeKey;
 use crate::store::{PageSecret, Store, StoreError, StoreResult};
 
 pub use error::ReadError;
+pub use handles::Cause;
+use handles::{Handles, Kind};
 pub use snapshots::Entry;
 use snapshots::{Snapshots, Weigh, build};
 
@@ -88,89 +91,8 @@ pub struct CacheConfig {
     pub max_staleness: Duration,
 }
 
-/// What made this instance read the change log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// The first read, at start.
-    Start,
-    /// The periodic poll that bounds staleness and probes an unreachable store.
-    Poll,
-    /// A notification of a committed write.
-    Notify,
-    /// A caller's `at_least_as_fresh` token beyond the applied revision.
-    Token,
-    /// An entry read fresher than the applied revision.
-    Read,
-    /// This instance's own write, applied before it replies.
-    Write,
-}
-
-impl Cause {
-    const ALL: [Cause; 6] = [
-        Cause::Start,
-        Cause::Poll,
-        Cause::Notify,
-        Cause::Token,
-        Cause::Read,
-        Cause::Write,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Cause::Start => "start",
-            Cause::Poll => "poll",
-            Cause::Notify => "notify",
-            Cause::Token => "token",
-            Cause::Read => "read",
-            Cause::Write => "write",
-        }
-    }
-}
-
-/// Which cache: an index into per-cache counters and metric handles.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Apps,
-    Users,
-    Grants,
-    Catalogs,
-    Clients,
-}
-
-const NAMES: [&str; 5] = ["apps", "users", "grants", "catalogs", "clients"];
-
 /// The most clients kept at once; more (which takes that many clients in use) starts afresh.
 const MAX_CLIENTS: usize = 10_000;
-
-/// Metric handles, registered once.
-struct Handles {
-    hits: [Counter; 5],
-    misses: [Counter; 5],
-    load_seconds: [Histogram; 5],
-    entries: [Gauge; 5],
-    catch_ups: [Counter; 6],
-    applied: Gauge,
-    staleness: Gauge,
-    store_up: Gauge,
-}
-
-impl Handles {
-    fn new() -> Self {
-        Self {
-            hits: NAMES.map(|n| metrics::counter!("consentry_cache_hits_total", "cache" => n)),
-            misses: NAMES.map(|n| metrics::counter!("consentry_cache_misses_total", "cache" => n)),
-            load_seconds: NAMES
-                .map(|n| metrics::histogram!("consentry_store_duration_seconds", "op" => n)),
-            entries: NAMES.map(|n| metrics::gauge!("consentry_cache_entries", "cache" => n)),
-            catch_ups: Cause::ALL.map(
-                |c| metrics::counter!("consentry_change_log_reads_total", "cause" => c.as_str()),
-            ),
-            applied: metrics::gauge!("consentry_applied_revision"),
-            staleness: metrics::gauge!("consentry_staleness_seconds"),
-            store_up: metrics::gauge!("consentry_store_up"),
-        }
-    }
-}
 
 /// When the change log was last read, and whether the store is reachable.
 struct SyncState {
