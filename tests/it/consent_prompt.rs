@@ -96,16 +96,7 @@ impl Api {
     }
 
     async fn update_manifest(&self, app: &str, manifest: Manifest) -> i64 {
-        let request = UpdateAppManifestRequest {
-            app_id: app.into(),
-            manifest: Some(manifest),
-        };
-        ok(self
-            .admin
-            .clone()
-            .update_app_manifest(boot(request, None))
-            .await)
-        .manifest_revision
+        crate::support::world::update_manifest(&mut self.admin.clone(), app, manifest).await
     }
 
     /// Approves as `who` the revision the prompt named.

@@ -103,16 +103,7 @@ impl Api {
 
     /// Replaces an app's manifest; returns its new manifest revision.
     async fn update_manifest(&self, app: &str, manifest: Manifest) -> i64 {
-        let request = UpdateAppManifestRequest {
-            app_id: app.into(),
-            manifest: Some(manifest),
-        };
-        ok(self
-            .admin
-            .clone()
-            .update_app_manifest(boot(request, None))
-            .await)
-        .manifest_revision
+        crate::support::world::update_manifest(&mut self.admin.clone(), app, manifest).await
     }
 
     /// Approves an app in a tenant as alice (the tenant's administrator).

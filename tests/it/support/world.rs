@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use consentry::proto::admin_service_client::AdminServiceClient;
-use consentry::proto::{AppKind, Capability, Manifest, Role};
+use consentry::proto::{AppKind, Capability, Manifest, Role, UpdateAppManifestRequest};
 use tonic::transport::Channel;
 
 use super::calls::{Who, ok};
@@ -37,6 +37,16 @@ pub async fn put_user(
 /// Registers an application as the bootstrap client; returns its manifest revision.
 pub async fn register(a: &mut Admin, app: &str, kind: AppKind, m: Manifest) -> i64 {
     ok(a.register_app(Who::boot().r(app_req(app, kind, m))).await).manifest_revision
+}
+
+/// Replaces an application's manifest as the bootstrap client; returns its new manifest
+/// revision.
+pub async fn update_manifest(a: &mut Admin, app: &str, manifest: Manifest) -> i64 {
+    let request = UpdateAppManifestRequest {
+        app_id: app.into(),
+        manifest: Some(manifest),
+    };
+    ok(a.update_app_manifest(Who::boot().r(request)).await).manifest_revision
 }
 
 /// Creates a client as `who`; returns its key.
