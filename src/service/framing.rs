@@ -56,7 +56,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl<S, B> Service<http::Request<B>> for Framing<S>
 where
     S: Service<http::Request<Body>>,
-    B: HttpBody<Data = Bytes> + Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -70,7 +70,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
         let checked = Checked {
-            inner: Box::pin(body),
+            inner: body,
             reader: Reader::new(self.limit),
             failed: false,
         };
@@ -169,14 +169,14 @@ impl Reader {
 
 /// A request body whose framing is checked as it is read.
 struct Checked<B> {
-    inner: Pin<Box<B>>,
+    inner: B,
     reader: Reader,
     failed: bool,
 }
 
 impl<B> HttpBody for Checked<B>
 where
-    B: HttpBody<Data = Bytes>,
+    B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -190,7 +190,7 @@ where
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        let checked = match this.inner.as_mut().poll_frame(cx) {
+        let checked = match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) => this.reader.read(data).map(|()| frame),
