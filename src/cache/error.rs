@@ -33,6 +33,22 @@ pub enum ReadError {
         /// The store's newest revision.
         newest: Revision,
     },
+    /// A caller's token names a revision of another history than the store holds now (it was
+    /// restored from a backup, or failed over with commits lost).
+    #[error(
+        "at_least_as_fresh {} names a revision the store no longer holds: its history was replaced \
+         (restored from a backup, or failed over with commits lost) since the token was handed out; \
+         read without the token, or with one handed out since",
+        .token.token()
+    )]
+    OtherHistory {
+        /// The caller's token.
+        token: Revision,
+    },
+    /// A snapshot was read from another history than the one this instance applied; the
+    /// request gathers again once the instance follows the store's.
+    #[error("the store's history changed while the answer was read; retry")]
+    HistoryChanged,
     /// Writes kept landing while the answer was gathered.
     #[error("writes kept landing while the answer was read; retry")]
     Unsettled,

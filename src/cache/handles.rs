@@ -64,6 +64,8 @@ pub(super) struct Handles {
     pub(super) applied: Gauge,
     pub(super) staleness: Gauge,
     pub(super) store_up: Gauge,
+    /// `consentry_revision_regressions_total`: times the store's history was found replaced.
+    pub(super) regressions: Counter,
 }
 
 impl Handles {
@@ -78,6 +80,7 @@ impl Handles {
                 |c| metrics::counter!("consentry_change_log_reads_total", "cause" => c.as_str()),
             ),
             applied: metrics::gauge!("consentry_applied_revision"),
+            regressions: metrics::counter!("consentry_revision_regressions_total"),
             staleness: metrics::gauge!("consentry_staleness_seconds"),
             store_up: metrics::gauge!("consentry_store_up"),
         }

@@ -17,6 +17,13 @@
 //! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
 //! successfully within `max_staleness`. While the store is known to be unreachable, nothing
 //! waits for it: what needs the store fails at once, and only the poll keeps probing.
+//!
+//! History (DESIGN.md §9): every read of the change log first checks that the store still holds
+//! the applied revision with its tag. When it does not (a restore from a backup, a failover that
+//! lost commits), the history this instance applied is gone: every entry and client is dropped
+//! at once (they belong to an older *generation*, which no request uses again), the store's head
+//! is adopted, and the change is logged and counted. Snapshots read from another history than
+//! the applied one, and revision tokens that name one, set off the same check.
 
 mod error;
 mod handles;
@@ -25,7 +32,7 @@ pub mod reader;
 mod snapshots;
 pub mod sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,8 +48,8 @@ pub use key::{Pair, PairRef};
 pub use reader::{Reader, Wanted};
 
 use crate::domain::{
-    AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, TenantId, UserGrant, UserId,
-    UserSnapshot,
+    AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, Tag, TenantId, UserGrant,
+    UserId, UserSnapshot,
 };
 use crate::store::change::ChangeKey;
 use crate::store::{PageSecret, Store, StoreError, StoreResult};
@@ -62,8 +69,10 @@ pub type CheckHits = (
 /// Where one request reads: taken once per request, after the freshness check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct At {
-    /// The instance's applied revision: the answer's `checked_at`.
+    /// The instance's applied revision (with its tag): the answer's `checked_at`.
     pub applied: Revision,
+    /// The generation of the caches: entries of another one are never used.
+    generation: u64,
     /// The newest revision whose invalidations were recorded, read after `applied`: an entry
     /// verified through it needs no watermark lookups.
     changed: u64,
@@ -93,6 +102,32 @@ pub struct CacheConfig {
 
 /// The most clients kept at once; more (which takes that many clients in use) starts afresh.
 const MAX_CLIENTS: usize = 10_000;
+
+/// How many of the latest applied revisions' tags are remembered, so that a token naming one
+/// is recognised without asking the store.
+const RECENT_TAGS: usize = 4096;
+
+/// Where this instance stands in the store's history: replaced whole, so that a request reads
+/// the applied revision, its tag and the generation together.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    /// The newest revision fully applied, with its tag.
+    applied: Revision,
+    /// Bumped whenever the store's history was found replaced; entries loaded in an earlier
+    /// generation are stale.
+    generation: u64,
+}
+
+/// Whether a revision belongs to the history this instance applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// It does: applied here, with the same tag (or named by number only).
+    Yes,
+    /// It does not: this instance applied that number with another tag.
+    No,
+    /// Not known here: newer than the applied revision, or older than the tags remembered.
+    Unknown,
+}
 
 /// When the change log was last read, and whether the store is reachable.
 struct SyncState {
@@ -145,7 +180,10 @@ pub struct Caches {
     /// whenever watermarks are forgotten early, so losing one never makes a stale entry look
     /// current.
     stale_below: AtomicU64,
-    applied: AtomicU64,
+    /// The applied revision and the generation (see [`Head`]).
+    head: ArcSwap<Head>,
+    /// The tags of the latest applied revisions, in revision order (see [`RECENT_TAGS`]).
+    recent: std::sync::Mutex<VecDeque<Revision>>,
     /// The newest revision whose watermarks are all recorded; stored before `applied` moves.
     changed: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
@@ -180,7 +218,11 @@ impl Caches {
             ttl: config.ttl,
             watermarks: std::sync::Mutex::default(),
             stale_below: AtomicU64::new(0),
-            applied: AtomicU64::new(0),
+            head: ArcSwap::from_pointee(Head {
+                applied: Revision::default(),
+                generation: 0,
+            }),
+            recent: std::sync::Mutex::default(),
             changed: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
             sync: SyncState {
@@ -202,14 +244,77 @@ impl Caches {
         let began = self.sync.now_us();
         self.metrics.catch_ups[Cause::Start as usize].increment(1);
         let current = self.store.revision().await?;
-        self.applied.fetch_max(current.0, Ordering::AcqRel);
+        if current > self.applied() {
+            self.advance(current, &[]);
+        }
         self.synced(began);
         Ok(self.applied())
     }
 
-    /// The newest revision this instance has fully applied: its `checked_at`.
+    fn head(&self) -> Head {
+        **self.head.load()
+    }
+
+    /// The newest revision this instance has fully applied, with its tag: its `checked_at`.
     pub fn applied(&self) -> Revision {
-        Revision(self.applied.load(Ordering::Acquire))
+        self.head().applied
+    }
+
+    /// Whether `revision` belongs to the history this instance applied, as far as it knows
+    /// without asking the store. A revision without a tag is judged by its number alone.
+    pub fn knows(&self, revision: Revision) -> Known {
+        let applied = self.applied();
+        if revision > applied {
+            return Known::Unknown;
+        }
+        if revision.tag() == Tag::NONE {
+            return Known::Yes;
+        }
+        let tag = if revision == applied {
+            Some(applied.tag())
+        } else {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent
+                .binary_search(&revision)
+                .ok()
+                .map(|i| recent[i].tag())
+        };
+        match tag {
+            Some(tag) if tag == revision.tag() => Known::Yes,
+            Some(_) => Known::No,
+            None => Known::Unknown,
+        }
+    }
+
+    /// Whether `revision` belongs to the history the store holds now, asking it if need be:
+    /// the change log is read first (which checks this instance's own history, and catches up
+    /// to `revision` when it is newer), then the store's record of that revision if the
+    /// instance does not remember it. [`Known::Unknown`] only for a revision the store has not
+    /// committed.
+    pub async fn verify(&self, revision: Revision, cause: Cause) -> Result<Known, ReadError> {
+        if self.knows(revision) == Known::Yes {
+            return Ok(Known::Yes);
+        }
+        if revision > self.applied() {
+            self.catch_up_to(revision, cause).await?;
+        } else {
+            self.reread(cause).await?;
+        }
+        match self.knows(revision) {
+            Known::Unknown if revision <= self.applied() => {
+                self.require_store()?;
+                let tag = self.store.revision_tag(revision.0).await.map_err(|e| {
+                    self.note_failure(&e);
+                    ReadError::Store(e)
+                })?;
+                Ok(if tag == Some(revision.tag()) {
+                    Known::Yes
+                } else {
+                    Known::No
+                })
+            }
+            known => Ok(known),
+        }
     }
 
     /// The freshness check of a request: fails once the change log was last read longer ago than
@@ -223,9 +328,10 @@ impl Caches {
                 bound: self.sync.max_staleness,
             });
         }
-        let applied = self.applied();
+        let head = self.head();
         Ok(At {
-            applied,
+            applied: head.applied,
+            generation: head.generation,
             changed: self.changed.load(Ordering::Acquire),
             now,
         })
@@ -286,7 +392,8 @@ impl Caches {
     /// above its floor covers any of its keys), and young enough to use.
     fn untouched<T>(&self, entry: &Entry<T>, at: At) -> bool {
         let floor = entry.floor.0;
-        if floor < self.stale_below.load(Ordering::Acquire)
+        if entry.generation != at.generation
+            || floor < self.stale_below.load(Ordering::Acquire)
             || at.now.saturating_duration_since(entry.loaded) >= self.ttl
         {
             return false;
@@ -364,7 +471,7 @@ impl Caches {
         self.require_store()?;
         // The floor (and the entry's age) are taken before the read, so an invalidation racing
         // it is caught, and no watermark is forgotten while the entry may still be used.
-        let (floor, began) = (self.applied(), Instant::now());
+        let (head, began) = (self.head(), Instant::now());
         let (owned, keys, load) = (owned(), keys(), load());
         let seconds = &self.metrics.load_seconds[which];
         // Boxed, so that the state of a load (which only a miss needs) does not make every
@@ -382,7 +489,16 @@ impl Caches {
             let loaded = load.await;
             seconds.record(started.elapsed().as_secs_f64());
             let (value, read_at) = loaded.map_err(ReadError::Store)?;
-            let mut entry = Entry::new(value, floor, read_at, keys, began);
+            // Read from a history older than, or other than, the one applied here: the store's
+            // history changed. Nothing is cached; the change log is read at once (which finds
+            // out), and the request gathers again in the new generation.
+            if read_at < head.applied || self.knows(read_at) == Known::No {
+                drop(guard);
+                self.reread(Cause::Read).await?;
+                return Err(ReadError::HistoryChanged);
+            }
+            let mut entry =
+                Entry::new(value, (head.applied, head.generation), read_at, keys, began);
             entry.weight = entry.value.weigh();
             let entry = Arc::new(entry);
             // Refused if the key was invalidated while this load ran: then it is not cached.
@@ -556,7 +672,7 @@ impl Caches {
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor is taken before the read, so a revocation racing it is caught.
-        let (floor, began) = (self.applied(), Instant::now());
+        let (head, began) = (self.head(), Instant::now());
         let caller = match self.store.client_by_key_hash(&hash.hex()).await {
             Ok(caller) => caller.map(Arc::new),
             Err(e) => {
@@ -567,8 +683,8 @@ impl Caches {
         if let Some(caller) = &caller {
             let entry = Arc::new(Entry::new(
                 caller.clone(),
-                floor,
-                Revision(0),
+                (head.applied, head.generation),
+                Revision::default(),
                 vec![ChangeKey::Clients],
                 began,
             ));
@@ -596,13 +712,7 @@ impl Caches {
         self.require_store()?;
         let arrived = self.sync.now_us();
         let _one_at_a_time = self.catching_up.lock().await;
-        let read_since = self
-            .sync
-            .synced_us
-            .load(Ordering::Acquire)
-            .saturating_sub(1)
-            > arrived;
-        if self.applied() >= target || read_since {
+        if self.applied() >= target || self.read_since(arrived) {
             return Ok(self.applied());
         }
         self.catch_up_locked(cause).await
@@ -615,13 +725,39 @@ impl Caches {
         self.catch_up_locked(Cause::Poll).await
     }
 
-    /// Brings this instance up to its own write before it replies, so that its next read sees
-    /// the write without a token; if the log cannot be read, forgets everything cached instead.
-    pub async fn applied_through(&self, written: Revision) {
-        if let Err(e) = self.catch_up_to(written, Cause::Write).await {
-            tracing::warn!(error = %e, "cannot read the change log after a write; clearing the caches");
-            self.clear(written);
+    /// Reads the change log now, even if nothing is known to be newer (which also checks that
+    /// the store still holds this instance's history), unless a read that began after the call
+    /// did already.
+    async fn reread(&self, cause: Cause) -> Result<Revision, ReadError> {
+        self.require_store()?;
+        let arrived = self.sync.now_us();
+        let _one_at_a_time = self.catching_up.lock().await;
+        if self.read_since(arrived) {
+            return Ok(self.applied());
         }
+        self.catch_up_locked(cause).await
+    }
+
+    /// Whether a read of the change log began after `arrived` (µs after the epoch).
+    fn read_since(&self, arrived: u64) -> bool {
+        self.sync
+            .synced_us
+            .load(Ordering::Acquire)
+            .saturating_sub(1)
+            > arrived
+    }
+
+    /// Brings this instance up to its own write before it replies, so that its next read sees
+    /// the write without a token (a write into a history this instance has not noticed yet sets
+    /// off the history check); if that fails, forgets everything cached instead.
+    pub async fn applied_through(&self, written: Revision) {
+        let why = match self.verify(written, Cause::Write).await {
+            Ok(Known::Yes) => return,
+            Ok(_) => "the store no longer holds this write".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %why, "cannot apply the change log after a write; clearing the caches");
+        self.clear(written);
     }
 
     /// Reads and applies the change log, with `catching_up` held.
@@ -631,7 +767,7 @@ impl Caches {
         self.metrics.catch_ups[cause as usize].increment(1);
         // Bounded, so that no one holds the lock (and the poll behind it) for longer.
         let read = tokio::time::timeout(READ_TIMEOUT, self.store.changes_since(applied)).await;
-        let (changes, current) = match read {
+        let read = match read {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
                 self.note_failure(&e);
@@ -642,30 +778,97 @@ impl Caches {
                 return Err(ReadError::StoreDown);
             }
         };
-        if current > applied {
+        let current = read.head;
+        if !read.same_history {
+            self.replace_history(applied, current);
+        } else if current > applied {
             // Every write records at least one key, so the log is contiguous unless it was pruned.
-            let contiguous = changes.first().is_some_and(|(r, _)| r.0 == applied.0 + 1);
+            let contiguous = read
+                .changes
+                .first()
+                .is_some_and(|(r, _)| r.0 == applied.0 + 1);
             if contiguous {
                 let mut newest = 0;
-                for (revision, key) in &changes {
+                for (revision, key) in &read.changes {
                     self.invalidate(key, *revision);
                     newest = newest.max(revision.0);
                 }
                 self.changed.fetch_max(newest, Ordering::AcqRel);
+                self.advance(current, &read.changes);
             } else {
                 tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
                 self.clear(current);
+                self.advance(current, &[]);
             }
-            self.applied.store(current.0, Ordering::Release);
-            self.metrics.applied.set(current.0 as f64);
         }
         self.synced(began);
         Ok(self.applied())
     }
 
+    /// Moves the applied revision forward to `current` (same history, same generation),
+    /// remembering the tags of the revisions applied on the way.
+    fn advance(&self, current: Revision, changes: &[(Revision, ChangeKey)]) {
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            let revisions = changes.iter().map(|(r, _)| *r).chain([current]);
+            for revision in revisions {
+                if recent.back().is_none_or(|last| *last < revision) {
+                    recent.push_back(revision);
+                }
+            }
+            while recent.len() > RECENT_TAGS {
+                recent.pop_front();
+            }
+        }
+        let generation = self.head().generation;
+        self.head.store(Arc::new(Head {
+            applied: current,
+            generation,
+        }));
+        self.metrics.applied.set(current.0 as f64);
+    }
+
+    /// The store no longer holds the history this instance applied (restored from a backup, or
+    /// failed over with commits lost): a new generation begins at the store's head, and nothing
+    /// cached before is used again. With `catching_up` held.
+    fn replace_history(&self, applied: Revision, head: Revision) {
+        let generation = self.head().generation + 1;
+        // Watermarks, floors and change marks are numbers of the old history: start over.
+        self.watermarks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.stale_below.store(0, Ordering::Release);
+        self.changed.store(head.0, Ordering::Release);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.clear();
+            recent.push_back(head);
+        }
+        self.drop_entries();
+        self.head.store(Arc::new(Head {
+            applied: head,
+            generation,
+        }));
+        self.metrics.applied.set(head.0 as f64);
+        self.metrics.regressions.increment(1);
+        tracing::warn!(
+            applied = %applied.token(),
+            head = %head.token(),
+            "the store no longer holds the history this instance applied (restored from a backup, \
+             or failed over with commits lost): every cached snapshot and client was dropped, and \
+             the store's head is followed from here"
+        );
+    }
+
     /// Empties every cache: nothing cached before `at` is used again.
     pub fn clear(&self, at: Revision) {
         self.stale_below.fetch_max(at.0, Ordering::AcqRel);
+        self.drop_entries();
+    }
+
+    /// Drops every cached snapshot and client.
+    fn drop_entries(&self) {
         self.apps.clear();
         self.users.clear();
         self.grants.clear();

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry::Vacant;
 use std::sync::Arc;
 
-use super::{At, Caches, Cause, CheckHits, Entry, ReadError};
+use super::{At, Caches, Cause, CheckHits, Entry, Known, ReadError};
 use crate::domain::{
     AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, PermissionRef, Revision,
     TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
@@ -69,7 +69,8 @@ impl Reader {
 
     /// Where facts come from: an instance behind the caller's token catches up first (requests
     /// waiting for the same revision share one read of the change log); a token newer than
-    /// anything committed is [`ReadError::FromTheFuture`].
+    /// anything committed is [`ReadError::FromTheFuture`], and one from a history the store no
+    /// longer holds [`ReadError::OtherHistory`].
     async fn source(&self, at: At, wanted: Wanted) -> Result<Source, ReadError> {
         match wanted {
             Wanted::Cached => Ok(Source::Cache(at)),
@@ -77,17 +78,15 @@ impl Reader {
                 self.caches.require_store()?;
                 Ok(Source::Store)
             }
-            Wanted::AtLeast(token) if at.applied >= token => Ok(Source::Cache(at)),
-            Wanted::AtLeast(token) => {
-                let applied = self.caches.catch_up_to(token, Cause::Token).await?;
-                if applied < token {
-                    return Err(ReadError::FromTheFuture {
-                        token,
-                        newest: applied,
-                    });
-                }
-                Ok(Source::Cache(self.caches.at()?))
-            }
+            Wanted::AtLeast(_) if cache_answers(&self.caches, at, wanted) => Ok(Source::Cache(at)),
+            Wanted::AtLeast(token) => match self.caches.verify(token, Cause::Token).await? {
+                Known::Yes => Ok(Source::Cache(self.caches.at()?)),
+                Known::No => Err(ReadError::OtherHistory { token }),
+                Known::Unknown => Err(ReadError::FromTheFuture {
+                    token,
+                    newest: self.caches.applied(),
+                }),
+            },
         }
     }
 
@@ -106,7 +105,15 @@ impl Reader {
     {
         let mut source = self.source(at, wanted).await?;
         for _ in 0..SETTLE_ATTEMPTS {
-            let gathered = gather(source).await?;
+            let gathered = match gather(source).await {
+                Ok(gathered) => gathered,
+                // The instance now follows the store's new history: gather again there.
+                Err(ReadError::HistoryChanged) => {
+                    source = self.source(self.caches.at()?, wanted).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match self.outcome(source, &gathered) {
                 Outcome::Settled(at) => return Ok((gathered, at)),
                 // Something was read fresher than this instance has applied: apply up to it, so
@@ -164,7 +171,7 @@ impl Reader {
         wanted: Wanted,
         q: &AccessQuery,
     ) -> Option<(Decision, Revision)> {
-        if !cache_answers(at, wanted) {
+        if !cache_answers(&self.caches, at, wanted) {
             return None;
         }
         let hits = self.hits(at, q)?;
@@ -179,7 +186,7 @@ impl Reader {
         wanted: Wanted,
         queries: &[AccessQuery],
     ) -> Option<(Vec<Decision>, Revision)> {
-        if !cache_answers(at, wanted) {
+        if !cache_answers(&self.caches, at, wanted) {
             return None;
         }
         let hits = queries
@@ -406,11 +413,13 @@ fn over_facts<R>(
     engine(q, &app.value, facts)
 }
 
-/// Whether a request's consistency lets the cache answer as it is at `at`.
-fn cache_answers(at: At, wanted: Wanted) -> bool {
+/// Whether a request's consistency lets the cache answer as it is at `at`: a token must be
+/// applied, and of the history applied here.
+fn cache_answers(caches: &Caches, at: At, wanted: Wanted) -> bool {
     match wanted {
         Wanted::Cached => true,
-        Wanted::AtLeast(token) => token <= at.applied,
+        Wanted::AtLeast(token) if token.same_point(at.applied) => true,
+        Wanted::AtLeast(token) => token <= at.applied && caches.knows(token) == Known::Yes,
         Wanted::Store => false,
     }
 }

@@ -11,6 +11,9 @@ pub struct Entry<T> {
     pub value: T,
     /// This instance's applied revision when the load began.
     pub floor: Revision,
+    /// The generation of the caches when the load began (see `Caches`): an entry of another
+    /// generation is never used.
+    pub(super) generation: u64,
     /// The revision the store read the facts at.
     pub read_at: Revision,
     /// The change-log keys whose changes make this entry stale.
@@ -25,10 +28,11 @@ pub struct Entry<T> {
 }
 
 impl<T> Entry<T> {
-    /// An entry whose load began at `loaded` (its age, and the TTL, count from then).
+    /// An entry whose load began at `loaded`, at the applied revision `floor` of `generation`
+    /// (its age, and the TTL, count from then).
     pub(super) fn new(
         value: T,
-        floor: Revision,
+        (floor, generation): (Revision, u64),
         read_at: Revision,
         keys: Vec<ChangeKey>,
         loaded: Instant,
@@ -36,6 +40,7 @@ impl<T> Entry<T> {
         Self {
             value,
             floor,
+            generation,
             read_at,
             keys: keys.into_boxed_slice(),
             verified: AtomicU64::new(floor.0),
@@ -46,9 +51,10 @@ impl<T> Entry<T> {
 
     /// An entry read straight from the store at `read_at`, bypassing the cache.
     pub fn direct(value: T, read_at: Revision) -> Arc<Self> {
+        // Never looked up in a cache, so its generation is never compared.
         Arc::new(Self::new(
             value,
-            read_at,
+            (read_at, 0),
             read_at,
             Vec::new(),
             Instant::now(),

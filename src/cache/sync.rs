@@ -74,7 +74,7 @@ async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver
                     {
                         pruning = Some(tokio::spawn(prune(
                             caches.clone(),
-                            Revision(applied.0 - KEEP_REVISIONS),
+                            Revision::number(applied.0 - KEEP_REVISIONS),
                         )));
                     }
                 }

@@ -50,7 +50,7 @@ pub use ids::{
 };
 pub use path::ResourcePath;
 pub use prompt::{Approver, ChangeKind, ConsentChange, ConsentPrompt};
-pub use revision::Revision;
+pub use revision::{Revision, Tag};
 pub use rights::{FinePermission, PermissionName, Right};
 pub use rules::{Actor, Caller, Capabilities, Capability, KeyHash, RuleError, TenantBounds};
 pub use tenant::{Role, RoleSet, Tenant, UserSnapshot};

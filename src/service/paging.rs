@@ -98,7 +98,9 @@ impl Position for Revision {
     fn read(bytes: &mut &[u8]) -> Option<Self> {
         let revision = u64::from_be_bytes(take(bytes)?.try_into().ok()?);
         // Revisions are stored as BIGINT.
-        i64::try_from(revision).ok().map(|_| Revision(revision))
+        i64::try_from(revision)
+            .ok()
+            .map(|_| Revision::number(revision))
     }
 }
 
@@ -270,7 +272,7 @@ mod tests {
     fn absent_and_empty_optional_fields_differ() {
         let absent = Listing::new("audit").optional(None).field("x");
         let empty = Listing::new("audit").optional(Some("")).field("x");
-        let token = next_page_token(&SECRET, &page(Revision(4)), &absent);
+        let token = next_page_token(&SECRET, &page(Revision::number(4)), &absent);
         assert!(page_request::<Revision>(&SECRET, 1, &token, &absent).is_ok());
         assert!(page_request::<Revision>(&SECRET, 1, &token, &empty).is_err());
     }

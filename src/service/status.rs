@@ -159,8 +159,11 @@ fn store(e: &StoreError) -> (Code, String) {
 fn read(e: &ReadError) -> (Code, String) {
     match e {
         ReadError::Store(e) => store(e),
-        ReadError::FromTheFuture { .. } => (Code::FailedPrecondition, e.to_string()),
+        ReadError::FromTheFuture { .. } | ReadError::OtherHistory { .. } => {
+            (Code::FailedPrecondition, e.to_string())
+        }
         ReadError::Starting
+        | ReadError::HistoryChanged
         | ReadError::Stale { .. }
         | ReadError::StoreDown
         | ReadError::Unsettled => (Code::Unavailable, e.to_string()),

@@ -25,12 +25,15 @@ impl ChangeListener {
         Ok(ChangeListener { inner })
     }
 
-    /// The next notified revision (`Revision(u64::MAX)` for an unreadable payload, meaning
+    /// The next notified revision (`Revision::number(u64::MAX)` for an unreadable payload, meaning
     /// "read the log"), or an error when the connection was lost: notifications may have been
     /// missed since, and the listener is to be replaced.
     pub async fn next(&mut self) -> StoreResult<Revision> {
         match self.inner.try_recv().await? {
-            Some(note) => Ok(note.payload().parse().map_or(Revision(u64::MAX), Revision)),
+            Some(note) => Ok(note
+                .payload()
+                .parse()
+                .map_or(Revision::number(u64::MAX), Revision::number)),
             None => Err(sqlx::Error::PoolClosed.into()),
         }
     }

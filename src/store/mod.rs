@@ -23,8 +23,8 @@ use crate::domain::{
     ApiUser, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent,
     Description, ExternalCatalog, ExternalPermission, GrantView, GroupAcl, GroupId, Manifest, Name,
     PermissionGroup, PermissionId, Principal, ResolvedRequest, ResourcePath, Revision, Right,
-    RoleSet, RuleError, Tenant, TenantBounds, TenantId, Timestamp, UserGrant, UserId, UserSnapshot,
-    ValidationError, Viewer, WhitelistEntry,
+    RoleSet, RuleError, Tag, Tenant, TenantBounds, TenantId, Timestamp, UserGrant, UserId,
+    UserSnapshot, ValidationError, Viewer, WhitelistEntry,
 };
 
 use crate::domain::{AlreadyExists, AuditTarget, NotFound};
@@ -87,6 +87,19 @@ pub struct DatabaseError(sqlx::Error);
 
 /// The most revisions of change log read at once; see [`Store::changes_since`].
 pub const MAX_CHANGES_READ: u64 = 10_000;
+
+/// One read of the change log ([`Store::changes_since`]).
+#[derive(Debug, Clone)]
+pub struct ChangeRead {
+    /// The newest committed revision, with its tag.
+    pub head: Revision,
+    /// Whether the store still holds the revision the read started after, with the tag the
+    /// reader knows, and a head no lower: the history the reader applied goes on. When it does
+    /// not, `changes` is empty.
+    pub same_history: bool,
+    /// The changes after that revision up to `head`, in revision order, each with its tag.
+    pub changes: Vec<(Revision, change::ChangeKey)>,
+}
 
 /// The result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -296,14 +309,17 @@ pub trait Store: Send + Sync + 'static {
         user: &UserId,
     ) -> StoreResult<(Vec<UserGrant>, Revision)>;
 
-    /// The change log after `after`, in revision order, up to the newest committed revision
-    /// (returned too). The log may have been pruned: callers check it starts at `after + 1`.
-    /// More than [`MAX_CHANGES_READ`] revisions behind, it is not read at all (empty, like a
-    /// pruned log): a reader that far behind starts afresh rather than apply it.
-    async fn changes_since(
-        &self,
-        after: Revision,
-    ) -> StoreResult<(Vec<(Revision, change::ChangeKey)>, Revision)>;
+    /// One read of the change log after `after`: the newest committed revision, whether the
+    /// store's history still holds `after` (the same tag, and a head no lower), and, if it does,
+    /// the changes after it in revision order up to the head. The log may have been pruned:
+    /// callers check it starts at `after + 1`. More than [`MAX_CHANGES_READ`] revisions behind,
+    /// it is not read at all (empty, like a pruned log): a reader that far behind starts afresh
+    /// rather than apply it.
+    async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead>;
+
+    /// The tag the store records for revision `number` (see [`crate::domain::Tag`]): `None` when
+    /// it records no such revision.
+    async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>>;
 
     /// Removes change-log rows older than `before`.
     async fn prune_changes(&self, before: Revision) -> StoreResult<()>;

@@ -5,7 +5,7 @@
 //! token minted for exactly the query is accepted.
 
 use base64::Engine;
-use consentry::domain::{Revision, UserId};
+use consentry::domain::{Revision, Tag, UserId};
 use consentry::service::paging::{Listing, MAX_PAGE_SIZE, next_page_token, page_request};
 use consentry::store::Page;
 use proptest::prelude::*;
@@ -178,8 +178,8 @@ fn page_tokens_are_parsed_without_panic_and_refused_as_invalid_argument() {
 enum RevisionInput {
     /// Any string.
     Text(String),
-    /// The token of a revision, mutated.
-    Mutated(u64, Vec<Mutation>),
+    /// The token of a revision (its number and tag), mutated.
+    Mutated(u64, u64, Vec<Mutation>),
     /// `r` and digits, possibly too many.
     Digits(String),
 }
@@ -189,9 +189,10 @@ fn revision_inputs() -> impl Strategy<Value = RevisionInput> {
         any::<String>().prop_map(RevisionInput::Text),
         (
             any::<u64>(),
+            prop_oneof![Just(0u64), 1..=i64::MAX as u64],
             prop::collection::vec(any::<(u16, u8, u8)>(), 0..4)
         )
-            .prop_map(|(n, m)| RevisionInput::Mutated(n, m)),
+            .prop_map(|(n, tag, m)| RevisionInput::Mutated(n, tag, m)),
         "[0-9]{0,40}".prop_map(RevisionInput::Digits),
     ]
 }
@@ -199,9 +200,11 @@ fn revision_inputs() -> impl Strategy<Value = RevisionInput> {
 fn check_revision(input: &RevisionInput) -> Result<(), TestCaseError> {
     let text = match input {
         RevisionInput::Text(s) => s.clone(),
-        RevisionInput::Mutated(n, m) => {
-            let token = Revision(*n).token();
-            prop_assert_eq!(Revision::parse_token("t", &token).ok(), Some(Revision(*n)));
+        RevisionInput::Mutated(n, tag, m) => {
+            let revision = Revision(*n, Tag(*tag));
+            let token = revision.token();
+            let parsed = Revision::parse_token("t", &token);
+            prop_assert!(parsed.is_ok_and(|p| p.same_point(revision)), "{}", token);
             String::from_utf8_lossy(&describe::mutate(token.into_bytes(), m)).into_owned()
         }
         RevisionInput::Digits(d) => format!("r{d}"),
@@ -214,9 +217,16 @@ fn check_revision(input: &RevisionInput) -> Result<(), TestCaseError> {
         }
         Ok(rev) => {
             harness::tally("accepted");
-            let digits = text.strip_prefix('r').unwrap_or("");
+            let rest = text.strip_prefix('r').unwrap_or("");
+            let (digits, tag) = rest.split_once('.').unwrap_or((rest, ""));
             prop_assert!(!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
             prop_assert_eq!(digits.parse::<u64>().ok(), Some(rev.0));
+            let expected = if tag.is_empty() {
+                Some(0)
+            } else {
+                u64::from_str_radix(tag, 16).ok()
+            };
+            prop_assert_eq!(expected, Some(rev.tag().0));
             Ok(())
         }
     }

@@ -47,7 +47,7 @@ impl SqlStore {
         rules::manage_apps(&ctx.caller)?;
         if app.manifest == *manifest {
             // Nothing changes: no new manifest revision, nothing written (the transaction rolls back).
-            return Ok((w.previous(), app.manifest_revision));
+            return Ok((w.previous().await?, app.manifest_revision));
         }
         let updated = App {
             manifest: manifest.clone(),

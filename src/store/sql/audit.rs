@@ -142,8 +142,8 @@ impl WriteTx {
         audit: Audit,
     ) -> StoreResult<Revision> {
         sqlx::query(
-            "INSERT INTO audit_events (revision, at, actor_client, actor_user, action, tenant_id, target, before, after) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO audit_events (revision, at, actor_client, actor_user, action, tenant_id, target, before, after, tag) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(rev_i64(self.revision))
         .bind(at.as_micros())
@@ -154,6 +154,7 @@ impl WriteTx {
         .bind(&audit.touched.target)
         .bind(audit.before.map(|v| v.to_string()))
         .bind(audit.after.map(|v| v.to_string()))
+        .bind(tag_i64(self.revision.tag()))
         .execute(&mut *self.tx)
         .await?;
         for key in &audit.touched.keys {
@@ -177,8 +178,31 @@ impl WriteTx {
         .await
     }
 
-    /// The revision committed before this transaction (nothing is written when it is dropped).
-    pub(super) fn previous(&self) -> Revision {
-        Revision(self.revision.0.saturating_sub(1))
+    /// The revision committed before this transaction, with its tag (nothing is written when
+    /// the transaction is dropped).
+    pub(super) async fn previous(&mut self) -> StoreResult<Revision> {
+        let number = self.revision.0.saturating_sub(1);
+        tag_in(&mut self.tx, number)
+            .await
+            .map(|tag| Revision(number, tag.unwrap_or(Tag::NONE)))
     }
+}
+
+/// A new revision's tag: 8 random bytes. Should the operating system's source fail, the time in
+/// nanoseconds serves instead: a tag only has to differ from the tag another history gave the
+/// same revision number.
+pub(super) fn fresh_tag() -> Tag {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    Tag::from_random(bytes)
+}
+
+/// A tag as stored: NULL for none.
+pub(super) fn tag_i64(tag: Tag) -> Option<i64> {
+    (tag != Tag::NONE).then(|| i64::try_from(tag.0).unwrap_or(i64::MAX))
 }

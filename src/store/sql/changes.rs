@@ -4,19 +4,36 @@
 use super::*;
 
 impl SqlStore {
-    pub(super) async fn changes_since(
-        &self,
-        after: Revision,
-    ) -> StoreResult<(Vec<(Revision, ChangeKey)>, Revision)> {
-        let current = self.revision().await?;
-        if current <= after || current.0 - after.0 > crate::store::MAX_CHANGES_READ {
-            return Ok((Vec::new(), current));
+    pub(super) async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead> {
+        // One statement: the head with its tag, and the tag the store records for `after`
+        // (NULL, read as none, when it records no such revision).
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REVISION_COLUMNS}, \
+                    COALESCE((SELECT a.tag FROM audit_events a WHERE a.revision = $1), 0) AS after_tag"
+        )))
+        .bind(rev_i64(after))
+        .fetch_one(&self.pool)
+        .await?;
+        let head = revision_from(&row)?;
+        let after_tag = revision_of(0, Some(col(&row, "after_tag")?)).tag();
+        let same_history = head >= after && (after.0 == 0 || after_tag == after.tag());
+        let read = |changes| ChangeRead {
+            head,
+            same_history,
+            changes,
+        };
+        if !same_history || head <= after || head.0 - after.0 > crate::store::MAX_CHANGES_READ {
+            return Ok(read(Vec::new()));
         }
-        let rows = sqlx::query("SELECT revision, key FROM changes WHERE revision > $1 AND revision <= $2 ORDER BY revision, key")
-            .bind(rev_i64(after))
-            .bind(rev_i64(current))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT c.revision, c.key, a.tag FROM changes c \
+             LEFT JOIN audit_events a ON a.revision = c.revision \
+             WHERE c.revision > $1 AND c.revision <= $2 ORDER BY c.revision, c.key",
+        )
+        .bind(rev_i64(after))
+        .bind(rev_i64(head))
+        .fetch_all(&self.pool)
+        .await?;
         let changes = rows
             .iter()
             .map(|r| {
@@ -26,10 +43,14 @@ impl SqlStore {
                     tracing::warn!(error = %e, "invalidating every cache");
                     ChangeKey::Everything
                 });
-                Ok((rev_from(col(r, "revision")?), key))
+                Ok((revision_of(col(r, "revision")?, col(r, "tag")?), key))
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        Ok((changes, current))
+        Ok(read(changes))
+    }
+
+    pub(super) async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
+        tag_in(&mut *self.conn().await?, number).await
     }
 
     pub(super) async fn prune_changes(&self, before: Revision) -> StoreResult<()> {

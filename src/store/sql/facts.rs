@@ -322,10 +322,25 @@ pub(super) async fn grants_value(
 
 /// The revision committed so far, read inside the caller's transaction.
 pub(super) async fn revision_in(conn: &mut AnyConnection) -> StoreResult<Revision> {
-    let value: i64 = sqlx::query_scalar("SELECT value FROM revision WHERE id = 1")
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {REVISION_COLUMNS}")))
         .fetch_one(conn)
         .await?;
-    Ok(rev_from(value))
+    revision_from(&row)
+}
+
+/// The tag the store records for revision `number`: `None` when it records no such revision
+/// (none was committed, or its audit event is gone), [`Tag::NONE`] for revision 0 and for
+/// revisions from before tags were recorded.
+pub(super) async fn tag_in(conn: &mut AnyConnection, number: u64) -> StoreResult<Option<Tag>> {
+    if number == 0 {
+        return Ok(Some(Tag::NONE));
+    }
+    let tag: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT tag FROM audit_events WHERE revision = $1")
+            .bind(rev_i64(Revision::number(number)))
+            .fetch_optional(conn)
+            .await?;
+    Ok(tag.map(|t| revision_of(0, t).tag()))
 }
 
 /// The right a user holds exactly at `resource`, if any.

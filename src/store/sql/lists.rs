@@ -253,7 +253,7 @@ impl SqlStore {
             None => ("", ""),
         };
         let mut sql = String::from(
-            "SELECT revision, at, actor_client, actor_user, action, tenant_id, target, before, after FROM audit_events \
+            "SELECT revision, tag, at, actor_client, actor_user, action, tenant_id, target, before, after FROM audit_events \
              WHERE revision > $1 AND ($2 = '' OR tenant_id = $2) AND ($3 = '' OR target = $3) \
                AND ($4 = '' OR actor_client = $4) AND ($5 = '' OR actor_user = $5) AND at >= $6",
         );
@@ -290,7 +290,7 @@ impl SqlStore {
             .iter()
             .map(|r| {
                 Ok(AuditEvent {
-                    revision: rev_from(col(r, "revision")?),
+                    revision: revision_of(col(r, "revision")?, col(r, "tag")?),
                     at: Timestamp::from_micros(col(r, "at")?),
                     actor_client: col(r, "actor_client")?,
                     actor_user: col::<Option<String>>(r, "actor_user")?

@@ -17,9 +17,9 @@ use subtle::ConstantTimeEq;
 use super::change::ChangeKey;
 use super::json;
 use super::{
-    AuditEvent, AuditFilter, Backend, BootstrapOutcome, ClientRecord, GrantKey, GrantQuery,
-    GroupSpec, GroupWithPermissions, Page, PageRequest, PageSecret, PermissionRef, Store,
-    StoreError, StoreResult, WriteCtx,
+    AuditEvent, AuditFilter, Backend, BootstrapOutcome, ChangeRead, ClientRecord, GrantKey,
+    GrantQuery, GroupSpec, GroupWithPermissions, Page, PageRequest, PageSecret, PermissionRef,
+    Store, StoreError, StoreResult, WriteCtx,
 };
 use crate::domain::consent::{app_right, carried_app_rights, resolve_requests};
 use crate::domain::rules;
@@ -27,7 +27,7 @@ use crate::domain::{
     Actor, ApiUser, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent,
     Description, Environment, ExternalCatalog, ExternalId, ExternalPermission, GrantView, GroupAcl,
     GroupId, ManagerAccess, Manifest, Name, PermissionGroup, PermissionId, Principal,
-    ResolvedRequest, ResourcePath, Revision, Right, RoleSet, Tenant, TenantBounds, TenantId,
+    ResolvedRequest, ResourcePath, Revision, Right, RoleSet, Tag, Tenant, TenantBounds, TenantId,
     Timestamp, UserGrant, UserId, UserSnapshot, Viewer, WhitelistEntry,
 };
 
@@ -111,7 +111,7 @@ impl SqlStore {
         .await?;
         Ok(WriteTx {
             tx,
-            revision: rev_from(value),
+            revision: Revision(rev_from(value).0, fresh_tag()),
         })
     }
 
@@ -198,11 +198,12 @@ impl Store for SqlStore {
         SqlStore::user_grants(self, tenant, user).await
     }
 
-    async fn changes_since(
-        &self,
-        after: Revision,
-    ) -> StoreResult<(Vec<(Revision, ChangeKey)>, Revision)> {
+    async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead> {
         SqlStore::changes_since(self, after).await
+    }
+
+    async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
+        SqlStore::revision_tag(self, number).await
     }
 
     async fn prune_changes(&self, before: Revision) -> StoreResult<()> {

@@ -7,7 +7,26 @@ pub(super) fn rev_i64(r: Revision) -> i64 {
 }
 
 pub(super) fn rev_from(v: i64) -> Revision {
-    Revision(u64::try_from(v).unwrap_or(0))
+    Revision::number(u64::try_from(v).unwrap_or(0))
+}
+
+/// A revision from its number and its stored tag (NULL or 0: none).
+pub(super) fn revision_of(number: i64, tag: Option<i64>) -> Revision {
+    let tag = tag
+        .and_then(|t| u64::try_from(t).ok())
+        .map_or(Tag::NONE, Tag);
+    Revision(rev_from(number).0, tag)
+}
+
+/// The store's newest revision (`rev`) and its tag (`rev_tag`, 0 for none), as columns of a
+/// statement that reads facts with them: one statement, so one snapshot of the database.
+pub(super) const REVISION_COLUMNS: &str = "(SELECT value FROM revision WHERE id = 1) AS rev, \
+     COALESCE((SELECT a.tag FROM audit_events a \
+               WHERE a.revision = (SELECT value FROM revision WHERE id = 1)), 0) AS rev_tag";
+
+/// The revision read by [`REVISION_COLUMNS`].
+pub(super) fn revision_from(row: &AnyRow) -> StoreResult<Revision> {
+    Ok(revision_of(col(row, "rev")?, Some(col(row, "rev_tag")?)))
 }
 
 /// Reads a column, treating a value that does not decode as corrupt data.

@@ -16,7 +16,7 @@ impl SqlStore {
     ) -> StoreResult<(AppSnapshot, Revision)> {
         // One round trip: the revision and every fact, read by one statement (one snapshot).
         let sql = format!(
-            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, \
+            "SELECT {REVISION_COLUMNS}, \
                     t.tenant_id, t.environment, t.whitelisting_enabled, \
                     a.app_id AS registered_app, {APP_COLUMNS}, {CONSENT_COLUMNS}, \
                     w.allowed_scopes, w.content_access \
@@ -31,7 +31,7 @@ impl SqlStore {
             .bind(app.as_str())
             .fetch_one(&self.pool)
             .await?;
-        let revision = rev_from(col(&row, "rev")?);
+        let revision = revision_from(&row)?;
         let tenant = match col::<Option<String>>(&row, "environment")? {
             Some(_) => Some(tenant_from(&row)?),
             None => None,
@@ -52,7 +52,7 @@ impl SqlStore {
         // One statement (one snapshot): the user, their API-user record (at most one row, so
         // it repeats on every right's row) and their rights.
         let sql = format!(
-            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, u.roles, {API_USER_COLUMNS}, \
+            "SELECT {REVISION_COLUMNS}, u.roles, {API_USER_COLUMNS}, \
                     r.resource, r.right_level \
              FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
              LEFT JOIN tenant_users u ON u.tenant_id = q.tenant_id AND u.user_id = q.user_id \
@@ -67,7 +67,7 @@ impl SqlStore {
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("user snapshot returned no row".into()))?;
-        let revision = rev_from(col(first, "rev")?);
+        let revision = revision_from(first)?;
         let Some(roles) = col::<Option<i64>>(first, "roles")? else {
             return Ok((None, revision));
         };
@@ -189,11 +189,13 @@ impl SqlStore {
         &self,
         tenant: &TenantId,
     ) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
-        // One statement (one snapshot): the revision, the tenant, its groups, their principals
-        // and permissions, as rows of one shape.
+        // One statement (one snapshot): the revision (its tag in `m`), the tenant, its groups,
+        // their principals and permissions, as rows of one shape.
         let rows = sqlx::query(
             "SELECT 'R' AS kind, CAST(NULL AS TEXT) AS g, CAST(NULL AS TEXT) AS a, CAST(NULL AS TEXT) AS b, \
-                    CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, 0 AS m FROM revision WHERE id = 1 \
+                    CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, \
+                    COALESCE((SELECT a.tag FROM audit_events a WHERE a.revision = revision.value), 0) AS m \
+                    FROM revision WHERE id = 1 \
              UNION ALL SELECT 'T', tenant_id, NULL, NULL, NULL, NULL, 0, 0 FROM tenants WHERE tenant_id = $1 \
              UNION ALL SELECT 'G', group_id, name, description, NULL, NULL, 0, 0 FROM permission_groups WHERE tenant_id = $1 \
              UNION ALL SELECT 'P', group_id, relation, principal, NULL, NULL, access, position FROM group_principals \
@@ -205,7 +207,7 @@ impl SqlStore {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        let mut revision = Revision(0);
+        let mut revision = Revision::default();
         let mut exists = false;
         let mut catalog = ExternalCatalog::default();
         let text = |row: &AnyRow, name: &str| -> StoreResult<String> {
@@ -215,7 +217,7 @@ impl SqlStore {
             let kind = col::<String>(row, "kind")?;
             let group_id = || stored(GroupId::parse("group_id", &text(row, "g")?));
             match kind.as_str() {
-                "R" => revision = rev_from(col(row, "n")?),
+                "R" => revision = revision_of(col(row, "n")?, Some(col(row, "m")?)),
                 "T" => exists = true,
                 "G" => {
                     let group = PermissionGroup {
@@ -269,11 +271,11 @@ impl SqlStore {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<(Vec<UserGrant>, Revision)> {
-        let rows = sqlx::query(
-            "SELECT (SELECT value FROM revision WHERE id = 1) AS rev, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {REVISION_COLUMNS}, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
              FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
-             LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id",
-        )
+             LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id"
+        )))
         .bind(tenant.as_str())
         .bind(user.as_str())
         .fetch_all(&self.pool)
@@ -281,7 +283,7 @@ impl SqlStore {
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Corrupt("user grants returned no row".into()))?;
-        let revision = rev_from(col(first, "rev")?);
+        let revision = revision_from(first)?;
         let mut grants = Vec::with_capacity(rows.len());
         for row in &rows {
             let Some(permission) = col::<Option<String>>(row, "permission_id")? else {

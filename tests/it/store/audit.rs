@@ -14,7 +14,7 @@ backend_tests!(
 async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &TestDb) {
     let store = db.store().await;
     let s: &dyn Store = &store;
-    assert_eq!(s.revision().await.unwrap(), Revision(0));
+    assert_eq!(s.revision().await.unwrap(), Revision::number(0));
     assert!(events(s).await.is_empty());
     let acme = tid("acme");
 
@@ -23,8 +23,8 @@ async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &Te
         s.put_tenant(&ctx(&root(), None, 1), &tenant("acme", "production", false))
     );
     assert!(created);
-    assert_eq!(written, Revision(1));
-    assert_eq!(ev.revision, Revision(1));
+    assert_eq!(written, Revision::number(1));
+    assert_eq!(ev.revision, Revision::number(1));
     assert_eq!(ev.at, at(1));
     assert_eq!(ev.actor_client, "root");
     assert_eq!(ev.actor_user, None);
@@ -46,7 +46,7 @@ async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &Te
             roles(&[Role::GeneralAdmin])
         )
     );
-    assert_eq!(written, Revision(2));
+    assert_eq!(written, Revision::number(2));
     assert_eq!(
         (ev.action.as_str(), ev.target.as_str()),
         ("PutUser", "user:alice")
@@ -97,7 +97,7 @@ async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &Te
         s,
         s.put_user(&by_root(), &acme, &uid("carol"), RoleSet::EMPTY)
     );
-    assert_eq!(written, Revision(5));
+    assert_eq!(written, Revision::number(5));
 
     let all = events(s).await;
     assert_eq!(revisions(&all), [1, 2, 3, 4, 5]);
@@ -117,7 +117,7 @@ async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &Te
     // Reads report the revision they were read at.
     assert_eq!(
         s.user_snapshot(&acme, &uid("bob")).await.unwrap().1,
-        Revision(5)
+        Revision::number(5)
     );
 }
 
@@ -199,7 +199,7 @@ async fn audit_events_filter_by_tenant_target_actor_time_and_visibility(db: &Tes
     )
     .await
     .unwrap();
-    assert_eq!(s.revision().await.unwrap(), Revision(9));
+    assert_eq!(s.revision().await.unwrap(), Revision::number(9));
     let all = events(s).await;
     assert_eq!(
         all.iter().map(|e| e.at).collect::<Vec<_>>(),

@@ -183,7 +183,7 @@ async fn clients_are_created_found_by_key_hash_and_revoked(db: &TestDb) {
         s.ensure_bootstrap_client("hash-boot").await.unwrap(),
         BootstrapOutcome::Created
     );
-    let ev = check_written(s, before, Revision(before.0 + 1)).await;
+    let ev = check_written(s, before, Revision::number(before.0 + 1)).await;
     assert_eq!(ev.actor_client, "(bootstrap)");
     assert_eq!(ev.action, "CreateClient");
     assert_eq!(ev.target, "client:bootstrap");

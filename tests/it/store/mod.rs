@@ -14,7 +14,7 @@ use consentry::domain::{
     ContentAccess, Description, ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId,
     ManagerAccess, Manifest, ManifestParts, Name, PermissionGroup, PermissionId, PermissionRequest,
     Principal, ReapprovalReason, ResolvedRequest, ResourcePath, Revision, Right, Role, RoleSet,
-    RuleError, Scope, ScopeLevel, Tenant, TenantBounds, TenantId, Timestamp, UserId, Viewer,
+    RuleError, Scope, ScopeLevel, Tag, Tenant, TenantBounds, TenantId, Timestamp, UserId, Viewer,
     WhitelistEntry,
 };
 use consentry::store::change::ChangeKey;
@@ -28,6 +28,7 @@ mod apps;
 mod audit;
 mod clients;
 mod external;
+mod history;
 mod lists;
 mod tenants;
 mod writes;
@@ -225,14 +226,15 @@ impl<T> Written for (Revision, T) {
 }
 
 /// Checks a write that returned `written` after the store was at `before`: it took the next
-/// revision, `revision()` says so, and it appended exactly one audit event, at that revision
-/// (so there is one event per revision). Returns the event.
+/// revision, with a tag of its own, `revision()` says so, and it appended exactly one audit
+/// event, at that revision (so there is one event per revision). Returns the event.
 async fn check_written(s: &dyn Store, before: Revision, written: Revision) -> AuditEvent {
-    assert_eq!(written, Revision(before.0 + 1), "written_at");
-    assert_eq!(
-        s.revision().await.unwrap(),
-        written,
-        "revision() after the write"
+    assert_eq!(written, Revision::number(before.0 + 1), "written_at");
+    assert_ne!(written.tag(), Tag::NONE, "a write's revision has a tag");
+    let head = s.revision().await.unwrap();
+    assert!(
+        head.same_point(written),
+        "revision() after the write: {head:?}, written {written:?}"
     );
     let all = events(s).await;
     assert_eq!(
@@ -240,15 +242,20 @@ async fn check_written(s: &dyn Store, before: Revision, written: Revision) -> Au
         (1..=written.0).collect::<Vec<_>>(),
         "one audit event per revision"
     );
-    all.last().cloned().unwrap()
+    let event = all.last().cloned().unwrap();
+    assert!(
+        event.revision.same_point(written),
+        "the audit event records the revision with its tag"
+    );
+    event
 }
 
 /// Checks that nothing was written since the store was at `before`.
 async fn check_untouched(s: &dyn Store, before: Revision) {
-    assert_eq!(
-        s.revision().await.unwrap(),
-        before,
-        "revision() after a refused write"
+    let head = s.revision().await.unwrap();
+    assert!(
+        head.same_point(before),
+        "revision() after a refused write: {head:?}, before {before:?}"
     );
     assert_eq!(
         events(s).await.len() as u64,

@@ -253,7 +253,11 @@ async fn roles_need_an_acting_administrator_except_the_first_one(db: &TestDb) {
         ("DeleteUser", "user:bob")
     );
     // The write declares what it touched: the user, and the groups that named them.
-    let (changes, _) = s.changes_since(Revision(written.0 - 1)).await.unwrap();
+    let before = written.0 - 1;
+    let tag = s.revision_tag(before).await.unwrap().unwrap();
+    let read = s.changes_since(Revision(before, tag)).await.unwrap();
+    assert!(read.same_history && read.head.same_point(written));
+    let changes = read.changes;
     let mut keys: Vec<String> = changes.iter().map(|(_, k)| k.to_string()).collect();
     keys.sort();
     assert_eq!(keys, ["g/acme", "u/acme/bob"]);

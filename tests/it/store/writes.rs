@@ -79,7 +79,7 @@ async fn a_write_that_fails_part_way_leaves_no_trace(db: &TestDb) {
         s,
         s.create_group(&by("alice"), &acme, spec("g2", "New", GroupAcl::default()))
     );
-    assert_eq!(written, Revision(before.0 + 1));
+    assert_eq!(written, Revision::number(before.0 + 1));
     assert_eq!(groups_seen_by(s, "acme", &alice).await, [group, g2]);
 }
 
@@ -207,7 +207,7 @@ async fn a_restarted_store_keeps_everything(db: &TestDb) {
         s,
         s.put_user(&by_root(), &acme, &uid("carol"), RoleSet::EMPTY)
     );
-    assert_eq!(written, Revision(revision.0 + 1));
+    assert_eq!(written, Revision::number(revision.0 + 1));
 }
 
 async fn concurrent_writes_take_consecutive_revisions(db: &TestDb) {
@@ -241,7 +241,10 @@ async fn concurrent_writes_take_consecutive_revisions(db: &TestDb) {
         written.keys().copied().collect::<Vec<_>>(),
         (base + 1..=base + writers).collect::<Vec<_>>()
     );
-    assert_eq!(s.revision().await.unwrap(), Revision(base + writers));
+    assert_eq!(
+        s.revision().await.unwrap(),
+        Revision::number(base + writers)
+    );
     let all = events(s).await;
     assert_eq!(revisions(&all), (1..=base + writers).collect::<Vec<_>>());
     for event in &all[base as usize..] {
