@@ -35,6 +35,7 @@ mod external;
 mod freshness;
 mod outage;
 mod reasons;
+mod restore;
 mod scopes;
 
 // ---------------------------------------------------------------------------------------------

@@ -273,6 +273,46 @@ impl TestDb {
         let _ = conn.close().await;
     }
 
+    /// A backup of a Postgres database as it is now: `pg_dump --format=custom` into `file`.
+    pub fn dump(&self, file: &Path) {
+        let status = std::process::Command::new("pg_dump")
+            .args(["--format=custom", "--file"])
+            .arg(file)
+            .arg("--dbname")
+            .arg(&self.url)
+            .status()
+            .expect("pg_dump runs (Debian: postgresql-client)");
+        assert!(status.success(), "pg_dump of {} failed", redact(&self.url));
+    }
+
+    /// Replaces a Postgres database, in use or not, by the backup in `file`: the database is
+    /// dropped (its connections closed), created again empty, and the backup restored into it
+    /// with `pg_restore`, as an operator restores one.
+    pub async fn restore(&self, file: &Path) {
+        self.drop_in_use().await;
+        let Place::Postgres { admin_url, name } = &self.place else {
+            unreachable!("drop_in_use accepts Postgres only")
+        };
+        let mut conn = admin_connection(admin_url).await;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("creates the database again");
+        let _ = conn.close().await;
+        let status = tokio::process::Command::new("pg_restore")
+            .args(["--exit-on-error", "--single-transaction", "--dbname"])
+            .arg(&self.url)
+            .arg(file)
+            .status()
+            .await
+            .expect("pg_restore runs (Debian: postgresql-client)");
+        assert!(
+            status.success(),
+            "pg_restore into {} failed",
+            redact(&self.url)
+        );
+    }
+
     /// A short label for messages: `postgres` or `sqlite`.
     pub fn label(&self) -> &'static str {
         match self.backend {
