@@ -2,8 +2,8 @@
 //! an API user, narrowed to a set of API scopes and, with `as_user`, allowed to act on behalf of
 //! managed users without holding DELEGATE. The record belongs to the user, not to an app: it
 //! narrows the scopes the user may use through any app (§3 step 4), and `as_user` is the one
-//! thing it adds (a ground for §3 step 6; the app's content access and the managed-user rule
-//! still apply). It works whether whitelisting is on or off.
+//! thing it adds (a ground for §3 step 6; the managed-user rule still applies, and the app's
+//! content access only while whitelisting is on). It works whether whitelisting is on or off.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,9 @@ use super::ids::Scope;
 pub struct ApiUser {
     /// The API scopes the user may use, through any app.
     pub scopes: BTreeSet<Scope>,
-    /// May act on behalf of managed users in place of DELEGATE (Syncplicity's As-User).
+    /// May act on behalf of managed users in place of DELEGATE (Syncplicity's As-User): through
+    /// any app while whitelisting is off, through one whitelisted ON_BEHALF_OF_MANAGED_USERS
+    /// while it is on.
     pub as_user: bool,
 }
 

@@ -76,6 +76,46 @@ impl Consent {
         }
     }
 
+    /// The right the approved manifest requests at `level`: the most that any grant at that level
+    /// may count for while this approval stands (DESIGN.md §2: a raise or a new level awaiting
+    /// re-approval is pending, not effective).
+    pub fn approved_right(&self, level: ScopeLevel) -> Option<Right> {
+        self.approved_manifest
+            .permission_requests
+            .get(&level)
+            .copied()
+    }
+
+    /// Checks that `granted` (an app right that fits the current manifest, [`app_right`]) is
+    /// within what this consent approved at its level (DESIGN.md §8): a level the approval does
+    /// not request is refused naming `resource` (no right at all can be given there), a right
+    /// above the approved request naming `right`. A site owner cannot make a pending request
+    /// effective.
+    pub fn admit_app_right(&self, granted: ResolvedRequest) -> Valid<ResolvedRequest> {
+        let ResolvedRequest {
+            scope_level,
+            right,
+            resource,
+        } = &granted;
+        let Some(approved) = self.approved_right(*scope_level) else {
+            return Err(ValidationError::new(
+                "resource",
+                format_args!(
+                    "{resource} is at the level {scope_level}, which the manifest requests but the consent in force has not approved: the request is pending until an administrator approves the app again"
+                ),
+            ));
+        };
+        if *right > approved {
+            return Err(ValidationError::new(
+                "right",
+                format_args!(
+                    "{right} is above the approved request of {approved} at {scope_level}: a higher request is pending until an administrator approves the app again"
+                ),
+            ));
+        }
+        Ok(granted)
+    }
+
     /// The consent without the app right at `resource`.
     pub fn without_app_right(&self, resource: &ResourcePath) -> Consent {
         Consent {
@@ -101,7 +141,8 @@ pub fn carried_app_rights(existing: Option<&Consent>) -> Vec<ResolvedRequest> {
 
 /// Checks that an app right at `resource` fits `manifest` (the current one): `resource` has the
 /// depth of a scope level the manifest requests, and `right` is no higher than that request
-/// (DESIGN.md §8, with §2's depth rule). Returns it as the resolved request it adds.
+/// (DESIGN.md §8, with §2's depth rule). Returns it as the resolved request it adds; whether the
+/// consent in force approved as much is [`Consent::admit_app_right`]'s to say.
 pub fn app_right(
     manifest: &Manifest,
     resource: ResourcePath,

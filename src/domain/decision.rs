@@ -394,7 +394,10 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
             user_facts,
             target,
             target_facts,
-            app.content_access(),
+            Access {
+                whitelisting: app.whitelisting_enabled(),
+                content: app.content_access(),
+            },
         ) {
             Ok(by) => by,
             Err(why) => return eval.deny(Step::OnBehalfOf, Reason::ImpersonationNotAllowed, why),
@@ -402,10 +405,15 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
         eval.pass(Step::OnBehalfOf, || {
             let actor = query.user_id.as_ref().map_or("", UserId::as_str);
             match by {
-                Delegation::Role => format!("{actor} acts on behalf of managed user {target}"),
-                Delegation::AsUser => {
-                    format!("API user {actor} acts on behalf of managed user {target} (as_user)")
-                }
+                Delegation::Role => format!(
+                    "{actor} acts on behalf of managed user {target} (DELEGATE or an administrator role; the app's content access is ON_BEHALF_OF_MANAGED_USERS)"
+                ),
+                Delegation::AsUser { whitelisting: true } => format!(
+                    "API user {actor} acts on behalf of managed user {target} (as_user; whitelisting is on and the app's content access is ON_BEHALF_OF_MANAGED_USERS)"
+                ),
+                Delegation::AsUser { whitelisting: false } => format!(
+                    "API user {actor} acts on behalf of managed user {target} (as_user; whitelisting is off, so no content access is needed)"
+                ),
             }
         });
         subject = (Some(target), target_facts);
@@ -481,48 +489,72 @@ fn scope_refusal(scope: &Scope, app: &AppSnapshot) -> String {
 /// What lets a signed-in user act on behalf of others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delegation {
-    /// DELEGATE or an administrator role.
+    /// DELEGATE or an administrator role, through an app whose content access is
+    /// ON_BEHALF_OF_MANAGED_USERS.
     Role,
-    /// `as_user` of the user's API-user record, in place of DELEGATE (DESIGN.md §8).
-    AsUser,
+    /// `as_user` of the user's API-user record, in place of DELEGATE (DESIGN.md §8): with
+    /// whitelisting off it needs no content access; with it on, the app's content access
+    /// still applies.
+    AsUser {
+        /// Whether whitelisting was on (and the content access therefore applied).
+        whitelisting: bool,
+    },
 }
 
-/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6), and on what ground; the
-/// refusal says why.
+/// What the tenant's whitelisting says about acting on behalf through the app.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    /// Whether whitelisting is enabled in the tenant.
+    whitelisting: bool,
+    /// The content access in force (OWN_CONTENT while whitelisting is off).
+    content: ContentAccess,
+}
+
+/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6, amended by §8 for API
+/// users), and on what ground; the refusal says why. A role counts only through an app whose
+/// content access is ON_BEHALF_OF_MANAGED_USERS; an API user's `as_user` counts through one too,
+/// or through any app while whitelisting is off. The managed-user rule applies to both.
 fn impersonation(
     actor: Option<&UserId>,
     actor_facts: &UserSnapshot,
     target: &UserId,
     target_facts: &UserSnapshot,
-    access: ContentAccess,
+    access: Access,
 ) -> Result<Delegation, String> {
     let Some(actor) = actor else {
         return Err(format!(
             "acting on behalf of {target} needs a signed-in user_id"
         ));
     };
-    if access != ContentAccess::OnBehalfOfManagedUsers {
-        return Err(format!(
-            "the app's content access is {}; acting on behalf of users needs ON_BEHALF_OF_MANAGED_USERS",
-            access.as_str()
-        ));
-    }
-    let by = if actor_facts.roles.has(Role::Delegate) || actor_facts.roles.is_admin() {
+    let on_behalf = access.content == ContentAccess::OnBehalfOfManagedUsers;
+    let by_role = actor_facts.roles.has(Role::Delegate) || actor_facts.roles.is_admin();
+    let as_user = actor_facts.api_user.as_ref().map(|api| api.as_user);
+    let by = if on_behalf && by_role {
         Delegation::Role
-    } else {
-        match &actor_facts.api_user {
-            Some(api) if api.as_user => Delegation::AsUser,
-            Some(_) => {
-                return Err(format!(
-                    "API user {actor} may not act as another user (as_user is off) and holds neither DELEGATE nor an administrator role"
-                ));
-            }
-            None => {
-                return Err(format!(
-                    "user {actor} holds neither DELEGATE nor an administrator role"
-                ));
-            }
+    } else if as_user == Some(true) && (on_behalf || !access.whitelisting) {
+        Delegation::AsUser {
+            whitelisting: access.whitelisting,
         }
+    } else if !on_behalf && access.whitelisting {
+        return Err(format!(
+            "the app's content access is {}; acting on behalf of users needs ON_BEHALF_OF_MANAGED_USERS while whitelisting is on (API users included)",
+            access.content.as_str()
+        ));
+    } else if !on_behalf {
+        let who = match as_user {
+            Some(_) => format!("API user {actor} has as_user off"),
+            None => format!("user {actor} is no API user"),
+        };
+        return Err(format!(
+            "whitelisting is off, so the app's content access is OWN_CONTENT: only an API user with as_user may act on behalf of users, and {who}"
+        ));
+    } else {
+        return Err(match as_user {
+            Some(_) => format!(
+                "API user {actor} may not act as another user (as_user is off) and holds neither DELEGATE nor an administrator role"
+            ),
+            None => format!("user {actor} holds neither DELEGATE nor an administrator role"),
+        });
     };
     if !target_facts.known {
         return Err(format!("user {target} is not known in the tenant"));
@@ -530,7 +562,7 @@ fn impersonation(
     if let Some(role) = target_facts.roles.role_missing_from(actor_facts.roles) {
         let actor = match by {
             Delegation::Role => actor.to_string(),
-            Delegation::AsUser => format!("API user {actor}"),
+            Delegation::AsUser { .. } => format!("API user {actor}"),
         };
         return Err(format!(
             "user {target} holds {role}, which {actor} lacks, so is not a managed user"

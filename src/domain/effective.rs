@@ -76,8 +76,9 @@ pub enum ConsentState {
 pub struct EffectiveGrant {
     /// Approved ∩ requested now (∩ the whitelist's allowed scopes when they narrow).
     pub scopes: BTreeSet<Scope>,
-    /// Resolved requests and site-level app rights whose level is still requested, at the lower
-    /// of the granted and the currently requested right; one per resource, by level.
+    /// Resolved requests and site-level app rights whose level is both approved and still
+    /// requested, at the lowest of the granted, the approved and the currently requested right;
+    /// one per resource, by level.
     pub app_rights: Vec<ResolvedRequest>,
     /// SYSTEM_USER both approved and current.
     pub system_user: bool,
@@ -109,13 +110,19 @@ impl EffectiveGrant {
             .collect();
         // The resolved requests, then the site-level app rights, which replace a resolved
         // request at the same resource (DESIGN.md §8: granting where an app right is replaces
-        // it); each at the lower of its right and the current request, by level, then resource.
+        // it); each at the lowest of its right, the approved and the current request, by level,
+        // then resource. A level either manifest leaves out counts for nothing, so an app right
+        // stored at a level (or right) that awaits re-approval stays pending (§2), however it was
+        // written.
         let mut by_resource: BTreeMap<(ScopeLevel, &ResourcePath), Right> = BTreeMap::new();
         for r in consent.resolved_requests.iter().chain(&consent.app_rights) {
-            let Some(&now) = current.permission_requests.get(&r.scope_level) else {
+            let (Some(&now), Some(&was)) = (
+                current.permission_requests.get(&r.scope_level),
+                approved.permission_requests.get(&r.scope_level),
+            ) else {
                 continue;
             };
-            by_resource.insert((r.scope_level, &r.resource), r.right.min(now));
+            by_resource.insert((r.scope_level, &r.resource), r.right.min(now).min(was));
         }
         let app_rights = by_resource
             .into_iter()

@@ -1,7 +1,8 @@
 //! Site-level app rights (DESIGN.md §8) over a real server, on Postgres and SQLite:
 //! GrantAppRight and RevokeAppRight by administrators and site owners, every status they
 //! answer, their effect on CheckAccess and GetAppScopes, re-approval, revocation, unregistering
-//! and the audit trail.
+//! and the audit trail. What awaits re-approval is in `app_rights_pending.rs`, which shares this
+//! module's world and helpers.
 
 use consentry::proto::permission_service_client::PermissionServiceClient;
 use consentry::proto::*;
@@ -21,10 +22,10 @@ backend_tests!(
     app_rights_go_with_an_unregistered_app,
 );
 
-const ACME: &str = "acme";
+pub(crate) const ACME: &str = "acme";
 
 /// The app's manifest: MANAGE on a site collection, READ on a web.
-fn crm_manifest(webhooks: bool) -> Manifest {
+pub(crate) fn crm_manifest(webhooks: bool) -> Manifest {
     Manifest {
         webhooks,
         ..manifest(
@@ -41,7 +42,7 @@ fn crm_manifest(webhooks: bool) -> Manifest {
 /// FULL_CONTROL on `/` (a site owner everywhere, no role); carol with WRITE on `/fin`;
 /// teamlead owning only the web `/fin/team`. `crm` is registered and approved by alice, its
 /// site collection resolved to `/hr` at WRITE and its web to `/hr/team` at READ.
-async fn world(a: &mut Admin) {
+pub(crate) async fn world(a: &mut Admin) {
     let boot = Who::boot();
     put_tenant(a, ACME).await;
     put_user(a, &boot, ACME, "alice", &[Role::GeneralAdmin]).await;
@@ -62,7 +63,7 @@ async fn world(a: &mut Admin) {
 }
 
 /// alice approves `crm` at `revision`, resolving as in [`world`].
-async fn approve(a: &mut Admin, revision: i64) {
+pub(crate) async fn approve(a: &mut Admin, revision: i64) {
     ok(a.approve_consent(Who::boot().user("alice").r(approve_req(
         ACME,
         "crm",
@@ -76,7 +77,7 @@ async fn approve(a: &mut Admin, revision: i64) {
 }
 
 /// Whether `user` may use `permission` at `resource` through `crm`, and the reason.
-async fn check(
+pub(crate) async fn check(
     p: &mut PermissionServiceClient<Channel>,
     user: &str,
     permission: &str,
@@ -96,7 +97,9 @@ async fn check(
 }
 
 /// GetAppScopes' `app_grants` for `crm`, as (resource, level, right) in the order answered.
-async fn app_grants(p: &mut PermissionServiceClient<Channel>) -> Vec<(String, String, String)> {
+pub(crate) async fn app_grants(
+    p: &mut PermissionServiceClient<Channel>,
+) -> Vec<(String, String, String)> {
     ok(p.get_app_scopes(Who::boot().r(GetAppScopesRequest {
         tenant_id: ACME.into(),
         app_id: "crm".into(),
@@ -115,7 +118,7 @@ async fn app_grants(p: &mut PermissionServiceClient<Channel>) -> Vec<(String, St
     .collect()
 }
 
-fn grant(resource: &str, level: &str, right: &str) -> (String, String, String) {
+pub(crate) fn grant(resource: &str, level: &str, right: &str) -> (String, String, String) {
     (
         resource.to_owned(),
         format!("SCOPE_LEVEL_{level}"),
@@ -124,7 +127,7 @@ fn grant(resource: &str, level: &str, right: &str) -> (String, String, String) {
 }
 
 /// `crm`'s app rights as ListConsents shows them, as (resource, right).
-async fn listed_app_rights(a: &mut Admin) -> Vec<(String, String)> {
+pub(crate) async fn listed_app_rights(a: &mut Admin) -> Vec<(String, String)> {
     let consents = ok(a
         .list_consents(Who::boot().r(ListConsentsRequest {
             tenant_id: ACME.into(),
@@ -143,7 +146,10 @@ async fn listed_app_rights(a: &mut Admin) -> Vec<(String, String)> {
 }
 
 /// The last audit event with `action`, as (actor user, tenant, target, before, after).
-async fn last_event(a: &mut Admin, action: &str) -> (String, String, String, Value, Value) {
+pub(crate) async fn last_event(
+    a: &mut Admin,
+    action: &str,
+) -> (String, String, String, Value, Value) {
     let events = ok(a
         .list_audit_events(Who::boot().r(ListAuditEventsRequest {
             tenant_id: ACME.into(),

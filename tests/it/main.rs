@@ -8,6 +8,7 @@ mod support;
 
 mod admin;
 mod app_rights;
+mod app_rights_pending;
 mod architecture;
 mod consent_prompt;
 mod context_tokens;

@@ -10,7 +10,7 @@
 //!   downgraded manifest never widens access (§2 "Effective grant", §3);
 //! * `prompt.rs`: the consent prompt agrees with GetAppScopes and the approval rule (§8);
 //! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
-//!   the manifest's request (§8);
+//!   the manifest's request nor the approved one, whatever is stored (§2, §8);
 //! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens").
 //!
 //! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
@@ -194,4 +194,41 @@ fn decide_query(w: &World, query: &AccessQuery) -> Decision {
 
 fn decide(w: &World, ask: &Ask) -> Decision {
     decide_query(w, &ask.query())
+}
+
+/// Runs `property` over `strategy` with proptest's configuration (`PROPTEST_CASES` included);
+/// `property` answers whether the case reached the comparison the property is about. Fails on a
+/// counterexample (shrunk) or when fewer than `min_share` of the cases reached it, so a generator
+/// that drifted away from the cases that matter proves nothing silently.
+fn counted<S>(
+    name: &str,
+    min_share: f64,
+    strategy: S,
+    property: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) where
+    S: Strategy,
+{
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (cases, reached) = (AtomicU32::new(0), AtomicU32::new(0));
+    let config = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    if let Err(e) = runner.run(&strategy, |value| {
+        let hit = property(value)?;
+        cases.fetch_add(1, Ordering::Relaxed);
+        reached.fetch_add(u32::from(hit), Ordering::Relaxed);
+        Ok(())
+    }) {
+        panic!("{name}: {e}");
+    }
+    let (cases, reached) = (cases.into_inner(), reached.into_inner());
+    let share = f64::from(reached) / f64::from(cases.max(1));
+    assert!(
+        share >= min_share,
+        "{name}: only {reached} of {cases} cases reached the comparison ({:.1}%, want at least {:.0}%)",
+        share * 100.0,
+        min_share * 100.0
+    );
 }

@@ -113,6 +113,34 @@ pub(super) fn resolutions(m: &Manifest) -> impl Strategy<Value = Vec<ResolvedReq
         .collect::<Vec<_>>()
 }
 
+/// Site-level app rights as a consent may hold them, fitting or not: one to four, each at a pool
+/// path of a scope level's depth (`/` to depth 3) with any right, whatever either manifest
+/// requests there (as rights written before the approval capped them could be).
+pub(super) fn stored_app_rights() -> impl Strategy<Value = Vec<ResolvedRequest>> {
+    let at_levels: Vec<&'static str> = PATHS
+        .iter()
+        .copied()
+        .filter(|p| path(p).depth() <= ScopeLevel::List.depth())
+        .collect();
+    prop::collection::vec((select(at_levels), right()), 1..5).prop_map(|rights| {
+        rights
+            .into_iter()
+            .map(|(p, right)| {
+                let resource = path(p);
+                let scope_level = ScopeLevel::ALL
+                    .into_iter()
+                    .find(|l| l.depth() == resource.depth())
+                    .unwrap();
+                ResolvedRequest {
+                    scope_level,
+                    right,
+                    resource,
+                }
+            })
+            .collect()
+    })
+}
+
 fn whitelist_entry() -> impl Strategy<Value = WhitelistEntry> {
     (
         subsequence(SCOPES.to_vec(), 0..=SCOPES.len()),

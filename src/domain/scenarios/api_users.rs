@@ -1,7 +1,8 @@
 //! API users (DESIGN.md §8): when the signed-in user (`user_id`, also when acting on behalf of
 //! another) is an API user, §3 step 4 also requires the scope to be among the API user's scopes,
-//! and step 6 accepts `as_user` in place of DELEGATE; the app's content access and the
-//! managed-user rule still apply, and everyone else is unaffected.
+//! and step 6 accepts `as_user` in place of DELEGATE. The managed-user rule still applies; the
+//! app's content access applies only while whitelisting is on (with it off, `as_user` needs
+//! none, and the trace says which rule decided). Everyone else is unaffected.
 
 use super::*;
 
@@ -195,20 +196,95 @@ fn an_api_user_without_as_user_may_not_act_for_others() {
 }
 
 #[test]
-fn as_user_still_needs_the_apps_content_access() {
-    let a = api(&["documents:read"], true);
-    // Whitelisting off: every app has OWN_CONTENT.
-    let off = with_api_alice(a.clone());
+fn with_whitelisting_off_as_user_needs_no_content_access() {
+    // Whitelisting off: no entry matters and every app has OWN_CONTENT, yet the API user acts.
+    let off = with_api_alice(api(&["documents:read"], true));
+    assert!(!off.report().whitelisting_enabled);
     let d = off.check(obo("alice", "bob", "WRITE", "/hr/team"));
+    assert_allowed(&d);
+    assert_eq!(
+        detail(&d, Step::OnBehalfOf),
+        "API user alice acts on behalf of managed user bob (as_user; whitelisting is off, so no content access is needed)"
+    );
+    // bob's rights count, and the app's: as with whitelisting on.
+    assert_denied(
+        &off.check(obo("alice", "bob", "MANAGE", "/hr/team")),
+        Reason::AppPermissionInsufficient,
+    );
+    // The managed-user rule still applies.
+    let d = off.check(obo("alice", "dora", "READ", "/hr"));
     assert_denied(&d, Reason::ImpersonationNotAllowed);
-    assert!(d.message.contains("OWN_CONTENT"), "{}", d.message);
-    // Whitelisting on with an OWN_CONTENT entry.
-    let own = with_api_alice(a)
+    assert!(
+        d.message.contains("DELEGATE") && d.message.contains("API user alice"),
+        "{}",
+        d.message
+    );
+    assert_denied(
+        &off.check(obo("alice", "ghost", "READ", "/hr")),
+        Reason::ImpersonationNotAllowed,
+    );
+    // A prepared entry changes nothing while whitelisting is off, OWN_CONTENT included.
+    let prepared =
+        with_api_alice(api(&["documents:read"], true)).whitelisted(&[], ContentAccess::OwnContent);
+    assert_allowed(&prepared.check(obo("alice", "bob", "WRITE", "/hr/team")));
+}
+
+#[test]
+fn with_whitelisting_off_only_as_user_acts_on_behalf() {
+    // A delegate who is no API user still gets OWN_CONTENT, failing closed.
+    let off = World::new();
+    let d = off.check(obo("dora", "bob", "WRITE", "/hr/team"));
+    assert_denied(&d, Reason::ImpersonationNotAllowed);
+    assert!(
+        d.message.contains("whitelisting is off")
+            && d.message.contains("OWN_CONTENT")
+            && d.message.contains("user dora is no API user"),
+        "{}",
+        d.message
+    );
+    // An API user without as_user neither.
+    let d = with_api_alice(api(&["documents:read"], false))
+        .check(obo("alice", "bob", "WRITE", "/hr/team"));
+    assert_denied(&d, Reason::ImpersonationNotAllowed);
+    assert!(
+        d.message.contains("API user alice has as_user off"),
+        "{}",
+        d.message
+    );
+    // A delegate who is also an API user with as_user acts by as_user, and the trace says so.
+    let both = World::new().with_user(
+        "dora",
+        user(&[Role::Delegate], &[("/hr", Right::Read)]).with_api_user(api(&[], true)),
+    );
+    let d = both.check(obo("dora", "bob", "WRITE", "/hr/team"));
+    assert_allowed(&d);
+    assert!(
+        detail(&d, Step::OnBehalfOf).contains("as_user; whitelisting is off"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn with_whitelisting_on_as_user_still_needs_the_apps_content_access() {
+    let a = api(&["documents:read"], true);
+    // An entry with OWN_CONTENT forbids acting on behalf through the app, API users included.
+    let own = with_api_alice(a.clone())
         .whitelisting(true)
         .whitelisted(&[], ContentAccess::OwnContent);
     let d = own.check(obo("alice", "bob", "WRITE", "/hr/team"));
     assert_denied(&d, Reason::ImpersonationNotAllowed);
-    assert!(d.message.contains("OWN_CONTENT"), "{}", d.message);
+    assert!(
+        d.message.contains("OWN_CONTENT") && d.message.contains("API users included"),
+        "{}",
+        d.message
+    );
+    // With ON_BEHALF_OF_MANAGED_USERS it acts, and the trace names the content-access rule.
+    let d = delegating(a).check(obo("alice", "bob", "WRITE", "/hr/team"));
+    assert_allowed(&d);
+    assert_eq!(
+        detail(&d, Step::OnBehalfOf),
+        "API user alice acts on behalf of managed user bob (as_user; whitelisting is on and the app's content access is ON_BEHALF_OF_MANAGED_USERS)"
+    );
 }
 
 #[test]
@@ -302,7 +378,10 @@ fn an_api_user_who_holds_delegate_acts_by_the_role() {
         );
     let d = w.check(obo("dora", "bob", "WRITE", "/hr/team"));
     assert_allowed(&d);
-    assert!(!detail(&d, Step::OnBehalfOf).contains("as_user"));
+    assert_eq!(
+        detail(&d, Step::OnBehalfOf),
+        "dora acts on behalf of managed user bob (DELEGATE or an administrator role; the app's content access is ON_BEHALF_OF_MANAGED_USERS)"
+    );
     // The record still narrows her scopes.
     assert_denied(
         &scoped(&w, "dora", "documents:write"),

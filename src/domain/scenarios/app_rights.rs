@@ -17,14 +17,16 @@ fn ops() -> Caller {
 
 impl World {
     /// GrantAppRight as the store applies it: the rule for `who` (a user of the world, or the
-    /// client itself for `""`), the fit to the current manifest, the consent in force, then the
-    /// right added (replacing one at the same resource).
+    /// client itself for `""`), the fit to the current manifest, the consent in force, the fit
+    /// to what it approved, then the right added (replacing one at the same resource).
     fn grant_app_right(&self, who: &str, resource: &str, right: Right) -> Result<World, String> {
         let consent = self.checked(who, resource)?;
+        let invalid = |e: ValidationError| format!("INVALID_ARGUMENT {e}");
         let granted = app_right(&self.app.as_ref().unwrap().manifest, path(resource), right)
-            .map_err(|e| format!("INVALID_ARGUMENT {e}"))?;
+            .map_err(invalid)?;
         let consent = consent_in_force(consent.as_ref(), &tenant_id(), &app_id())
             .map_err(|e| format!("FAILED_PRECONDITION {e}"))?;
+        let granted = consent.admit_app_right(granted).map_err(invalid)?;
         let mut w = self.clone();
         w.consent = Some(consent.with_app_right(granted));
         Ok(w)
@@ -161,10 +163,17 @@ fn the_resource_must_be_at_the_depth_of_a_requested_level() {
             words,
         );
     }
-    // A manifest requesting every level takes each depth at its level.
-    let all = World::new().with_manifest(|m| {
-        m.permission_requests = ScopeLevel::ALL.map(|l| (l, Right::Write)).into();
-    });
+    // A manifest requesting every level, approved, takes each depth at its level.
+    let all = World::new()
+        .with_manifest(|m| {
+            m.permission_requests = ScopeLevel::ALL.map(|l| (l, Right::Write)).into();
+        })
+        .approved(vec![
+            resolved(ScopeLevel::Tenancy, Right::Read, "/"),
+            resolved(ScopeLevel::SiteCollection, Right::Read, "/hr"),
+            resolved(ScopeLevel::Web, Right::Read, "/hr/team"),
+            resolved(ScopeLevel::List, Right::Read, "/hr/team/docs"),
+        ]);
     for (resource, level) in [
         ("/", ScopeLevel::Tenancy),
         ("/fin", ScopeLevel::SiteCollection),
@@ -203,6 +212,154 @@ fn the_right_must_not_exceed_the_current_request() {
         "INVALID_ARGUMENT",
         "above the manifest's request of READ",
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What awaits re-approval
+// ---------------------------------------------------------------------------------------------
+
+/// Every pending request of `report` is above whatever `app_grants` holds at its level: nothing
+/// is listed both as pending and as in force.
+#[track_caller]
+fn nothing_both_pending_and_in_force(report: &AppScopes) {
+    for p in &report.pending_permission_requests {
+        for g in report
+            .app_grants
+            .iter()
+            .filter(|g| g.scope_level == p.scope_level)
+        {
+            assert!(g.right < p.right, "{g:?} in force and {p:?} pending");
+        }
+    }
+}
+
+#[test]
+fn a_site_owner_cannot_make_a_raise_awaiting_re_approval_effective() {
+    // The manifest raises its site-collection request from MANAGE (approved) to FULL_CONTROL.
+    let raised = with_site_owners().with_manifest(|m| {
+        m.permission_requests
+            .insert(ScopeLevel::SiteCollection, Right::FullControl);
+    });
+    assert_eq!(
+        raised.report().pending_permission_requests,
+        [request(ScopeLevel::SiteCollection, Right::FullControl)]
+    );
+    // The site owner, and an administrator too, may give no more than was approved.
+    for who in ["fin", "boss"] {
+        refused(
+            raised.grant_app_right(who, "/fin", Right::FullControl),
+            "INVALID_ARGUMENT",
+            "right: FULL_CONTROL is above the approved request of MANAGE at SITE_COLLECTION",
+        );
+    }
+    let w = raised
+        .grant_app_right("fin", "/fin", Right::Manage)
+        .unwrap();
+    assert_allowed(&w.check(perm("owner", "MANAGE", "/fin")));
+    assert_denied(
+        &w.check(perm("owner", "FULL_CONTROL", "/fin")),
+        Reason::AppPermissionInsufficient,
+    );
+    let report = w.report();
+    assert_eq!(
+        report.pending_permission_requests,
+        [request(ScopeLevel::SiteCollection, Right::FullControl)]
+    );
+    assert_eq!(
+        report.app_grants,
+        [
+            resolved(ScopeLevel::SiteCollection, Right::Manage, "/fin"),
+            resolved(ScopeLevel::SiteCollection, Right::Write, "/hr"),
+        ]
+    );
+    nothing_both_pending_and_in_force(&report);
+    // Once an administrator approves the raise, it may be given.
+    let approved = w.reapproved();
+    assert!(approved.report().pending_permission_requests.is_empty());
+    let w = approved
+        .grant_app_right("fin", "/fin", Right::FullControl)
+        .unwrap();
+    assert_allowed(&w.check(perm("owner", "FULL_CONTROL", "/fin")));
+}
+
+#[test]
+fn a_site_owner_cannot_give_rights_at_a_level_awaiting_approval() {
+    // The manifest adds a WEB request that nobody has approved yet.
+    let added = with_site_owners().with_manifest(|m| {
+        m.permission_requests.insert(ScopeLevel::Web, Right::Read);
+    });
+    assert_eq!(
+        added.report().pending_permission_requests,
+        [request(ScopeLevel::Web, Right::Read)]
+    );
+    for who in ["teamlead", "fin", "boss"] {
+        refused(
+            added.grant_app_right(who, "/fin/team", Right::Read),
+            "INVALID_ARGUMENT",
+            "resource: /fin/team is at the level WEB, which the manifest requests but the consent in force has not approved",
+        );
+    }
+    assert_denied(
+        &added.check(perm("owner", "READ", "/fin/team")),
+        Reason::AppPermissionInsufficient,
+    );
+    // Approved (the web resolved elsewhere), the level takes app rights.
+    let approved = added.approved(vec![
+        resolved(ScopeLevel::SiteCollection, Right::Write, "/hr"),
+        resolved(ScopeLevel::Web, Right::Read, "/sales/web"),
+    ]);
+    let w = approved
+        .grant_app_right("teamlead", "/fin/team", Right::Read)
+        .unwrap();
+    assert_allowed(&w.check(perm("owner", "READ", "/fin/team")));
+}
+
+#[test]
+fn app_rights_stored_above_the_approval_count_only_up_to_it() {
+    // App rights written before the approval capped them: FULL_CONTROL on a site collection
+    // (MANAGE approved) and WRITE on a web (no WEB level approved), while the manifest asks for
+    // both and awaits re-approval.
+    let mut w = World::new().with_manifest(|m| {
+        m.permission_requests
+            .insert(ScopeLevel::SiteCollection, Right::FullControl);
+        m.permission_requests.insert(ScopeLevel::Web, Right::Write);
+    });
+    let consent = w.consent.as_mut().unwrap();
+    consent.app_rights = vec![
+        resolved(ScopeLevel::SiteCollection, Right::FullControl, "/fin"),
+        resolved(ScopeLevel::Web, Right::Write, "/sales/web"),
+    ];
+    // In force: MANAGE on /fin, nothing on /sales/web; both raises pending only.
+    assert_allowed(&w.check(perm("owner", "MANAGE", "/fin")));
+    for (permission, resource) in [("FULL_CONTROL", "/fin"), ("READ", "/sales/web")] {
+        assert_denied(
+            &w.check(perm("owner", permission, resource)),
+            Reason::AppPermissionInsufficient,
+        );
+    }
+    let report = w.report();
+    assert_eq!(
+        report.app_grants,
+        [
+            resolved(ScopeLevel::SiteCollection, Right::Manage, "/fin"),
+            resolved(ScopeLevel::SiteCollection, Right::Write, "/hr"),
+        ]
+    );
+    assert_eq!(
+        report.pending_permission_requests,
+        [
+            request(ScopeLevel::SiteCollection, Right::FullControl),
+            request(ScopeLevel::Web, Right::Write),
+        ]
+    );
+    nothing_both_pending_and_in_force(&report);
+    // Approved, they count as stored.
+    let w = w.approved(vec![
+        resolved(ScopeLevel::SiteCollection, Right::Write, "/hr"),
+        resolved(ScopeLevel::Web, Right::Read, "/hr/team"),
+    ]);
+    assert_allowed(&w.check(perm("owner", "FULL_CONTROL", "/fin")));
+    assert_allowed(&w.check(perm("owner", "WRITE", "/sales/web")));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ impl SqlStore {
         rules::manage_app_right(&actor(ctx, acting), resource, owner)?;
         let granted = app_right(&app.manifest, resource.clone(), right)?;
         let consent = rules::consent_in_force(consent.as_ref(), tenant, app_id)?;
+        let granted = consent.admit_app_right(granted)?;
         let before = consent.app_right_at(resource).cloned();
         let updated = consent.with_app_right(granted.clone());
         sqlx::query("UPDATE consents SET app_rights = $3 WHERE tenant_id = $1 AND app_id = $2")

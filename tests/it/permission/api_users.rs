@@ -1,13 +1,18 @@
 //! API users (DESIGN.md §8) in CheckAccess through the real server, on both backends: a scope
 //! outside the signed-in API user's scopes is SCOPE_NOT_GRANTED naming the API user, `as_user`
-//! acts on behalf of a managed user in place of DELEGATE (the app's content access and the
-//! managed-user rule still apply), other users and GetAppScopes are unaffected, and every change
-//! is seen at once by cached, token-fresh, fully consistent and batched checks alike.
+//! acts on behalf of a managed user in place of DELEGATE (the managed-user rule still applies;
+//! with whitelisting off no content access is needed, with it on the app's content access still
+//! decides, an `OWN_CONTENT` entry refusing), other users and GetAppScopes are unaffected, and
+//! every change is seen at once by cached, token-fresh, fully consistent and batched checks
+//! alike.
 
 use super::*;
 use crate::support::db::backend_tests;
 
-backend_tests!(api_users_narrow_scopes_and_act_as_users_in_checks);
+backend_tests!(
+    api_users_narrow_scopes_and_act_as_users_in_checks,
+    as_user_needs_no_whitelisting_and_an_own_content_entry_refuses_it,
+);
 
 /// `user` asking through `crm` for `scope`, explained.
 fn scoped(user: &str, scope: &str) -> CheckAccessRequest {
@@ -182,5 +187,80 @@ async fn api_users_narrow_scopes_and_act_as_users_in_checks(db: &TestDb) {
         .await);
     let r = api.decide(scoped("erin", "documents:write")).await;
     decided(&r, Reason::Allowed, None);
+    server.stop().await;
+}
+
+async fn as_user_needs_no_whitelisting_and_an_own_content_entry_refuses_it(db: &TestDb) {
+    let (server, api) = acme_server(db).await;
+    api.put_user("acme", "erin", &[], None).await;
+    let erin_for_dave = || for_whom("erin", "dave", "WRITE", "/hr/payroll");
+
+    // Whitelisting is off, so every app has OWN_CONTENT: nobody acts for others, bob the
+    // delegate included.
+    assert!(
+        !api.scopes(scopes_of("acme", "crm"))
+            .await
+            .unwrap()
+            .whitelisting_enabled
+    );
+    let r = api
+        .decide(for_whom("bob", "dave", "WRITE", "/hr/payroll"))
+        .await;
+    decided(&r, Reason::ImpersonationNotAllowed, Some("ON_BEHALF_OF"));
+    assert!(
+        r.message.contains("whitelisting is off") && r.message.contains("OWN_CONTENT"),
+        "{}",
+        r.message
+    );
+    let r = api.decide(erin_for_dave()).await;
+    decided(&r, Reason::ImpersonationNotAllowed, Some("ON_BEHALF_OF"));
+
+    // An API user with as_user acts for dave without whitelisting; the trace says why.
+    let token = api.api_user("erin", &["documents:read"], true).await;
+    for consistency in [None, fresh(&token), fully()] {
+        let r = api
+            .decide(CheckAccessRequest {
+                consistency,
+                ..erin_for_dave()
+            })
+            .await;
+        decided(&r, Reason::Allowed, None);
+        assert_eq!(
+            step(&r, "ON_BEHALF_OF"),
+            "API user erin acts on behalf of managed user dave (as_user; whitelisting is off, so no content access is needed)"
+        );
+    }
+    // dave's rights count, and the app's; the managed-user rule still applies.
+    let r = api
+        .decide(for_whom("erin", "dave", "WRITE", "/finance"))
+        .await;
+    decided(&r, Reason::AppPermissionInsufficient, Some("PERMISSION"));
+    let r = api.decide(for_whom("erin", "bob", "READ", "/hr")).await;
+    decided(&r, Reason::ImpersonationNotAllowed, Some("ON_BEHALF_OF"));
+    assert!(r.message.contains("DELEGATE"), "{}", r.message);
+
+    // The tenant whitelists crm with OWN_CONTENT and turns whitelisting on: the administrator
+    // has forbidden acting on behalf through it, API users included.
+    api.whitelist("acme", "crm", &[], ContentAccess::OwnContent)
+        .await;
+    let r = api.decide(erin_for_dave()).await;
+    decided(&r, Reason::Allowed, None);
+    api.put_tenant("acme", true, Some("alice")).await;
+    let r = api.decide(erin_for_dave()).await;
+    decided(&r, Reason::ImpersonationNotAllowed, Some("ON_BEHALF_OF"));
+    assert!(
+        r.message.contains("OWN_CONTENT") && r.message.contains("API users included"),
+        "{}",
+        r.message
+    );
+    // On behalf of managed users: allowed again, by the content-access rule.
+    api.whitelist("acme", "crm", &[], ContentAccess::OnBehalfOfManagedUsers)
+        .await;
+    let r = api.decide(erin_for_dave()).await;
+    decided(&r, Reason::Allowed, None);
+    assert_eq!(
+        step(&r, "ON_BEHALF_OF"),
+        "API user erin acts on behalf of managed user dave (as_user; whitelisting is on and the app's content access is ON_BEHALF_OF_MANAGED_USERS)"
+    );
     server.stop().await;
 }
