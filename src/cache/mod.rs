@@ -104,7 +104,8 @@ pub struct CacheConfig {
 const MAX_CLIENTS: usize = 10_000;
 
 /// How many of the latest applied revisions' tags are remembered, so that a token naming one
-/// is recognised without asking the store.
+/// is recognised without asking the store; as many older revisions, once the store confirmed
+/// them, are remembered beside them.
 const RECENT_TAGS: usize = 4096;
 
 /// Where this instance stands in the store's history: replaced whole, so that a request reads
@@ -184,6 +185,9 @@ pub struct Caches {
     head: ArcSwap<Head>,
     /// The tags of the latest applied revisions, in revision order (see [`RECENT_TAGS`]).
     recent: std::sync::Mutex<VecDeque<Revision>>,
+    /// Tags of older revisions of the applied history, as the store confirmed them for tokens
+    /// that named them (forgotten whole when full, and when the history is replaced).
+    confirmed: std::sync::Mutex<HashMap<u64, Tag>>,
     /// The newest revision whose watermarks are all recorded; stored before `applied` moves.
     changed: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
@@ -223,6 +227,7 @@ impl Caches {
                 generation: 0,
             }),
             recent: std::sync::Mutex::default(),
+            confirmed: std::sync::Mutex::default(),
             changed: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
             sync: SyncState {
@@ -274,10 +279,14 @@ impl Caches {
             Some(applied.tag())
         } else {
             let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent
-                .binary_search(&revision)
-                .ok()
-                .map(|i| recent[i].tag())
+            match recent.binary_search(&revision) {
+                Ok(i) => Some(recent[i].tag()),
+                Err(_) => {
+                    drop(recent);
+                    let confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+                    confirmed.get(&revision.0).copied()
+                }
+            }
         };
         match tag {
             Some(tag) if tag == revision.tag() => Known::Yes,
@@ -289,7 +298,8 @@ impl Caches {
     /// Whether `revision` belongs to the history the store holds now, asking it if need be:
     /// the change log is read first (which checks this instance's own history, and catches up
     /// to `revision` when it is newer), then the store's record of that revision if the
-    /// instance does not remember it. [`Known::Unknown`] only for a revision the store has not
+    /// instance does not remember it (remembered once confirmed, so that a token used again and
+    /// again costs one such read). [`Known::Unknown`] only for a revision the store has not
     /// committed.
     pub async fn verify(&self, revision: Revision, cause: Cause) -> Result<Known, ReadError> {
         if self.knows(revision) == Known::Yes {
@@ -303,15 +313,24 @@ impl Caches {
         match self.knows(revision) {
             Known::Unknown if revision <= self.applied() => {
                 self.require_store()?;
+                let generation = self.head().generation;
                 let tag = self.store.revision_tag(revision.0).await.map_err(|e| {
                     self.note_failure(&e);
                     ReadError::Store(e)
                 })?;
-                Ok(if tag == Some(revision.tag()) {
-                    Known::Yes
-                } else {
-                    Known::No
-                })
+                if tag != Some(revision.tag()) {
+                    return Ok(Known::No);
+                }
+                let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+                // Only if no other history was found meanwhile (that moves the generation on,
+                // then clears the map).
+                if generation == self.head().generation {
+                    if confirmed.len() >= RECENT_TAGS {
+                        confirmed.clear();
+                    }
+                    confirmed.insert(revision.0, revision.tag());
+                }
+                Ok(Known::Yes)
             }
             known => Ok(known),
         }
@@ -850,6 +869,11 @@ impl Caches {
             applied: head,
             generation,
         }));
+        // After the generation moved on, so that no confirmation of the old one slips in.
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.metrics.applied.set(head.0 as f64);
         self.metrics.regressions.increment(1);
         tracing::warn!(
