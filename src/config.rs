@@ -29,8 +29,9 @@ pub const DEFAULT_CHANGE_POLL_INTERVAL: &str = "250ms";
 /// file reads.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: &str = "10s";
 
-/// Default `--token-issuer`: the `iss` of context tokens.
-pub const DEFAULT_TOKEN_ISSUER: &str = "consentry";
+/// Default `--token-issuer`: the `iss` of context tokens (and the issuer `token verify`
+/// expects by default).
+pub const DEFAULT_TOKEN_ISSUER: &str = crate::token::DEFAULT_ISSUER;
 
 /// Default `--signing-key-reload-interval`: how often the signing key file is re-read. A rotation
 /// prepends a key well ahead of using it elsewhere, so seconds of delay cost nothing.
@@ -144,8 +145,9 @@ pub enum Command {
 /// `consentry token …`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Verify a context token offline: signature against a JWK set, expiry, audience and, if
-    /// asked, a permission at a resource. Prints the claims; exits 1 with the reason otherwise.
+    /// Verify a context token offline: signature against a JWK set, expiry, audience, issuer,
+    /// and, if asked, the tenant, the app and a permission at a resource. Prints the claims;
+    /// exits 1 with the reason otherwise.
     Verify {
         /// The JWK set to trust (the `jwks` of GetSigningKeys, as a file).
         #[arg(long)]
@@ -153,6 +155,15 @@ pub enum TokenCommand {
         /// The audience this verifier is (the token's `aud` must be it).
         #[arg(long)]
         audience: String,
+        /// The issuer the token's `iss` must be (the server's `--token-issuer`).
+        #[arg(long, default_value = DEFAULT_TOKEN_ISSUER)]
+        issuer: String,
+        /// The tenant the token's `tid` must be; any tenant without it.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The application the token's `app` must be; any application without it.
+        #[arg(long)]
+        app: Option<String>,
         /// A resource path to check `--permission` at.
         #[arg(long, requires = "permission")]
         resource: Option<String>,
@@ -435,14 +446,8 @@ impl ServeConfig {
         {
             problems.push(e.to_string());
         }
-        if self.token_issuer.is_empty()
-            || self.token_issuer.len() > 256
-            || !self.token_issuer.bytes().all(|b| b.is_ascii_graphic())
-        {
-            problems.push(
-                "--token-issuer must be 1 to 256 printable ASCII characters without spaces"
-                    .to_owned(),
-            );
+        if let Err(problem) = crate::token::check_issuer(&self.token_issuer) {
+            problems.push(format!("--token-issuer {problem}"));
         }
         if self.signing_key_reload_interval.is_zero() {
             problems.push("--signing-key-reload-interval must be more than zero".to_owned());

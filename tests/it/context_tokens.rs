@@ -117,7 +117,10 @@ struct World {
     perm: PermissionServiceClient<Channel>,
 }
 
-fn key_config(db: &TestDb, key_file: Option<&std::path::Path>) -> consentry::config::ServeConfig {
+fn key_config(
+    db: &TestDb,
+    key_file: Option<&std::path::Path>,
+) -> consentry::config::ServeConfig {
     let mut config = config(db);
     config.signing_key_file = key_file.map(ToOwned::to_owned);
     config.token_issuer = ISSUER.to_owned();
@@ -687,7 +690,14 @@ async fn token_verify_exits_zero_for_a_valid_token_and_one_with_the_reason() {
     let jwks = dir.write("jwks.json", &w.jwks().await);
     let token = w.issue(token_req("crm", "dave", "/hr")).await.token;
     let verify = |extra: &[&str], token: &str| {
-        let mut args = vec!["token", "verify", "--jwks", jwks.to_str().unwrap()];
+        let mut args = vec![
+            "token",
+            "verify",
+            "--jwks",
+            jwks.to_str().unwrap(),
+            "--issuer",
+            ISSUER,
+        ];
         args.extend_from_slice(extra);
         args.push(token);
         let out = consentry(&args);
