@@ -322,6 +322,11 @@ impl PermissionService for PermissionApi {
         // The tenant first, as in CheckAccess: outside the caller's bounds nothing else is looked at.
         let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
         cx.caller.require_tenant(&tenant)?;
+        // A token naming a user speaks for them: that needs assert_user, checked with the other
+        // capabilities, before validation.
+        if !req.user_id.is_empty() || !req.on_behalf_of.is_empty() {
+            cx.caller.require_may_mint_for_user()?;
+        }
         req.tenant_id = tenant.into();
         let (query, token) = cv::token_request_from_proto(req)?;
         let wanted = wanted(consistency.as_ref())?;
@@ -355,11 +360,13 @@ impl PermissionService for PermissionApi {
         Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
     }
 
+    /// Needs no key (DESIGN.md §8: the keys are public, so a verifier holds no credential that
+    /// could mint); any `authorization` or `x-consentry-user` sent is ignored. The keys come
+    /// from the key file, not the store, so they are answered whatever the database does.
     async fn get_signing_keys(
         &self,
-        request: Request<GetSigningKeysRequest>,
+        _request: Request<GetSigningKeysRequest>,
     ) -> Result<Response<GetSigningKeysResponse>, Status> {
-        self.context(&request).await?;
         let jwks = match &self.tokens {
             Some(issuer) => issuer.jwks(),
             // No key file: nothing is signed, so nothing is to be trusted.

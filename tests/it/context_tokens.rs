@@ -32,15 +32,15 @@ backend_tests!(
     an_api_users_token_carries_only_their_scopes,
 );
 
-const AUDIENCE: &str = "https://docs.example";
-const ISSUER: &str = "https://consentry.test";
+pub(crate) const AUDIENCE: &str = "https://docs.example";
+pub(crate) const ISSUER: &str = "https://consentry.test";
 
 // ---------------------------------------------------------------------------------------------
 // The independent verifier.
 
 /// The header and claims of `token`, after checking its Ed25519 signature over `header.payload`
 /// with the key of `jwks` its header names (RFC 7515 §5.2, RFC 8037 §3.1).
-fn verify_independently(token: &str, jwks: &str) -> (Value, Value) {
+pub(crate) fn verify_independently(token: &str, jwks: &str) -> (Value, Value) {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "a compact JWS: {token}");
     let json = |part: &str| -> Value {
@@ -111,13 +111,13 @@ fn rights(claims: &Value) -> Vec<(String, String)> {
 // /hr/team/docs, acting for managed users; reports approved app-only for READ at /; notes
 // registered, never approved.
 
-struct World {
-    server: TestServer,
-    admin: Admin,
-    perm: PermissionServiceClient<Channel>,
+pub(crate) struct World {
+    pub(crate) server: TestServer,
+    pub(crate) admin: Admin,
+    pub(crate) perm: PermissionServiceClient<Channel>,
 }
 
-fn key_config(
+pub(crate) fn key_config(
     db: &TestDb,
     key_file: Option<&std::path::Path>,
 ) -> consentry::config::ServeConfig {
@@ -128,8 +128,13 @@ fn key_config(
     config
 }
 
-async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
-    let server = TestServer::start_with(key_config(db, key_file)).await;
+pub(crate) async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
+    world_on(key_config(db, key_file)).await
+}
+
+/// The world on a server started with `config`.
+pub(crate) async fn world_on(config: consentry::config::ServeConfig) -> World {
+    let server = TestServer::start_with(config).await;
     let mut admin = server.admin().await;
     let perm = server.permission().await;
     let alice = Who::boot().user("alice");
@@ -202,7 +207,7 @@ async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
     }
 }
 
-fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest {
+pub(crate) fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest {
     IssueContextTokenRequest {
         tenant_id: "acme".into(),
         app_id: app.into(),
@@ -214,7 +219,7 @@ fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest 
 }
 
 impl World {
-    async fn issue_as(
+    pub(crate) async fn issue_as(
         &self,
         who: &Who,
         r: IssueContextTokenRequest,
@@ -226,7 +231,7 @@ impl World {
             .map(tonic::Response::into_inner)
     }
 
-    async fn issue(&self, r: IssueContextTokenRequest) -> IssueContextTokenResponse {
+    pub(crate) async fn issue(&self, r: IssueContextTokenRequest) -> IssueContextTokenResponse {
         ok(self
             .perm
             .clone()
@@ -234,7 +239,7 @@ impl World {
             .await)
     }
 
-    async fn jwks(&self) -> String {
+    pub(crate) async fn jwks(&self) -> String {
         ok(self
             .perm
             .clone()
@@ -257,11 +262,11 @@ impl World {
 }
 
 /// A key file of its own holding `pems` in order.
-fn key_file(dir: &TempDir, pems: &[&str]) -> std::path::PathBuf {
+pub(crate) fn key_file(dir: &TempDir, pems: &[&str]) -> std::path::PathBuf {
     dir.write("signing.pem", &pems.concat())
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     consentry::token::generate_pem().unwrap()
 }
 
@@ -665,7 +670,7 @@ async fn a_rotated_key_file_is_published_and_signs_new_tokens(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 // The binary.
 
-fn consentry(args: &[&str]) -> std::process::Output {
+pub(crate) fn consentry(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(args)
         .env_remove("DATABASE_URL")
