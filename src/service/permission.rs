@@ -127,12 +127,15 @@ impl PermissionApi {
         Ok((answer, revision))
     }
 
-    /// The viewer of an external permission query (DESIGN.md §4).
+    /// The viewer of an external permission query (DESIGN.md §4). `app_id` is validated
+    /// whoever the viewer turns out to be, so a malformed one is refused even beside an acting
+    /// user (who then decides).
     fn viewer(cx: &CallContext, app_id: &str) -> Result<Viewer, Status> {
+        let app = AppId::parse_optional("app_id", app_id)?;
         if let Some(user) = &cx.acting_user {
             return Ok(Viewer::User(user.clone()));
         }
-        if let Some(app) = AppId::parse_optional("app_id", app_id)? {
+        if let Some(app) = app {
             cx.caller.require_may_assert_user()?;
             return Ok(Viewer::App(app));
         }
