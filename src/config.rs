@@ -449,6 +449,12 @@ impl ServeConfig {
         if let Err(problem) = crate::token::check_issuer(&self.token_issuer) {
             problems.push(format!("--token-issuer {problem}"));
         }
+        if self.demo && self.signing_key_file.is_some() {
+            problems.push(
+                "--demo refuses --signing-key-file (CONSENTRY_SIGNING_KEY_FILE): the demo client's key is public, so anyone could mint tokens signed with that key file. The demo signs context tokens with a throwaway key of its own, made at start and never written anywhere; serve without --demo to sign with a key file"
+                    .to_owned(),
+            );
+        }
         if self.signing_key_reload_interval.is_zero() {
             problems.push("--signing-key-reload-interval must be more than zero".to_owned());
         }
@@ -675,6 +681,13 @@ mod tests {
             cfg.validate()
         };
         serve(&good, &[]).unwrap();
+        // The demo's key is public: it never signs with a key file.
+        let demo = serve(&good, &["--demo"]).unwrap_err().0;
+        assert_eq!(demo.len(), 1, "{demo:?}");
+        assert!(
+            demo[0].starts_with("--demo refuses --signing-key-file"),
+            "{demo:?}"
+        );
         for bad in [dir.join("missing.pem"), not_pem] {
             let problems = serve(&bad, &["--max-batch", "0", "--token-issuer", ""])
                 .unwrap_err()
