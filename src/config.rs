@@ -29,8 +29,9 @@ pub const DEFAULT_CHANGE_POLL_INTERVAL: &str = "250ms";
 /// file reads.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: &str = "10s";
 
-/// Default `--token-issuer`: the `iss` of context tokens.
-pub const DEFAULT_TOKEN_ISSUER: &str = "consentry";
+/// Default `--token-issuer`: the `iss` of context tokens (and the issuer `token verify`
+/// expects by default).
+pub const DEFAULT_TOKEN_ISSUER: &str = crate::token::DEFAULT_ISSUER;
 
 /// Default `--signing-key-reload-interval`: how often the signing key file is re-read. A rotation
 /// prepends a key well ahead of using it elsewhere, so seconds of delay cost nothing.
@@ -144,8 +145,9 @@ pub enum Command {
 /// `consentry token …`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Verify a context token offline: signature against a JWK set, expiry, audience and, if
-    /// asked, a permission at a resource. Prints the claims; exits 1 with the reason otherwise.
+    /// Verify a context token offline: signature against a JWK set, expiry, audience, issuer,
+    /// and, if asked, the tenant, the app and a permission at a resource. Prints the claims;
+    /// exits 1 with the reason otherwise.
     Verify {
         /// The JWK set to trust (the `jwks` of GetSigningKeys, as a file).
         #[arg(long)]
@@ -153,6 +155,15 @@ pub enum TokenCommand {
         /// The audience this verifier is (the token's `aud` must be it).
         #[arg(long)]
         audience: String,
+        /// The issuer the token's `iss` must be (the server's `--token-issuer`).
+        #[arg(long, default_value = DEFAULT_TOKEN_ISSUER)]
+        issuer: String,
+        /// The tenant the token's `tid` must be; any tenant without it.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The application the token's `app` must be; any application without it.
+        #[arg(long)]
+        app: Option<String>,
         /// A resource path to check `--permission` at.
         #[arg(long, requires = "permission")]
         resource: Option<String>,
@@ -435,12 +446,12 @@ impl ServeConfig {
         {
             problems.push(e.to_string());
         }
-        if self.token_issuer.is_empty()
-            || self.token_issuer.len() > 256
-            || !self.token_issuer.bytes().all(|b| b.is_ascii_graphic())
-        {
+        if let Err(problem) = crate::token::check_issuer(&self.token_issuer) {
+            problems.push(format!("--token-issuer {problem}"));
+        }
+        if self.demo && self.signing_key_file.is_some() {
             problems.push(
-                "--token-issuer must be 1 to 256 printable ASCII characters without spaces"
+                "--demo refuses --signing-key-file (CONSENTRY_SIGNING_KEY_FILE): the demo client's key is public, so anyone could mint tokens signed with that key file. The demo signs context tokens with a throwaway key of its own, made at start and never written anywhere; serve without --demo to sign with a key file"
                     .to_owned(),
             );
         }
@@ -670,6 +681,13 @@ mod tests {
             cfg.validate()
         };
         serve(&good, &[]).unwrap();
+        // The demo's key is public: it never signs with a key file.
+        let demo = serve(&good, &["--demo"]).unwrap_err().0;
+        assert_eq!(demo.len(), 1, "{demo:?}");
+        assert!(
+            demo[0].starts_with("--demo refuses --signing-key-file"),
+            "{demo:?}"
+        );
         for bad in [dir.join("missing.pem"), not_pem] {
             let problems = serve(&bad, &["--max-batch", "0", "--token-issuer", ""])
                 .unwrap_err()

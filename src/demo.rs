@@ -4,11 +4,11 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    ApiUser, AppId, AppKind, Caller, Capabilities, ClientId, ContentAccess, Description,
-    Environment, ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess, Manifest,
-    ManifestParts, Name, PermissionId, PermissionRequest, Policy, Principal, ResolvedRequest,
-    ResourcePath, Right, Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds, TenantId,
-    Timestamp, UserId, WhitelistEntry,
+    ApiUser, AppId, AppKind, Caller, Capabilities, Capability, ClientId, ContentAccess,
+    Description, Environment, ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess,
+    Manifest, ManifestParts, Name, PermissionId, PermissionRequest, Policy, Principal,
+    ResolvedRequest, ResourcePath, Right, Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds,
+    TenantId, Timestamp, UserId, WhitelistEntry,
 };
 use crate::service::auth::hash_key;
 use crate::store::occupancy::Occupancy;
@@ -21,6 +21,9 @@ pub const WORLD: &str = include_str!("../demo/world.json");
 struct World {
     client_id: String,
     key: String,
+    /// The demo client's capabilities: every one, so that one key runs every README example
+    /// (minting tokens for users included, which needs `assert_user`).
+    capabilities: Vec<String>,
     tenants: Vec<TenantJson>,
     users: Vec<UserJson>,
     rights: Vec<RightJson>,
@@ -258,10 +261,15 @@ pub async fn load(store: &dyn Store) -> anyhow::Result<String> {
 pub async fn load_json(store: &dyn Store, json: &str) -> anyhow::Result<String> {
     let world: World = serde_json::from_str(json)?;
     let client_id = ClientId::parse("client_id", &world.client_id)?;
+    let capabilities = world
+        .capabilities
+        .iter()
+        .map(|c| Capability::parse("capabilities", c))
+        .collect::<Result<Vec<_>, _>>()?;
     let caller = Caller {
         client_id: client_id.clone(),
         tenants: TenantBounds::All,
-        capabilities: Capabilities::all(),
+        capabilities: Capabilities::of(capabilities),
     };
     match store
         .create_client(

@@ -86,10 +86,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::Verify {
             jwks,
             audience,
+            issuer,
+            tenant,
+            app,
             resource,
             permission,
             token,
-        }) => verify_token(&jwks, &audience, resource.zip(permission), &token),
+        }) => {
+            let expected = expected(audience, issuer, tenant, app)?;
+            verify_token(&jwks, &expected, resource.zip(permission), &token)
+        }
         Command::Client(ClientCommand::Revoke { id, db }) => {
             let client_id = ClientId::parse("--id", &id)?;
             let store = consentry::store::connect(&db.database_url, 1).await?;
@@ -129,10 +135,30 @@ fn keygen(out: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `consentry token verify` expects of a token, from its flags: each checked, and a
+/// problem names its flag.
+fn expected(
+    audience: String,
+    issuer: String,
+    tenant: Option<String>,
+    app: Option<String>,
+) -> anyhow::Result<consentry::token::Expected> {
+    use consentry::domain::{AppId, TenantId};
+    consentry::token::check_issuer(&issuer).map_err(|p| anyhow::anyhow!("--issuer {p}"))?;
+    let mut expected = consentry::token::Expected::new(audience).with_issuer(issuer);
+    if let Some(tenant) = tenant {
+        expected = expected.with_tenant(TenantId::parse("--tenant", tenant)?.to_string());
+    }
+    if let Some(app) = app {
+        expected = expected.with_app(AppId::parse("--app", app)?.to_string());
+    }
+    Ok(expected)
+}
+
 /// `consentry token verify`: the library's verifier, then the permission if one is asked for.
 fn verify_token(
     jwks: &std::path::Path,
-    audience: &str,
+    expected: &consentry::token::Expected,
     check: Option<(String, String)>,
     token: &str,
 ) -> anyhow::Result<()> {
@@ -143,7 +169,7 @@ fn verify_token(
     let refused =
         |e: consentry::token::VerifyError| anyhow::anyhow!("token refused: {}: {e}", e.reason());
     let jwks = consentry::token::Jwks::parse(&text).map_err(refused)?;
-    let claims = consentry::token::verify(token, &jwks, audience, std::time::SystemTime::now())
+    let claims = consentry::token::verify(token, &jwks, expected, std::time::SystemTime::now())
         .map_err(refused)?;
     if let Some((resource, permission)) = check {
         let path = ResourcePath::parse("--resource", resource)?;

@@ -268,7 +268,7 @@ impl App {
                 .follow(config.tls_reload_interval, stop.subscribe())
         });
         let keys_follow = signing_keys
-            .map(|keys| keys.follow(config.signing_key_reload_interval, stop.subscribe()));
+            .and_then(|keys| keys.follow(config.signing_key_reload_interval, stop.subscribe()));
 
         let grace = Duration::from_millis(config.shutdown_grace_ms);
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
@@ -317,11 +317,13 @@ impl App {
     }
 }
 
-/// The keys that sign context tokens: the key file's; `None` without one (DESIGN.md §8: no key
-/// file, no tokens, the demo included).
+/// The keys that sign context tokens: the key file's; for `--demo` (which refuses a key file,
+/// its client key being public) a throwaway key made now and held only in memory; otherwise
+/// `None` (DESIGN.md §8: no key file, no tokens).
 fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
     match &config.signing_key_file {
         Some(path) => Ok(Some(KeyRing::load(path.clone())?)),
+        None if config.demo => Ok(Some(KeyRing::throwaway()?)),
         None => Ok(None),
     }
 }

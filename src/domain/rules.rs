@@ -281,6 +281,19 @@ impl Caller {
             )))
         }
     }
+
+    /// Refuses a context token that names `user_id` or `on_behalf_of` unless the caller has
+    /// `assert_user` (DESIGN.md §8): the token is a bearer credential speaking for that user.
+    pub fn require_may_mint_for_user(&self) -> Result<(), RuleError> {
+        if self.capabilities.has(Capability::AssertUser) {
+            Ok(())
+        } else {
+            Err(denied(format!(
+                "client {} lacks the assert_user capability, which a context token naming user_id or on_behalf_of needs (it speaks for that user); with query alone only app-only tokens are issued",
+                self.client_id
+            )))
+        }
+    }
 }
 
 /// Who a write acts as: the calling client, and the acting user with their roles in the tenant.

@@ -127,12 +127,15 @@ impl PermissionApi {
         Ok((answer, revision))
     }
 
-    /// The viewer of an external permission query (DESIGN.md §4).
+    /// The viewer of an external permission query (DESIGN.md §4). `app_id` is validated
+    /// whoever the viewer turns out to be, so a malformed one is refused even beside an acting
+    /// user (who then decides).
     fn viewer(cx: &CallContext, app_id: &str) -> Result<Viewer, Status> {
+        let app = AppId::parse_optional("app_id", app_id)?;
         if let Some(user) = &cx.acting_user {
             return Ok(Viewer::User(user.clone()));
         }
-        if let Some(app) = AppId::parse_optional("app_id", app_id)? {
+        if let Some(app) = app {
             cx.caller.require_may_assert_user()?;
             return Ok(Viewer::App(app));
         }
@@ -322,6 +325,11 @@ impl PermissionService for PermissionApi {
         // The tenant first, as in CheckAccess: outside the caller's bounds nothing else is looked at.
         let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
         cx.caller.require_tenant(&tenant)?;
+        // A token naming a user speaks for them: that needs assert_user, checked with the other
+        // capabilities, before validation.
+        if !req.user_id.is_empty() || !req.on_behalf_of.is_empty() {
+            cx.caller.require_may_mint_for_user()?;
+        }
         req.tenant_id = tenant.into();
         let (query, token) = cv::token_request_from_proto(req)?;
         let wanted = wanted(consistency.as_ref())?;
@@ -355,11 +363,13 @@ impl PermissionService for PermissionApi {
         Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
     }
 
+    /// Needs no key (DESIGN.md §8: the keys are public, so a verifier holds no credential that
+    /// could mint); any `authorization` or `x-consentry-user` sent is ignored. The keys come
+    /// from the key file, not the store, so they are answered whatever the database does.
     async fn get_signing_keys(
         &self,
-        request: Request<GetSigningKeysRequest>,
+        _request: Request<GetSigningKeysRequest>,
     ) -> Result<Response<GetSigningKeysResponse>, Status> {
-        self.context(&request).await?;
         let jwks = match &self.tokens {
             Some(issuer) => issuer.jwks(),
             // No key file: nothing is signed, so nothing is to be trusted.

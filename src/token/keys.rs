@@ -132,10 +132,11 @@ pub fn generate_pem() -> anyhow::Result<String> {
     Ok(pem.to_string())
 }
 
-/// The key file in use, re-read while serving.
+/// The signing keys in use: the key file's, re-read while serving, or (for `--demo`) a
+/// throwaway key held only in memory.
 pub struct KeyRing {
-    /// The key file.
-    path: PathBuf,
+    /// The key file; `None` for a throwaway key, which is never re-read.
+    path: Option<PathBuf>,
     current: ArcSwap<SigningKeys>,
     digest: std::sync::Mutex<[u8; 32]>,
 }
@@ -146,9 +147,25 @@ impl KeyRing {
         let (keys, digest) = SigningKeys::read(&path)?;
         tracing::info!(path = %path.display(), kids = ?keys.kids().collect::<Vec<_>>(), "context token signing keys loaded");
         Ok(Arc::new(KeyRing {
-            path,
+            path: Some(path),
             current: ArcSwap::from_pointee(keys),
             digest: std::sync::Mutex::new(digest),
+        }))
+    }
+
+    /// A new random key held only in memory, never written anywhere: what `--demo` signs with,
+    /// so the demo's public client key can never mint a token that a real verifier trusts.
+    pub fn throwaway() -> anyhow::Result<Arc<KeyRing>> {
+        let pem = generate_pem()?;
+        let keys = SigningKeys::parse(pem.as_bytes()).map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            kid = keys.signing_kid(),
+            "context tokens are signed with a throwaway key made for this run"
+        );
+        Ok(Arc::new(KeyRing {
+            path: None,
+            current: ArcSwap::from_pointee(keys),
+            digest: std::sync::Mutex::new([0; 32]),
         }))
     }
 
@@ -157,16 +174,20 @@ impl KeyRing {
         self.current.load_full()
     }
 
-    /// Re-reads the file; a change that loads whole replaces the keys in use.
+    /// Re-reads the file; a change that loads whole replaces the keys in use. A throwaway key
+    /// has no file and never changes.
     pub fn reload(&self) -> Reload {
-        let outcome = match SigningKeys::read(&self.path) {
+        let Some(path) = &self.path else {
+            return Reload::Unchanged;
+        };
+        let outcome = match SigningKeys::read(path) {
             Ok((keys, digest)) => {
                 let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
                 if *held == digest {
                     return Reload::Unchanged;
                 }
                 tracing::info!(
-                    path = %self.path.display(),
+                    path = %path.display(),
                     kids = ?keys.kids().collect::<Vec<_>>(),
                     "signing key file changed; new tokens are signed with its first key"
                 );
@@ -177,7 +198,7 @@ impl KeyRing {
             Err(e) => {
                 let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
                 // Report an unusable file once per change of its contents, not on every look.
-                let digest: [u8; 32] = std::fs::read(&self.path)
+                let digest: [u8; 32] = std::fs::read(path)
                     .map(|b| Sha256::digest(b).into())
                     .unwrap_or_default();
                 if *held == digest {
@@ -196,13 +217,16 @@ impl KeyRing {
         outcome
     }
 
-    /// Re-reads the file every `interval` until `stop`.
+    /// Re-reads the file every `interval` until `stop` (a throwaway key has none to re-read).
     pub fn follow(
         self: Arc<Self>,
         interval: Duration,
         stop: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        crate::tls::reread_every(interval, stop, move || self.reload())
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.path.as_ref()?;
+        Some(crate::tls::reread_every(interval, stop, move || {
+            self.reload()
+        }))
     }
 }
 
@@ -269,6 +293,16 @@ mod tests {
         );
         assert_eq!(ring.keys().kids().count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_throwaway_key_is_new_each_time_and_never_reloaded() {
+        let (one, two) = (KeyRing::throwaway().unwrap(), KeyRing::throwaway().unwrap());
+        let kid = one.keys().signing_kid().to_owned();
+        assert_ne!(kid, two.keys().signing_kid());
+        assert_eq!(one.reload(), Reload::Unchanged);
+        assert_eq!(one.keys().signing_kid(), kid);
+        assert_eq!(one.keys().jwks().keys.len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Context tokens (DESIGN.md §8): compact JWS (RFC 7515) signed with Ed25519 (`alg: EdDSA`,
 //! RFC 8037), their claims, how IssueContextToken signs them, and the verifier a downstream
-//! service runs offline ([`verify`]) with the rights rule over the claims ([`Claims::level_at`],
-//! [`Claims::allows`]). `consentry token verify` is this verifier on the command line.
+//! service runs offline ([`verify`], told what to expect by [`Expected`]) with the rights rule over
+//! the claims ([`Claims::level_at`], [`Claims::allows`]). `consentry token verify` is this verifier
+//! on the command line.
 //!
 //! No JWT crate: the format needs base64url, JSON and one signature scheme, which
 //! `ed25519-dalek`, `base64` and `serde_json` give with a small, audited surface and no RSA.
@@ -25,6 +26,22 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const MAX_TTL: Duration = Duration::from_secs(3600);
 /// The longest audience, in bytes.
 pub const MAX_AUDIENCE_BYTES: usize = 256;
+/// The issuer tokens name (`iss`) and verifiers expect unless configured otherwise.
+pub const DEFAULT_ISSUER: &str = "consentry";
+/// The longest issuer, in bytes.
+pub const MAX_ISSUER_BYTES: usize = 256;
+
+/// Checks an issuer name (`--token-issuer`, `--issuer`): 1–256 printable ASCII characters
+/// without spaces. The problem does not quote the value.
+pub fn check_issuer(value: &str) -> Result<(), &'static str> {
+    if value.is_empty()
+        || value.len() > MAX_ISSUER_BYTES
+        || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err("must be 1 to 256 printable ASCII characters without spaces");
+    }
+    Ok(())
+}
 
 /// One public key of a JWK set (RFC 7517, RFC 8037).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +74,35 @@ impl Jwk {
             use_: "sig".to_owned(),
         }
     }
+
+    /// The key as this verifier can use it: an Ed25519 signing key with a `kid` and a valid
+    /// `x`; `None` for any other key of a set.
+    fn usable(value: &serde_json::Value) -> Option<Self> {
+        let jwk: Jwk = serde_json::from_value(value.clone()).ok()?;
+        let fits = jwk.kty == "OKP"
+            && jwk.crv == "Ed25519"
+            && !jwk.kid.is_empty()
+            && (jwk.alg.is_empty() || jwk.alg == "EdDSA")
+            && (jwk.use_.is_empty() || jwk.use_ == "sig");
+        (fits && jwk.public_key().is_some()).then_some(jwk)
+    }
+
+    /// A skipped key in a few words: its `kty` and `kid`, each quoted short.
+    fn describe(value: &serde_json::Value) -> String {
+        let member = |name: &str| {
+            value
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(|| "none".to_owned(), quote)
+        };
+        format!("a key of kty {} (kid {})", member("kty"), member("kid"))
+    }
+
+    /// The Ed25519 public key of `x`, if it is one.
+    fn public_key(&self) -> Option<VerifyingKey> {
+        let x: [u8; 32] = URL_SAFE_NO_PAD.decode(&self.x).ok()?.try_into().ok()?;
+        VerifyingKey::from_bytes(&x).ok()
+    }
 }
 
 /// A JWK set: what GetSigningKeys answers and what a verifier trusts.
@@ -67,9 +113,42 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    /// Parses the JSON text of a JWK set.
+    /// Parses the JSON text of a JWK set, key by key: a key that is not an Ed25519 signing key
+    /// (another `kty` such as RSA or EC, another curve, algorithm or use, a missing `kid` or an
+    /// `x` that is not an Ed25519 point) is skipped, as RFC 7517 §5 asks, so a set shared with
+    /// other issuers still works. Text that is not a JWK set, or a set left with no usable key,
+    /// is [`VerifyError::BadJwks`] saying which.
     pub fn parse(json: &str) -> Result<Self, VerifyError> {
-        serde_json::from_str(json).map_err(|e| VerifyError::BadJwks(e.to_string()))
+        let bad = |why: String| VerifyError::BadJwks(why);
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+            bad(format!(
+                "it is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Some(keys) = value.get("keys").and_then(serde_json::Value::as_array) else {
+            return Err(bad("it is not a JWK set: it has no `keys` array".to_owned()));
+        };
+        let mut usable = Vec::new();
+        let mut skipped = Vec::new();
+        for key in keys {
+            match Jwk::usable(key) {
+                Some(jwk) => usable.push(jwk),
+                None => skipped.push(Jwk::describe(key)),
+            }
+        }
+        if usable.is_empty() {
+            let skipped = if skipped.is_empty() {
+                "it has no keys".to_owned()
+            } else {
+                format!("skipped {}", skipped.join(", "))
+            };
+            return Err(bad(format!(
+                "it holds no usable key (kty OKP, crv Ed25519, with kid and x): {skipped}"
+            )));
+        }
+        Ok(Self { keys: usable })
     }
 
     /// The JSON text of the set.
@@ -168,9 +247,10 @@ mod wire_rights {
     }
 }
 
-/// At most the first 32 characters of a value taken from an unverified token, for an error.
-fn prefix(value: &str) -> String {
-    value.chars().take(32).collect()
+/// A value taken from a token or a key set, quoted for an error: at most a short prefix
+/// (`domain::error::quoted`), so a hostile token cannot make a long message.
+fn quote(value: &str) -> String {
+    crate::domain::error::quoted(value).to_string()
 }
 
 /// Why a token is refused.
@@ -179,11 +259,15 @@ pub enum VerifyError {
     /// Not a compact JWS: three base64url parts, a JSON header.
     #[error("not a compact JWS: {0}")]
     Malformed(String),
-    /// The header names an algorithm other than EdDSA (`none` included).
-    #[error("algorithm {0:?} is not accepted; only EdDSA is")]
+    /// The header names an algorithm other than EdDSA (`none` included); the algorithm, quoted.
+    #[error("algorithm {0} is not accepted; only EdDSA is")]
     Algorithm(String),
-    /// No key of the set has the header's `kid`.
-    #[error("no published key has kid {0:?}")]
+    /// The header has `crit`: it names extensions that must be understood, and this verifier
+    /// understands none (RFC 7515 §4.1.11); the member, quoted.
+    #[error("the header has crit ({0}); this verifier understands no critical extension")]
+    CriticalHeader(String),
+    /// No key of the set has the header's `kid`; the kid, quoted.
+    #[error("no published key has kid {0}")]
     UnknownKey(String),
     /// The signature does not verify with the named key.
     #[error("the signature does not verify")]
@@ -200,11 +284,35 @@ pub enum VerifyError {
         now: i64,
     },
     /// `aud` is not the audience the verifier expects.
-    #[error("issued for audience {got:?}, not {expected:?}")]
+    #[error("issued for audience {got}, not {expected}")]
     WrongAudience {
-        /// The audience the verifier expects.
+        /// The audience the verifier expects, quoted.
         expected: String,
-        /// The token's `aud`.
+        /// The token's `aud`, quoted.
+        got: String,
+    },
+    /// `iss` is not the issuer the verifier expects.
+    #[error("issued by {got}, not {expected}")]
+    WrongIssuer {
+        /// The issuer the verifier expects, quoted.
+        expected: String,
+        /// The token's `iss`, quoted.
+        got: String,
+    },
+    /// `tid` is not the tenant the verifier was told to expect.
+    #[error("issued for tenant {got}, not {expected}")]
+    WrongTenant {
+        /// The tenant the verifier expects, quoted.
+        expected: String,
+        /// The token's `tid`, quoted.
+        got: String,
+    },
+    /// `app` is not the application the verifier was told to expect.
+    #[error("issued to app {got}, not {expected}")]
+    WrongApp {
+        /// The application the verifier expects, quoted.
+        expected: String,
+        /// The token's `app`, quoted.
         got: String,
     },
     /// The JWK set cannot be used.
@@ -218,11 +326,15 @@ impl VerifyError {
         match self {
             VerifyError::Malformed(_) => "MALFORMED",
             VerifyError::Algorithm(_) => "ALGORITHM_NOT_ACCEPTED",
+            VerifyError::CriticalHeader(_) => "CRITICAL_HEADER_NOT_ACCEPTED",
             VerifyError::UnknownKey(_) => "UNKNOWN_KEY",
             VerifyError::BadSignature => "BAD_SIGNATURE",
             VerifyError::BadClaims(_) => "BAD_CLAIMS",
             VerifyError::Expired { .. } => "EXPIRED",
             VerifyError::WrongAudience { .. } => "WRONG_AUDIENCE",
+            VerifyError::WrongIssuer { .. } => "WRONG_ISSUER",
+            VerifyError::WrongTenant { .. } => "WRONG_TENANT",
+            VerifyError::WrongApp { .. } => "WRONG_APP",
             VerifyError::BadJwks(_) => "BAD_JWKS",
         }
     }
@@ -235,6 +347,70 @@ struct Header {
     typ: Option<String>,
     #[serde(default)]
     kid: String,
+    /// `Some` whenever the member is present, whatever its value (`null` included).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    crit: Option<serde_json::Value>,
+}
+
+/// A member that is present, as `Some` even when it is `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// What a verifier expects of a token, besides a signature by a key of its JWK set and an `exp`
+/// in the future: its own audience, the issuer, and, when it serves one tenant or one
+/// application, those. `Expected::new(audience)` expects [`DEFAULT_ISSUER`] and any tenant and
+/// app; the `with_*` methods narrow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// `aud` must equal it: the verifier's own audience.
+    pub audience: String,
+    /// `iss` must equal it.
+    pub issuer: String,
+    /// When set, `tid` must equal it.
+    pub tenant: Option<String>,
+    /// When set, `app` must equal it.
+    pub app: Option<String>,
+}
+
+impl Expected {
+    /// Tokens for `audience` from [`DEFAULT_ISSUER`], of any tenant and application.
+    pub fn new(audience: impl Into<String>) -> Self {
+        Self {
+            audience: audience.into(),
+            issuer: DEFAULT_ISSUER.to_owned(),
+            tenant: None,
+            app: None,
+        }
+    }
+
+    /// The same, from `issuer` (the server's `--token-issuer`).
+    pub fn with_issuer(self, issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            ..self
+        }
+    }
+
+    /// The same, only for tenant `tenant`.
+    pub fn with_tenant(self, tenant: impl Into<String>) -> Self {
+        Self {
+            tenant: Some(tenant.into()),
+            ..self
+        }
+    }
+
+    /// The same, only for application `app`.
+    pub fn with_app(self, app: impl Into<String>) -> Self {
+        Self {
+            app: Some(app.into()),
+            ..self
+        }
+    }
 }
 
 fn unix_seconds(t: SystemTime) -> i64 {
@@ -244,13 +420,14 @@ fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// Verifies a compact JWS context token offline: the header (`alg: EdDSA`, a `kid` the set
-/// publishes), the Ed25519 signature over `header.payload`, the claims, `exp` after `now`, and
-/// `aud` equal to `audience`. What a downstream service does before it trusts a token.
+/// Verifies a compact JWS context token offline: the header (`alg: EdDSA`, no `crit`, a `kid`
+/// the set publishes), the Ed25519 signature over `header.payload`, the claims, `exp` after
+/// `now`, then `aud`, `iss` and, when expected, `tid` and `app` as `expected` says. What a
+/// downstream service does before it trusts a token.
 pub fn verify(
     token: &str,
     jwks: &Jwks,
-    audience: &str,
+    expected: &Expected,
     now: SystemTime,
 ) -> Result<Claims, VerifyError> {
     let malformed = |why: &str| VerifyError::Malformed(why.to_owned());
@@ -268,26 +445,26 @@ pub fn verify(
     let header: Header = serde_json::from_slice(&decode(header_b64, "header")?)
         .map_err(|_| malformed("the header is not a JOSE header"))?;
     if header.alg != "EdDSA" {
-        return Err(VerifyError::Algorithm(prefix(&header.alg)));
+        return Err(VerifyError::Algorithm(quote(&header.alg)));
+    }
+    if let Some(crit) = &header.crit {
+        return Err(VerifyError::CriticalHeader(quote(&crit.to_string())));
     }
     let jwk = jwks
         .keys
         .iter()
         .find(|k| k.kid == header.kid)
-        .ok_or_else(|| VerifyError::UnknownKey(prefix(&header.kid)))?;
-    if jwk.kty != "OKP" || jwk.crv != "Ed25519" {
-        return Err(VerifyError::BadJwks(format!(
-            "key {} is {} {}, not OKP Ed25519",
-            jwk.kid, jwk.kty, jwk.crv
-        )));
-    }
-    let x: [u8; 32] = URL_SAFE_NO_PAD
-        .decode(&jwk.x)
-        .ok()
-        .and_then(|x| x.try_into().ok())
-        .ok_or_else(|| VerifyError::BadJwks(format!("key {} has no 32-byte x", jwk.kid)))?;
-    let key = VerifyingKey::from_bytes(&x)
-        .map_err(|_| VerifyError::BadJwks(format!("key {} is not an Ed25519 point", jwk.kid)))?;
+        .ok_or_else(|| VerifyError::UnknownKey(quote(&header.kid)))?;
+    // A set built by hand rather than parsed may hold a key of another kind under this kid.
+    let key = (jwk.kty == "OKP" && jwk.crv == "Ed25519")
+        .then(|| jwk.public_key())
+        .flatten()
+        .ok_or_else(|| {
+            VerifyError::BadJwks(format!(
+                "key {} is not an Ed25519 public key",
+                quote(&jwk.kid)
+            ))
+        })?;
     let signature: [u8; 64] = decode(signature_b64, "signature")?
         .try_into()
         .map_err(|_| VerifyError::BadSignature)?;
@@ -303,10 +480,28 @@ pub fn verify(
             now,
         });
     }
-    if claims.aud != audience {
+    if claims.aud != expected.audience {
         return Err(VerifyError::WrongAudience {
-            expected: audience.to_owned(),
-            got: claims.aud,
+            expected: quote(&expected.audience),
+            got: quote(&claims.aud),
+        });
+    }
+    if claims.iss != expected.issuer {
+        return Err(VerifyError::WrongIssuer {
+            expected: quote(&expected.issuer),
+            got: quote(&claims.iss),
+        });
+    }
+    if let Some(tenant) = expected.tenant.as_deref().filter(|t| *t != claims.tid) {
+        return Err(VerifyError::WrongTenant {
+            expected: quote(tenant),
+            got: quote(&claims.tid),
+        });
+    }
+    if let Some(app) = expected.app.as_deref().filter(|a| *a != claims.app) {
+        return Err(VerifyError::WrongApp {
+            expected: quote(app),
+            got: quote(&claims.app),
         });
     }
     Ok(claims)
@@ -318,6 +513,7 @@ pub fn sign(claims: &Claims, keys: &SigningKeys) -> String {
         alg: "EdDSA".to_owned(),
         typ: Some("JWT".to_owned()),
         kid: keys.signing_kid().to_owned(),
+        crit: None,
     };
     let mut token = format!(
         "{}.{}",

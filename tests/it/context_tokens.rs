@@ -1,8 +1,8 @@
 //! Context tokens end to end (DESIGN.md §8): IssueContextToken and GetSigningKeys over real
 //! servers on both backends, each token checked by a verifier written here from the RFCs (raw
 //! Ed25519 over `header.payload` with the JWK's `x`, claims as plain JSON), not the crate's; key
-//! rotation by rewriting the key file; `consentry token verify` and `keygen` as processes; and a
-//! key file that cannot be used stopping `serve` at start.
+//! rotation by rewriting the key file; and a key file that cannot be used stopping `serve` at
+//! start. `consentry token verify` and `keygen` as processes are in `token_access.rs`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,15 +32,15 @@ backend_tests!(
     an_api_users_token_carries_only_their_scopes,
 );
 
-const AUDIENCE: &str = "https://docs.example";
-const ISSUER: &str = "https://consentry.test";
+pub(crate) const AUDIENCE: &str = "https://docs.example";
+pub(crate) const ISSUER: &str = "https://consentry.test";
 
 // ---------------------------------------------------------------------------------------------
 // The independent verifier.
 
 /// The header and claims of `token`, after checking its Ed25519 signature over `header.payload`
 /// with the key of `jwks` its header names (RFC 7515 §5.2, RFC 8037 §3.1).
-fn verify_independently(token: &str, jwks: &str) -> (Value, Value) {
+pub(crate) fn verify_independently(token: &str, jwks: &str) -> (Value, Value) {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "a compact JWS: {token}");
     let json = |part: &str| -> Value {
@@ -111,13 +111,16 @@ fn rights(claims: &Value) -> Vec<(String, String)> {
 // /hr/team/docs, acting for managed users; reports approved app-only for READ at /; notes
 // registered, never approved.
 
-struct World {
-    server: TestServer,
-    admin: Admin,
-    perm: PermissionServiceClient<Channel>,
+pub(crate) struct World {
+    pub(crate) server: TestServer,
+    pub(crate) admin: Admin,
+    pub(crate) perm: PermissionServiceClient<Channel>,
 }
 
-fn key_config(db: &TestDb, key_file: Option<&std::path::Path>) -> consentry::config::ServeConfig {
+pub(crate) fn key_config(
+    db: &TestDb,
+    key_file: Option<&std::path::Path>,
+) -> consentry::config::ServeConfig {
     let mut config = config(db);
     config.signing_key_file = key_file.map(ToOwned::to_owned);
     config.token_issuer = ISSUER.to_owned();
@@ -125,8 +128,13 @@ fn key_config(db: &TestDb, key_file: Option<&std::path::Path>) -> consentry::con
     config
 }
 
-async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
-    let server = TestServer::start_with(key_config(db, key_file)).await;
+pub(crate) async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
+    world_on(key_config(db, key_file)).await
+}
+
+/// The world on a server started with `config`.
+pub(crate) async fn world_on(config: consentry::config::ServeConfig) -> World {
+    let server = TestServer::start_with(config).await;
     let mut admin = server.admin().await;
     let perm = server.permission().await;
     let alice = Who::boot().user("alice");
@@ -199,7 +207,7 @@ async fn world(db: &TestDb, key_file: Option<&std::path::Path>) -> World {
     }
 }
 
-fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest {
+pub(crate) fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest {
     IssueContextTokenRequest {
         tenant_id: "acme".into(),
         app_id: app.into(),
@@ -211,7 +219,7 @@ fn token_req(app: &str, user: &str, resource: &str) -> IssueContextTokenRequest 
 }
 
 impl World {
-    async fn issue_as(
+    pub(crate) async fn issue_as(
         &self,
         who: &Who,
         r: IssueContextTokenRequest,
@@ -223,7 +231,7 @@ impl World {
             .map(tonic::Response::into_inner)
     }
 
-    async fn issue(&self, r: IssueContextTokenRequest) -> IssueContextTokenResponse {
+    pub(crate) async fn issue(&self, r: IssueContextTokenRequest) -> IssueContextTokenResponse {
         ok(self
             .perm
             .clone()
@@ -231,7 +239,7 @@ impl World {
             .await)
     }
 
-    async fn jwks(&self) -> String {
+    pub(crate) async fn jwks(&self) -> String {
         ok(self
             .perm
             .clone()
@@ -254,11 +262,11 @@ impl World {
 }
 
 /// A key file of its own holding `pems` in order.
-fn key_file(dir: &TempDir, pems: &[&str]) -> std::path::PathBuf {
+pub(crate) fn key_file(dir: &TempDir, pems: &[&str]) -> std::path::PathBuf {
     dir.write("signing.pem", &pems.concat())
 }
 
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     consentry::token::generate_pem().unwrap()
 }
 
@@ -662,89 +670,13 @@ async fn a_rotated_key_file_is_published_and_signs_new_tokens(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 // The binary.
 
-fn consentry(args: &[&str]) -> std::process::Output {
+pub(crate) fn consentry(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_consentry"))
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("CONSENTRY_SIGNING_KEY_FILE")
         .output()
         .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_verify_exits_zero_for_a_valid_token_and_one_with_the_reason() {
-    let db = TestDb::sqlite().await;
-    let dir = TempDir::new("tokens-cli");
-    let keys = dir.0.join("generated.pem");
-    let keygen = consentry(&["keygen", "--out", keys.to_str().unwrap()]);
-    assert!(keygen.status.success(), "{keygen:?}");
-    let again = consentry(&["keygen", "--out", keys.to_str().unwrap()]);
-    assert!(
-        !again.status.success(),
-        "an existing key file is never overwritten"
-    );
-    let w = world(&db, Some(&keys)).await;
-    let jwks = dir.write("jwks.json", &w.jwks().await);
-    let token = w.issue(token_req("crm", "dave", "/hr")).await.token;
-    let verify = |extra: &[&str], token: &str| {
-        let mut args = vec!["token", "verify", "--jwks", jwks.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        args.push(token);
-        let out = consentry(&args);
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        (out.status.code(), stdout, stderr)
-    };
-    let (code, stdout, _) = verify(&["--audience", AUDIENCE], &token);
-    assert_eq!(code, Some(0), "{stdout}");
-    let claims: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(claims["sub"], "dave");
-    let held = [
-        "--audience",
-        AUDIENCE,
-        "--resource",
-        "/hr/team/docs/x",
-        "--permission",
-        "MANAGE_LISTS",
-    ];
-    assert_eq!(verify(&held, &token).0, Some(0));
-    let tampered = {
-        let (signed, signature) = token.rsplit_once('.').unwrap();
-        let mut signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
-        signature[0] ^= 1;
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
-    };
-    let refusals: [(&[&str], &str, &str); 4] = [
-        (
-            &["--audience", "https://other.example"],
-            token.as_str(),
-            "WRONG_AUDIENCE",
-        ),
-        (
-            &[
-                "--audience",
-                AUDIENCE,
-                "--resource",
-                "/hr",
-                "--permission",
-                "EDIT_ITEMS",
-            ],
-            token.as_str(),
-            "PERMISSION_NOT_HELD",
-        ),
-        (&["--audience", AUDIENCE], "not-a-token", "MALFORMED"),
-        (&["--audience", AUDIENCE], &tampered, "BAD_SIGNATURE"),
-    ];
-    for (args, token, reason) in refusals {
-        let (code, stdout, stderr) = verify(args, token);
-        assert_eq!(code, Some(1), "{args:?}: {stdout} {stderr}");
-        assert!(stderr.contains(reason), "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "no claims printed for a refused token");
-    }
-    w.server.stop().await;
-    db.cleanup().await;
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `serve --demo` writes a client with every capability whose key the README prints, so it runs
 //! only on a database of its own: a new SQLite file, and that file again after a restart; a file
 //! holding data the demo did not write is refused, with the reason, before anything is written;
-//! Postgres only with `--demo-allow-postgres`.
+//! Postgres only with `--demo-allow-postgres`. It never signs context tokens with a key file,
+//! only with a throwaway key of its own.
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,8 +66,9 @@ async fn refused(url: &str, args: &[&str]) -> String {
         .expect("a refused demo exits by itself")
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !output.status.success(),
+    assert_eq!(
+        output.status.code(),
+        Some(1),
         "the demo was not refused: {stderr}"
     );
     stderr
@@ -221,4 +223,75 @@ async fn the_forced_demo_still_refuses_a_postgres_database_with_other_data() {
         "{stderr}"
     );
     db.cleanup().await;
+}
+
+/// The published key set of `server` (asked with no key) and a token the demo key mints for dave.
+async fn demo_token(server: &BinaryServer) -> (consentry::token::Jwks, String) {
+    use consentry::proto::{GetSigningKeysRequest, IssueContextTokenRequest};
+    let mut client = PermissionServiceClient::new(connect(server.addr).await);
+    let jwks = client
+        .get_signing_keys(GetSigningKeysRequest {})
+        .await
+        .expect("the keys need no key")
+        .into_inner()
+        .jwks;
+    let reply = client
+        .issue_context_token(req(
+            IssueContextTokenRequest {
+                tenant_id: "acme".into(),
+                app_id: "crm".into(),
+                user_id: "dave".into(),
+                resource: "/hr".into(),
+                audience: "https://docs.example".into(),
+                ..Default::default()
+            },
+            DEMO_KEY,
+            None,
+        ))
+        .await
+        .expect("the demo issues tokens")
+        .into_inner();
+    assert!(reply.issued, "{reply:?}");
+    (consentry::token::Jwks::parse(&jwks).unwrap(), reply.token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_signs_only_with_a_throwaway_key_of_its_own() {
+    let dir = TempDir::new("demo-keys");
+    let key_file = dir.write("signing.pem", &consentry::token::generate_pem().unwrap());
+    let url = format!("sqlite://{}", dir.0.join("consentry.db").display());
+    // A key file with --demo is refused at start, before anything binds or is written.
+    let stderr = refused(&url, &["--signing-key-file", key_file.to_str().unwrap()]).await;
+    assert!(
+        stderr.contains("--demo refuses --signing-key-file") && !stderr.contains("listening"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.0.join("consentry.db").exists(),
+        "the refused demo wrote"
+    );
+
+    // Without one it signs with a key it made at start: published, and new at every start.
+    let verify = |jwks: &consentry::token::Jwks, token: &str| {
+        let expected = consentry::token::Expected::new("https://docs.example");
+        consentry::token::verify(token, jwks, &expected, std::time::SystemTime::now())
+    };
+    let server = BinaryServer::start(&url, &["--demo"]).await;
+    let (first_keys, first_token) = demo_token(&server).await;
+    assert_eq!(first_keys.keys.len(), 1);
+    assert_eq!(
+        verify(&first_keys, &first_token).unwrap().sub.as_deref(),
+        Some("dave")
+    );
+    assert!(server.terminate().await.success());
+    let again = BinaryServer::start(&url, &["--demo"]).await;
+    let (keys, token) = demo_token(&again).await;
+    assert_ne!(
+        keys.keys[0].kid, first_keys.keys[0].kid,
+        "a new key every start"
+    );
+    assert!(verify(&keys, &token).is_ok());
+    let old = verify(&keys, &first_token).unwrap_err();
+    assert_eq!(old.reason(), "UNKNOWN_KEY");
+    assert!(again.terminate().await.success());
 }

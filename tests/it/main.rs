@@ -26,3 +26,4 @@ mod readme;
 mod revoke_rights;
 mod store;
 mod tls;
+mod token_access;

@@ -13,6 +13,7 @@ use crate::support::server::eventually;
 backend_tests!(
     external_permissions_are_shown_to_the_viewers_that_may_see_them,
     external_permission_pages_are_complete_and_stable,
+    app_id_is_validated_whoever_the_viewer_is,
 );
 
 postgres_tests!(expired_grants_are_hidden_cached_or_not);
@@ -500,5 +501,48 @@ async fn expired_grants_are_hidden_cached_or_not(db: &TestDb) {
     // Once hidden it stays hidden; an expired grant reports no expiry.
     let r = granted("billing.pay", None).await;
     assert!(r.expires_at.is_none(), "{r:?}");
+    server.stop().await;
+}
+
+/// A malformed `app_id` is INVALID_ARGUMENT naming it (with a short quote) on both external
+/// permission queries, also when `x-consentry-user` names the viewer and the app is not used.
+async fn app_id_is_validated_whoever_the_viewer_is(db: &TestDb) {
+    let server = TestServer::start(db).await;
+    let api = Api::at(server.addr).await;
+    let [_, _, idp, _] = external_world(&api).await;
+    let long = "x".repeat(10_000);
+    let mut cases = Cases::new("app_id beside an acting user");
+    for (what, app) in [("a space", "bad app"), ("10,000 bytes", long.as_str())] {
+        for user in [Some("mona"), None] {
+            let listed = api.list(&idp, user, listing("dave", app, "")).await;
+            let message = cases.check(
+                format!("ListExternalPermissions, {what}, as {user:?}"),
+                listed,
+                Code::InvalidArgument,
+                "app_id",
+            );
+            cases.expect(
+                format!("a short message for {what}"),
+                message.is_none_or(|m| m.len() < 300),
+                "the message quotes the whole value",
+            );
+            let r = CheckExternalPermissionRequest {
+                app_id: app.into(),
+                ..by_id("dave", "billing.view")
+            };
+            cases.check(
+                format!("CheckExternalPermission, {what}, as {user:?}"),
+                api.check_external(&idp, user, r).await,
+                Code::InvalidArgument,
+                "app_id",
+            );
+        }
+    }
+    // A well-formed app_id beside an acting user is still answered for the user.
+    let listed = api
+        .list(&idp, Some("mona"), listing("dave", "crm", ""))
+        .await;
+    cases.expect("a valid app_id", listed.is_ok(), format!("{listed:?}"));
+    cases.finish();
     server.stop().await;
 }
