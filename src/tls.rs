@@ -160,7 +160,7 @@ impl TlsFiles {
                 pem(
                     "--tls-key",
                     &self.key,
-                    format!("holds no private key ({e})"),
+                    format!("holds no private key ({})", pem_problem(&e)),
                 )
             })
             .ok();
@@ -228,11 +228,32 @@ fn client_roots(pem: &[u8]) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// What is wrong with a PEM text, in words. (The parser's own message shows the offending line
+/// as a list of byte values.) Only marker lines are quoted, never key material.
+pub(crate) fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |bytes: &[u8]| {
+        crate::domain::error::quoted(String::from_utf8_lossy(bytes).trim_end()).to_string()
+    };
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no end line: {} is missing",
+            text(&[b"-----END ", end_marker.as_slice(), b"-----"].concat())
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("a section starts with a malformed line {}", text(line))
+        }
+        Error::Base64Decode(why) => format!("a section is not valid base64 ({why})"),
+        Error::NoItemsFound => "it holds no PEM section".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Every certificate in a PEM text, at least one.
 fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("is not valid PEM ({e})"))?;
+        .map_err(|e| format!("is not valid PEM: {}", pem_problem(&e)))?;
     if chain.is_empty() {
         return Err("holds no PEM certificate".to_owned());
     }
@@ -412,5 +433,27 @@ impl tokio_stream::Stream for TlsIncoming {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_broken_pem_file_is_described_in_words() {
+        let unterminated = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+        let problem = certificates(unterminated).unwrap_err();
+        assert_eq!(
+            problem,
+            r#"is not valid PEM: a section has no end line: "-----END CERTIFICATE-----" is missing"#
+        );
+        let malformed = b"-----BEGIN CERTIFICATE\nMIIB\n";
+        let problem = certificates(malformed).unwrap_err();
+        assert_eq!(
+            problem,
+            r#"is not valid PEM: a section starts with a malformed line "-----BEGIN CERTIFICATE""#
+        );
     }
 }

@@ -60,16 +60,17 @@ impl SigningKeys {
         let mut keys = Vec::new();
         for (i, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
             let n = i + 1;
-            let (kind, der) = section.map_err(|e| format!("is not valid PEM ({e})"))?;
+            let (kind, der) = section
+                .map_err(|e| format!("is not valid PEM: {}", crate::tls::pem_problem(&e)))?;
             if kind != SectionKind::PrivateKey {
                 return Err(format!(
-                    "PEM section {n} is a {kind:?}; only PKCS#8 PRIVATE KEY sections of Ed25519 \
-                     keys are allowed"
+                    "PEM section {n} is {}; only PRIVATE KEY sections (PKCS#8) of Ed25519 keys \
+                     are allowed",
+                    section_name(kind)
                 ));
             }
-            let key = SigningKey::from_pkcs8_der(&der).map_err(|e| {
-                format!("PEM section {n} is not an Ed25519 PKCS#8 private key ({e})")
-            })?;
+            let key = SigningKey::from_pkcs8_der(&der)
+                .map_err(|e| format!("PEM section {n} {}", not_ed25519(&der, &e)))?;
             let id = kid(&key.verifying_key());
             if keys.iter().any(|(k, _)| *k == id) {
                 return Err(format!("PEM section {n} repeats the key {id}"));
@@ -77,7 +78,17 @@ impl SigningKeys {
             keys.push((id, key));
         }
         if keys.is_empty() {
-            return Err("holds no PEM private key (generate one with `consentry keygen`)".into());
+            let encrypted = pem
+                .windows(ENCRYPTED.len())
+                .any(|w| w == ENCRYPTED.as_bytes());
+            return Err(if encrypted {
+                "holds an ENCRYPTED PRIVATE KEY; consentry reads unencrypted keys only (decrypt it \
+                 with `openssl pkey -in FILE -out NEW`, keep NEW readable by consentry alone, or \
+                 generate one with `consentry keygen`)"
+                    .into()
+            } else {
+                "holds no PEM private key (generate one with `consentry keygen`)".into()
+            });
         }
         Ok(Self { keys })
     }
@@ -118,6 +129,43 @@ impl SigningKeys {
                 .collect(),
         }
     }
+}
+
+/// The start of an encrypted PKCS#8 section, which the PEM reader skips as unknown.
+const ENCRYPTED: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+
+/// A PEM section's kind as its label says it, for a message.
+fn section_name(kind: SectionKind) -> &'static str {
+    match kind {
+        SectionKind::Certificate => "a CERTIFICATE",
+        SectionKind::PublicKey => "a PUBLIC KEY",
+        SectionKind::RsaPrivateKey => "an RSA PRIVATE KEY",
+        SectionKind::PrivateKey => "a PRIVATE KEY",
+        SectionKind::EcPrivateKey => "an EC PRIVATE KEY",
+        SectionKind::Crl => "an X509 CRL",
+        SectionKind::Csr => "a CERTIFICATE REQUEST",
+        _ => "a section of another kind",
+    }
+}
+
+/// Why a PKCS#8 private key is no Ed25519 key, in words: the algorithm it is for when it is
+/// another one, else what is malformed.
+fn not_ed25519(der: &[u8], error: &ed25519_dalek::pkcs8::Error) -> String {
+    use ed25519_dalek::pkcs8::PrivateKeyInfo;
+    let Ok(info) = PrivateKeyInfo::try_from(der) else {
+        return format!("is not a well-formed PKCS#8 private key ({error})");
+    };
+    let oid = info.algorithm.oid.to_string();
+    let algorithm = match oid.as_str() {
+        "1.3.101.112" => return format!("is an Ed25519 key whose key data is malformed ({error})"),
+        "1.2.840.10045.2.1" => "an EC key".to_owned(),
+        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => "an RSA key".to_owned(),
+        "1.3.101.113" => "an Ed448 key".to_owned(),
+        "1.3.101.110" => "an X25519 key".to_owned(),
+        "1.3.101.111" => "an X448 key".to_owned(),
+        other => format!("a key of the algorithm {other}"),
+    };
+    format!("is {algorithm}, not an Ed25519 key")
 }
 
 /// A new Ed25519 private key as a PKCS#8 PEM text (what `consentry keygen` writes).
@@ -314,7 +362,50 @@ mod tests {
         let refused = SigningKeys::parse(other_kind.as_bytes()).unwrap_err();
         assert!(refused.contains("not an Ed25519"), "{refused}");
         let certificate = SigningKeys::parse(cert.cert.pem().as_bytes()).unwrap_err();
-        assert!(certificate.contains("Certificate"), "{certificate}");
+        assert!(certificate.contains("is a CERTIFICATE"), "{certificate}");
         assert!(!refused.contains("BEGIN"));
+    }
+
+    #[test]
+    fn a_refused_key_file_says_what_it_holds_in_words() {
+        let generated = generate_pem().unwrap();
+        let body = generated.lines().nth(1).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        let encrypted = format!(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n-----END ENCRYPTED PRIVATE KEY-----\n"
+        );
+        // An X25519 key (RFC 8410), which is no signing key.
+        let x25519 = "-----BEGIN PRIVATE KEY-----\n\
+            MC4CAQAwBQYDK2VuBCIEIIgc4yMQBbKirZvSTwEJfLCuLf9TB3Pj6s7csWZiaCNd\n\
+            -----END PRIVATE KEY-----\n";
+        let cases = [
+            (cert.signing_key.serialize_pem(), "is an EC key, not an Ed25519 key"),
+            (x25519.to_owned(), "is an X25519 key, not an Ed25519 key"),
+            (encrypted, "holds an ENCRYPTED PRIVATE KEY"),
+            (
+                format!("-----BEGIN PRIVATE KEY-----\n{body}\n"),
+                r#"no end line: "-----END PRIVATE KEY-----" is missing"#,
+            ),
+            (
+                format!("-----BEGIN PRIVATE KEY\n{body}\n"),
+                r#"malformed line "-----BEGIN PRIVATE KEY""#,
+            ),
+            (
+                generated.replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PUBLIC KEY-----")
+                    .replace("-----END PRIVATE KEY-----", "-----END PUBLIC KEY-----"),
+                "is a PUBLIC KEY",
+            ),
+        ];
+        for (pem, says) in cases {
+            let problem = SigningKeys::parse(pem.as_bytes()).unwrap_err();
+            assert!(problem.contains(says), "{problem:?} should say {says:?}");
+            // Words, not the byte values the PEM parser's own messages list.
+            let bytes_listed = problem
+                .as_bytes()
+                .windows(2)
+                .any(|w| w[0] == b'[' && w[1].is_ascii_digit());
+            assert!(!bytes_listed, "{problem}");
+            assert!(!problem.contains(body), "the key never appears: {problem}");
+        }
     }
 }
