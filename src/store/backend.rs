@@ -120,7 +120,48 @@ fn normalise(url: &str, backend: Backend) -> String {
 pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
     let options = AnyConnectOptions::from_str(&normalise(url, backend))
         .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
+    if backend == Backend::Sqlite {
+        private_sqlite_file(url)?;
+    }
     Ok(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
+}
+
+/// An SQLite database file holds the page-token secret and every fact: it is created readable
+/// and writable by its owner alone (SQLite gives its `-wal` and `-shm` files the same mode), and
+/// an existing one that others may read is reported once.
+fn private_sqlite_file(url: &str) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
+    let path = options.get_filename();
+    if url.contains(":memory:") || url.contains("mode=memory") || path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    match create.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+                if mode & 0o077 != 0 && !REPORTED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        mode = format_args!("{:o}", mode & 0o777),
+                        "the SQLite database file may be read by other users, and it holds the page-token secret; `chmod 600` it (and its -wal and -shm files)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        // Let SQLite say why it cannot open it (a missing directory, a read-only one).
+        Err(_) => Ok(()),
+    }
 }
 
 /// Applies pending migrations to the database at `url` (creating an SQLite file if needed).

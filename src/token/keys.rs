@@ -379,7 +379,10 @@ mod tests {
             MC4CAQAwBQYDK2VuBCIEIIgc4yMQBbKirZvSTwEJfLCuLf9TB3Pj6s7csWZiaCNd\n\
             -----END PRIVATE KEY-----\n";
         let cases = [
-            (cert.signing_key.serialize_pem(), "is an EC key, not an Ed25519 key"),
+            (
+                cert.signing_key.serialize_pem(),
+                "is an EC key, not an Ed25519 key",
+            ),
             (x25519.to_owned(), "is an X25519 key, not an Ed25519 key"),
             (encrypted, "holds an ENCRYPTED PRIVATE KEY"),
             (
@@ -391,7 +394,8 @@ mod tests {
                 r#"malformed line "-----BEGIN PRIVATE KEY""#,
             ),
             (
-                generated.replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PUBLIC KEY-----")
+                generated
+                    .replace("-----BEGIN PRIVATE KEY-----", "-----BEGIN PUBLIC KEY-----")
                     .replace("-----END PRIVATE KEY-----", "-----END PUBLIC KEY-----"),
                 "is a PUBLIC KEY",
             ),

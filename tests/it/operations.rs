@@ -193,6 +193,40 @@ async fn an_unmigrated_sqlite_file_is_behind_until_migrated() {
     check_migrated(&url).await.unwrap();
 }
 
+/// The SQLite file holds the page-token secret: it, and the `-wal` and `-shm` files beside it,
+/// are readable by their owner alone, whichever command created it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_are_readable_by_their_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let dir = crate::support::dir::TempDir::new("ops");
+    let migrated = dir.0.join("migrated.db");
+    consentry::store::migrate(&format!("sqlite://{}", migrated.display()))
+        .await
+        .unwrap();
+    assert_eq!(mode(&migrated), 0o600, "consentry migrate");
+    let served = dir.0.join("served.db");
+    let server = TestServer::start_with(config_at(&format!("sqlite://{}", served.display()))).await;
+    // Written to, so that SQLite has its write-ahead log and shared-memory files open.
+    let mut admin = server.admin().await;
+    let request = PutTenantRequest {
+        tenant_id: "acme".into(),
+        environment: "production".into(),
+        whitelisting_enabled: false,
+    };
+    admin.put_tenant(boot(request, None)).await.unwrap();
+    for file in ["served.db", "served.db-wal", "served.db-shm"] {
+        assert_eq!(mode(&dir.0.join(file)), 0o600, "{file} while serving");
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_url_that_asks_for_tls_gets_it() {
     let db = crate::support::db::TestDb::postgres().await;
