@@ -120,6 +120,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses `args` (the program's name first), noting a secret given on the command line
+    /// rather than in the environment, which [`ServeConfig::validate`] refuses: every user of
+    /// the machine can read a process's arguments (`ps`, `/proc/<pid>/cmdline`).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let Command::Serve(config) = &mut cli.command {
+            config.bootstrap_key_on_command_line = matches
+                .subcommand_matches("serve")
+                .and_then(|serve| serve.value_source("bootstrap_key"))
+                == Some(ValueSource::CommandLine);
+        }
+        Ok(cli)
+    }
+
+    /// The process's command line ([`Cli::try_parse_args`]); exits with clap's usage error.
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -225,9 +253,18 @@ pub struct ServeConfig {
     /// Address to serve Prometheus metrics on (`/metrics`); off when unset.
     #[arg(long, env = "CONSENTRY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Creates the client `bootstrap` (every capability, every tenant) with this key if it does not exist.
-    #[arg(long, env = "CONSENTRY_BOOTSTRAP_KEY", hide_env_values = true)]
+    /// Creates the client `bootstrap` (every capability, every tenant) with this key if it does
+    /// not exist. Taken from the environment only: on the command line it is refused.
+    #[arg(
+        long,
+        env = "CONSENTRY_BOOTSTRAP_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
     pub bootstrap_key: Option<Secret>,
+    /// Whether the bootstrap key was given on the command line (refused by `validate`).
+    #[arg(skip)]
+    pub bootstrap_key_on_command_line: bool,
     /// Load a small example world and print a key that works for it (only into a database that
     /// is empty or the demo's own; never Postgres without `--demo-allow-postgres`).
     #[arg(long)]
@@ -323,6 +360,7 @@ impl ServeConfig {
             },
             metrics_listen: None,
             bootstrap_key: None,
+            bootstrap_key_on_command_line: false,
             demo: false,
             demo_allow_postgres: false,
             log_json: false,
@@ -446,6 +484,12 @@ impl ServeConfig {
         {
             problems.push(e.to_string());
         }
+        if self.bootstrap_key_on_command_line {
+            problems.push(
+                "--bootstrap-key: a key on the command line can be read by every user of the machine (ps, /proc); set CONSENTRY_BOOTSTRAP_KEY in the environment instead"
+                    .to_owned(),
+            );
+        }
         if let Err(problem) = crate::token::check_issuer(&self.token_issuer) {
             problems.push(format!("--token-issuer {problem}"));
         }
@@ -520,6 +564,38 @@ mod tests {
         );
         assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
         assert!(Cli::try_parse_from(["consentry", "serve", "--bootstrap-key", "short"]).is_err());
+    }
+
+    #[test]
+    fn the_bootstrap_key_is_taken_from_the_environment_never_the_command_line() {
+        let key = "0123456789abcdef-secret-0123456789";
+        let serve = |cli: Cli| match cli.command {
+            Command::Serve(cfg) => cfg,
+            _ => panic!("not serve"),
+        };
+        let on_argv =
+            serve(Cli::try_parse_args(["consentry", "serve", "--bootstrap-key", key]).unwrap());
+        let problems = on_argv.validate().unwrap_err().0;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("CONSENTRY_BOOTSTRAP_KEY"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems[0].contains(key),
+            "the key is not repeated: {problems:?}"
+        );
+        // The flag is not advertised.
+        let help = <Cli as clap::CommandFactory>::command()
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(!help.contains("--bootstrap-key"), "{help}");
+        // From the environment it is taken as it always was.
+        let mut from_env = serve(Cli::try_parse_args(["consentry", "serve"]).unwrap());
+        from_env.bootstrap_key = Some(key.parse().unwrap());
+        from_env.validate().unwrap();
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use consentry::config::{Cli, ClientCommand, Command, TokenCommand};
 use consentry::domain::{Capabilities, Capability, ClientId, TenantBounds};
 use consentry::service::auth::{generate_key, hash_key};
@@ -18,7 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let json = matches!(&cli.command, Command::Serve(c) if c.log_json);
     consentry::telemetry::init(json);
     match run(cli).await {
