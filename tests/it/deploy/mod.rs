@@ -1,6 +1,7 @@
 //! deploy/ agrees with the binary and with the operations guide: every kustomization is rendered
 //! (`kubectl kustomize`) and each consentry container's environment is parsed by the real command
-//! line (`manifests.rs`); what the guide tells an operator to do is done as written (`guide.rs`).
+//! line (`manifests.rs`); what the guide tells an operator to do is done as written (`guide.rs`);
+//! the alert rules and a real scrape go through promtool (`alerts.rs`, `scrape.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,10 @@ use consentry::config::{Cli, Command as Sub, ServeConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
+mod alerts;
 mod guide;
 mod manifests;
+mod scrape;
 
 /// The repository.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -235,4 +238,14 @@ pub fn blocks(heading: &str, lang: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// promtool, which scripts/ensure-services installs.
+pub fn promtool() -> Command {
+    let probe = Command::new("promtool").arg("--version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "promtool is needed: scripts/ensure-services installs it (scripts/test runs it)"
+    );
+    Command::new("promtool")
 }
