@@ -1,5 +1,9 @@
 //! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics` on
 //! `--metrics-listen` by a small HTTP/1.1 responder (nothing else is served there).
+//!
+//! Invariant: every metric the code records is described in [`METRICS`] (its `# HELP` text), and
+//! nothing else is; a unit test reads `src/` to hold both ways, and `tests/it/deploy/scrape.rs`
+//! puts a real scrape through `promtool check metrics`.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -17,6 +21,142 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0,
 ];
 
+/// What a metric is, for its `# TYPE` and the macro that records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `metrics::counter!`: only goes up (`_total`).
+    Counter,
+    /// `metrics::gauge!`: a value now.
+    Gauge,
+    /// `metrics::histogram!`: a distribution (`_bucket`, `_sum`, `_count`).
+    Histogram,
+}
+
+/// Every metric consentry records: its name, kind and `# HELP` text.
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
+        "consentry_requests_total",
+        Kind::Counter,
+        "Calls answered, by RPC and gRPC status code (UNAVAILABLE: the store was needed and not there; RESOURCE_EXHAUSTED: shed).",
+    ),
+    (
+        "consentry_request_duration_seconds",
+        Kind::Histogram,
+        "Time from a call's arrival to its answer, by RPC.",
+    ),
+    (
+        "consentry_decisions_total",
+        Kind::Counter,
+        "Access checks decided, by reason (ALLOWED or the deny).",
+    ),
+    (
+        "consentry_cache_hits_total",
+        Kind::Counter,
+        "Snapshot lookups answered from the cache, by cache.",
+    ),
+    (
+        "consentry_cache_misses_total",
+        Kind::Counter,
+        "Snapshot lookups that read the store, by cache.",
+    ),
+    (
+        "consentry_cache_evictions_total",
+        Kind::Counter,
+        "Snapshots evicted to stay within the cache budget, by cache.",
+    ),
+    (
+        "consentry_cache_entries",
+        Kind::Gauge,
+        "Snapshots held, by cache.",
+    ),
+    (
+        "consentry_store_duration_seconds",
+        Kind::Histogram,
+        "Time to load a snapshot from the store, by kind of snapshot.",
+    ),
+    (
+        "consentry_change_log_reads_total",
+        Kind::Counter,
+        "Reads of the change log, by what caused them.",
+    ),
+    (
+        "consentry_applied_revision",
+        Kind::Gauge,
+        "The newest revision this instance has applied.",
+    ),
+    (
+        "consentry_revision_regressions_total",
+        Kind::Counter,
+        "Times the store's history was found replaced (a restore, a failover that lost commits) and the instance started afresh from its head.",
+    ),
+    (
+        "consentry_staleness_seconds",
+        Kind::Gauge,
+        "Seconds since the change log was last read.",
+    ),
+    (
+        "consentry_max_staleness_seconds",
+        Kind::Gauge,
+        "The configured --max-staleness: past it every check is UNAVAILABLE and health NOT_SERVING.",
+    ),
+    (
+        "consentry_store_up",
+        Kind::Gauge,
+        "1 while the store answers, 0 while it cannot be reached.",
+    ),
+    (
+        "consentry_db_pool_connections",
+        Kind::Gauge,
+        "Database pool connections, by state (open, idle); LISTEN holds one more.",
+    ),
+    (
+        "consentry_tls_reloads_total",
+        Kind::Counter,
+        "Changes of the TLS files, by result: applied, or refused (the previous certificate stays).",
+    ),
+    (
+        "consentry_tls_handshake_failures_total",
+        Kind::Counter,
+        "TLS handshakes that failed or timed out.",
+    ),
+    (
+        "consentry_signing_key_reloads_total",
+        Kind::Counter,
+        "Changes of the signing key file, by result: applied, or refused (the previous keys stay).",
+    ),
+];
+
+/// Counters whose every label value is known, present at zero from the start, so that the first
+/// event is an increase to Prometheus (a series that appears at 1 shows no increase).
+const AT_ZERO: &[(&str, &str, &[&str])] = &[
+    (
+        "consentry_tls_reloads_total",
+        "result",
+        &["applied", "refused"],
+    ),
+    (
+        "consentry_signing_key_reloads_total",
+        "result",
+        &["applied", "refused"],
+    ),
+];
+
+/// Describes every metric of [`METRICS`] to the installed recorder and registers [`AT_ZERO`].
+fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+    for &(name, label, values) in AT_ZERO {
+        for &value in values {
+            metrics::counter!(name, label => value).increment(0);
+        }
+    }
+}
+
 /// The process's recorder, installed on first use (`None` if another recorder was installed).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
@@ -25,7 +165,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .ok()?;
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None
@@ -75,4 +218,85 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Every `counter!`, `gauge!` and `histogram!` under `src/`, as (name, kind, file).
+    fn recorded() -> Vec<(String, Kind, String)> {
+        let mut found = Vec::new();
+        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (macro_name, kind) in [
+                    ("counter!(", Kind::Counter),
+                    ("gauge!(", Kind::Gauge),
+                    ("histogram!(", Kind::Histogram),
+                ] {
+                    for (at, _) in text.match_indices(macro_name) {
+                        // Not `describe_counter!(` and the like.
+                        if text[..at].ends_with('_') {
+                            continue;
+                        }
+                        let rest = text[at + macro_name.len()..].trim_start();
+                        let Some(rest) = rest.strip_prefix('"') else {
+                            continue;
+                        };
+                        let name = rest.split('"').next().unwrap().to_owned();
+                        // This test's own strings are no metric names.
+                        if name.is_empty()
+                            || !name
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                        {
+                            continue;
+                        }
+                        found.push((name, kind, path.display().to_string()));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_recorded_metric_is_described_and_every_description_is_recorded() {
+        let recorded = recorded();
+        assert!(
+            recorded.len() >= 10,
+            "the scan finds the metric macros: {recorded:?}"
+        );
+        for (name, kind, file) in &recorded {
+            assert!(
+                METRICS.iter().any(|(n, k, _)| n == name && k == kind),
+                "{file} records {name} ({kind:?}), which METRICS does not describe as such"
+            );
+        }
+        for (name, _, help) in METRICS {
+            assert!(
+                recorded.iter().any(|(n, _, _)| n == name),
+                "METRICS describes {name}, which nothing records"
+            );
+            assert!(!help.is_empty() && !help.contains('\n'), "{name}: {help:?}");
+        }
+        for (name, _, _) in AT_ZERO {
+            assert!(
+                METRICS
+                    .iter()
+                    .any(|(n, k, _)| n == name && *k == Kind::Counter)
+            );
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! What the caches count and by what: the cache kinds, the causes of reading the change log, and
 //! the metric handles, registered once.
 
+use std::time::Duration;
+
 use metrics::{Counter, Gauge, Histogram};
 
 /// What made this instance read the change log.
@@ -69,7 +71,10 @@ pub(super) struct Handles {
 }
 
 impl Handles {
-    pub(super) fn new() -> Self {
+    /// Registers the handles, and `consentry_max_staleness_seconds` at `max_staleness`, so that
+    /// alerts compare the staleness with the bound this instance was given.
+    pub(super) fn new(max_staleness: Duration) -> Self {
+        metrics::gauge!("consentry_max_staleness_seconds").set(max_staleness.as_secs_f64());
         Self {
             hits: NAMES.map(|n| metrics::counter!("consentry_cache_hits_total", "cache" => n)),
             misses: NAMES.map(|n| metrics::counter!("consentry_cache_misses_total", "cache" => n)),

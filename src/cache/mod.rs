@@ -210,7 +210,7 @@ impl Caches {
     /// lookup fails with [`ReadError::Starting`].
     pub fn new(store: Arc<dyn Store>, config: CacheConfig) -> Arc<Self> {
         let b = config.budget_bytes;
-        let metrics = Handles::new();
+        let metrics = Handles::new(config.max_staleness);
         metrics.store_up.set(0.0);
         Arc::new(Self {
             store,
