@@ -3,13 +3,14 @@
 //! default for one process.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions, Connection};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
 use super::SqlStore;
 
@@ -58,8 +59,18 @@ pub fn is_unreachable(e: &anyhow::Error) -> bool {
     })
 }
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/postgres")));
+static SQLITE_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/sqlite")));
+
+/// A migrator that accepts a database a newer release has migrated further: consentry's
+/// migrations only add, so this build runs on such a schema (a rollback), and says so (see
+/// [`migrate`] and [`check_migrated`]).
+fn tolerant(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// A database family consentry can store its facts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +135,12 @@ pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectO
 }
 
 /// Applies pending migrations to the database at `url` (creating an SQLite file if needed).
+///
+/// A database that a newer release has migrated further (every migration of this build applied,
+/// and later ones it does not know) is left as it is, with a warning naming them: that is a
+/// rollback, and consentry's migrations only add. A database that records migrations this build
+/// does not know *and* lacks some it has was migrated by another line of releases: refused, with
+/// nothing applied.
 pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
@@ -137,6 +154,22 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
             .execute(&mut conn)
             .await?;
     }
+    let before = Schema::of(backend, recorded(&mut conn).await?);
+    if !before.unknown.is_empty() && !before.pending.is_empty() {
+        let _ = conn.close().await;
+        anyhow::bail!(
+            "{} records migrations this build does not know ({}) and lacks some it has ({}): \
+             another line of releases migrated it; nothing was applied",
+            redact(url),
+            describe(&before.unknown),
+            before
+                .pending
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     // `run_direct` is sqlx's way around "`Acquire` is not general enough" when this future
     // must be `Send` (it runs in a spawned task while the server waits for its database).
     backend
@@ -144,8 +177,105 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
         .run_direct(None, &mut conn, false)
         .await
         .with_context(|| format!("migrating {}", redact(url)))?;
+    if !before.unknown.is_empty() {
+        warn_ahead(url, &before.unknown);
+    }
     conn.close().await?;
     Ok(backend)
+}
+
+/// A migration the database records (a row of `_sqlx_migrations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorded {
+    version: i64,
+    description: String,
+    success: bool,
+}
+
+/// The migrations the database records, read without changing anything; `None` when it has no
+/// migration table yet.
+async fn recorded(conn: &mut AnyConnection) -> Result<Option<Vec<Recorded>>, sqlx::Error> {
+    // `success` as a number: the Any driver does not decode SQLite's booleans.
+    let rows: Result<Vec<(i64, String, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT version, description, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await;
+    match rows {
+        Ok(rows) => Ok(Some(
+            rows.into_iter()
+                .map(|(version, description, success)| Recorded {
+                    version,
+                    description,
+                    success: success != 0,
+                })
+                .collect(),
+        )),
+        // No migrations table yet: nothing has been migrated.
+        Err(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What the database records against what this build knows.
+#[derive(Debug, Default)]
+struct Schema {
+    /// Whether the database has a migration table at all.
+    started: bool,
+    /// Migrations of this build not applied yet.
+    pending: Vec<i64>,
+    /// Recorded migrations this build does not know: a newer release applied them.
+    unknown: Vec<Recorded>,
+    /// A recorded migration that failed part-way.
+    failed: Option<i64>,
+}
+
+impl Schema {
+    fn of(backend: Backend, recorded: Option<Vec<Recorded>>) -> Schema {
+        let started = recorded.is_some();
+        let recorded = recorded.unwrap_or_default();
+        let known = backend.migrator();
+        Schema {
+            started,
+            pending: known
+                .iter()
+                .filter(|m| !m.migration_type.is_down_migration())
+                .map(|m| m.version)
+                .filter(|v| !recorded.iter().any(|r| r.version == *v))
+                .collect(),
+            unknown: recorded
+                .iter()
+                .filter(|r| !known.version_exists(r.version))
+                .cloned()
+                .collect(),
+            failed: recorded.iter().find(|r| !r.success).map(|r| r.version),
+        }
+    }
+}
+
+/// Migrations as `version (description)`, comma-separated.
+fn describe(migrations: &[Recorded]) -> String {
+    migrations
+        .iter()
+        .map(|m| format!("{} ({})", m.version, m.description))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Says that the database is ahead of this build (a rollback), naming what it does not know.
+fn warn_ahead(url: &str, unknown: &[Recorded]) {
+    tracing::warn!(
+        database = %redact(url),
+        unknown = %describe(unknown),
+        "the database has migrations this build does not know, applied by a newer release: {}; \
+         carrying on, since consentry's migrations only add (a rollback)",
+        describe(unknown)
+    );
 }
 
 /// The schema lacks migrations this build needs: `consentry migrate` has not run yet (with
@@ -162,7 +292,9 @@ pub struct SchemaBehind {
 }
 
 /// Checks, without changing anything, that every migration of this build has been applied to
-/// the database at `url` (for a runtime role that may not run DDL).
+/// the database at `url` (for a runtime role that may not run DDL). Migrations this build does
+/// not know (a newer release applied them; this is a rollback) are accepted with a warning
+/// naming them.
 pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
@@ -170,44 +302,36 @@ pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
         .connect()
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    let needed: Vec<i64> = backend
-        .migrator()
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .map(|m| m.version)
-        .collect();
-    // `success` as a number: the Any driver does not decode SQLite's booleans.
-    let applied: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(
-        "SELECT version, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM _sqlx_migrations",
-    )
-    .fetch_all(&mut conn)
-    .await;
+    let recorded = recorded(&mut conn).await;
     let _ = conn.close().await;
-    let (applied, detail) = match applied {
-        Ok(applied) => (applied, "the others are".to_owned()),
+    let recorded = match recorded {
+        Ok(recorded) => recorded,
         Err(e) if is_connection_error(&e) => return Err(e.into()),
-        // No migrations table yet: nothing has been migrated.
-        Err(sqlx::Error::Database(db))
-            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
-        {
-            (Vec::new(), "no migration has run yet".to_owned())
-        }
         // Anything else (no right to read the table, say) is not mended by waiting.
         Err(e) => {
             return Err(anyhow::Error::new(e).context("cannot read the applied migrations"));
         }
     };
-    if let Some((version, _)) = applied.iter().find(|(_, success)| *success == 0) {
+    let schema = Schema::of(backend, recorded);
+    if let Some(version) = schema.failed {
         anyhow::bail!(
             "migration {version} failed part-way; repair the database and run `consentry migrate` again"
         );
     }
-    let missing = needed
-        .iter()
-        .filter(|v| !applied.iter().any(|(a, _)| a == *v))
-        .count();
-    if missing > 0 {
-        return Err(SchemaBehind { missing, detail }.into());
+    if !schema.pending.is_empty() {
+        let detail = if schema.started {
+            "the others are"
+        } else {
+            "no migration has run yet"
+        };
+        return Err(SchemaBehind {
+            missing: schema.pending.len(),
+            detail: detail.to_owned(),
+        }
+        .into());
+    }
+    if !schema.unknown.is_empty() {
+        warn_ahead(url, &schema.unknown);
     }
     Ok(backend)
 }

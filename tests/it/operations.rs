@@ -1,6 +1,6 @@
 //! What docs/operations.md tells an operator to do, done: the least-privilege roles' SQL run as
 //! written, migrations applied by the migration role, and the server serving, writing and
-//! reading as the runtime role with `--migrate=false`.
+//! reading as the runtime role with `--migrate=false`; and a rollback (`rollback`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -11,6 +11,9 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use crate::support::calls::boot;
 use crate::support::db::{postgres_server_url, with_database};
 use crate::support::server::{TestServer, config_at};
+
+mod guide;
+mod rollback;
 
 const OPERATIONS: &str = include_str!("../../docs/operations.md");
 
