@@ -140,7 +140,8 @@ pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectO
 /// and later ones it does not know) is left as it is, with a warning naming them: that is a
 /// rollback, and consentry's migrations only add. A database that records migrations this build
 /// does not know *and* lacks some it has was migrated by another line of releases: refused, with
-/// nothing applied.
+/// nothing applied. On PostgreSQL the migration history is then made read-only to every role but
+/// its owner, so that the runtime role can read it but never change it.
 pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
@@ -180,8 +181,70 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     if !before.unknown.is_empty() {
         warn_ahead(url, &before.unknown);
     }
+    if backend == Backend::Postgres {
+        keep_history_read_only(&mut conn, url).await?;
+    }
     conn.close().await?;
     Ok(backend)
+}
+
+/// Takes every privilege on the migration history (`_sqlx_migrations`) but SELECT from every
+/// role other than its owner. The guide's default privileges give the runtime role INSERT,
+/// UPDATE and DELETE on every table the migration role creates, this one included; a runtime
+/// role that could delete the history would make the next `consentry migrate` re-run (and fail
+/// on) the first migration, and `--migrate=false` instances wait for ever. Reading it stays
+/// allowed: [`check_migrated`] needs it. A role that may not revoke is warned about, not
+/// refused: the migrations are applied by then.
+async fn keep_history_read_only(conn: &mut AnyConnection, url: &str) -> anyhow::Result<()> {
+    let grants: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, \
+                string_agg(DISTINCT a.privilege_type, ', ') \
+         FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a \
+         LEFT JOIN pg_roles r ON r.oid = a.grantee \
+         WHERE c.oid = to_regclass('_sqlx_migrations') AND a.grantee <> c.relowner \
+           AND a.privilege_type <> 'SELECT' \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await;
+    let grants = match grants {
+        Ok(grants) => grants,
+        Err(e) if is_connection_error(&e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(database = %redact(url), error = %e, "cannot read who may change the migration history");
+            return Ok(());
+        }
+    };
+    for (grantee, privileges) in grants {
+        // Both come from the catalog: a quoted role name (or PUBLIC) and privilege keywords.
+        if !privileges
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == ',' || c == ' ')
+        {
+            continue;
+        }
+        let revoke = format!("REVOKE {privileges} ON _sqlx_migrations FROM {grantee}");
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(revoke))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                database = %redact(url),
+                role = %grantee,
+                %privileges,
+                "the migration history is read-only to every role but its owner: revoked"
+            ),
+            Err(e) if is_connection_error(&e) => return Err(e.into()),
+            Err(e) => tracing::warn!(
+                database = %redact(url),
+                role = %grantee,
+                %privileges,
+                error = %e,
+                "cannot take these privileges on the migration history; revoke them as its owner"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// A migration the database records (a row of `_sqlx_migrations`).
