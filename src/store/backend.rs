@@ -118,8 +118,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// SQLite URLs create their file unless told otherwise.
-fn normalise(url: &str, backend: Backend) -> String {
+/// SQLite URLs create their file unless told otherwise (`existing` asks not to).
+fn normalise(url: &str, backend: Backend, existing: bool) -> String {
+    if existing {
+        return url.to_owned();
+    }
     if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}mode=rwc")
@@ -129,7 +132,20 @@ fn normalise(url: &str, backend: Backend) -> String {
 }
 
 pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
-    let options = AnyConnectOptions::from_str(&normalise(url, backend))
+    connect_options(url, backend, false)
+}
+
+/// Options that never create an SQLite file (unless the URL itself asks for `mode=rwc`).
+fn existing_options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
+    connect_options(url, backend, true)
+}
+
+fn connect_options(
+    url: &str,
+    backend: Backend,
+    existing: bool,
+) -> anyhow::Result<AnyConnectOptions> {
+    let options = AnyConnectOptions::from_str(&normalise(url, backend, existing))
         .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
     Ok(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
@@ -355,16 +371,29 @@ pub struct SchemaBehind {
 }
 
 /// Checks, without changing anything, that every migration of this build has been applied to
-/// the database at `url` (for a runtime role that may not run DDL). Migrations this build does
-/// not know (a newer release applied them; this is a rollback) are accepted with a warning
-/// naming them.
+/// the database at `url` (for a runtime role that may not run DDL). An SQLite file that does not
+/// exist is not created: its schema is behind. Migrations this build does not know (a newer
+/// release applied them; this is a rollback) are accepted with a warning naming them.
 pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
-    let mut conn = options(url, backend)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    let needed = Schema::of(backend, None).pending.len();
+    let mut conn = match existing_options(url, backend)?.connect().await {
+        Ok(conn) => conn,
+        // SQLITE_CANTOPEN: no file there (yet).
+        Err(sqlx::Error::Database(db))
+            if backend == Backend::Sqlite && db.code().as_deref() == Some("14") =>
+        {
+            return Err(SchemaBehind {
+                missing: needed,
+                detail: "the database file does not exist yet".to_owned(),
+            }
+            .into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot connect to {}", redact(url))));
+        }
+    };
     let recorded = recorded(&mut conn).await;
     let _ = conn.close().await;
     let recorded = match recorded {
@@ -414,6 +443,19 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
     Ok(SqlStore::new(pool, backend).with_listener(url))
 }
 
+/// A store on the database at `url` for the admin commands: checks, changing nothing, that the
+/// schema is current ([`check_migrated`]), then connects. It never migrates and never creates a
+/// database, so it works as the runtime role and fails, saying to run `consentry migrate`, on a
+/// schema that is behind.
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    let backend = check_migrated(url).await?;
+    let pool: AnyPool = pool_options(max_connections)
+        .connect_with(existing_options(url, backend)?)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    Ok(SqlStore::new(pool, backend))
+}
+
 /// A store on the database at `url` that connects on first use: nothing is read, written or
 /// migrated yet (see [`migrate`]), so it can be made while the database is down.
 pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
@@ -452,12 +494,16 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(
-            normalise("sqlite://x.db", Backend::Sqlite),
+            normalise("sqlite://x.db", Backend::Sqlite, false),
             "sqlite://x.db?mode=rwc"
         );
         assert_eq!(
-            normalise("sqlite://x.db?mode=ro", Backend::Sqlite),
+            normalise("sqlite://x.db?mode=ro", Backend::Sqlite, false),
             "sqlite://x.db?mode=ro"
+        );
+        assert_eq!(
+            normalise("sqlite://x.db", Backend::Sqlite, true),
+            "sqlite://x.db"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! What docs/operations.md tells an operator to do, done: the least-privilege roles' SQL run as
 //! written, migrations applied by the migration role, and the server serving, writing and
-//! reading as the runtime role with `--migrate=false`; and a rollback (`rollback`).
+//! reading as the runtime role with `--migrate=false`; the admin commands as the runtime role
+//! (`admin`) and a rollback (`rollback`).
 
 use consentry::proto::{CheckAccessRequest, PutTenantRequest};
 use consentry::store::backend::{check_migrated, is_schema_behind};
@@ -10,6 +11,7 @@ use crate::support::calls::boot;
 use crate::support::db::postgres_server_url;
 use crate::support::server::{TestServer, config_at};
 
+mod admin;
 mod guide;
 mod rollback;
 

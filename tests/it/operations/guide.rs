@@ -250,6 +250,8 @@ fn sections_end_at_their_level_and_ignore_headings_inside_code() {
     let least = section("### Least privilege");
     assert!(least.contains("CREATE ROLE"));
     assert!(!least.contains("### Connections"));
+    let admin = section("## Admin commands");
+    assert!(admin.contains("kind: Job"), "{admin}");
     let rollback = section("### Rolling back");
     assert!(rollback.contains("older binary"));
     assert!(!rollback.contains("CREATE ROLE"));
