@@ -1,7 +1,7 @@
 //! What docs/operations.md tells an operator to do, done: the least-privilege roles' SQL run as
 //! written, migrations applied by the migration role, and the server serving, writing and
 //! reading as the runtime role with `--migrate=false`; the admin commands as the runtime role
-//! (`admin`) and a rollback (`rollback`).
+//! (`admin`), a restore as the guide says (`restore`) and a rollback (`rollback`).
 
 use consentry::proto::{CheckAccessRequest, PutTenantRequest};
 use consentry::store::backend::{check_migrated, is_schema_behind};
@@ -13,6 +13,7 @@ use crate::support::server::{TestServer, config_at};
 
 mod admin;
 mod guide;
+mod restore;
 mod rollback;
 
 use guide::{Names, attempt, run};

@@ -1,7 +1,7 @@
 //! docs/operations.md as the operations tests read it: a section's code blocks in order, the
 //! guide's names replaced by a run's own (roles and databases are cluster-wide, so every run
-//! has its own and drops them afterwards), its SQL run statement by statement, and the binary
-//! run as an operator runs it.
+//! has its own and drops them afterwards), its SQL run statement by statement, its shell
+//! commands run as written, and the binary run as an operator runs it.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -240,6 +240,24 @@ pub async fn consentry(args: &[&str], env: &[(&str, &str)], dir: &Path) -> std::
         .expect("the consentry binary runs")
 }
 
+/// A shell block of the guide, run as written by `sh -e` in `dir` with `env`; fails with its
+/// output unless it succeeds.
+pub fn sh(block: &str, dir: &Path, env: &[(&str, &str)]) {
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(block)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "the guide's commands failed:\n{block}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Text of a process's output, for messages.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -255,6 +273,9 @@ fn sections_end_at_their_level_and_ignore_headings_inside_code() {
     let rollback = section("### Rolling back");
     assert!(rollback.contains("older binary"));
     assert!(!rollback.contains("CREATE ROLE"));
+    let restore = section("### Restoring PostgreSQL");
+    let kinds: Vec<String> = blocks(&restore).into_iter().map(|b| b.lang).collect();
+    assert!(kinds.contains(&"sql".to_owned()), "{kinds:?}");
     let names = Names {
         database: "d".into(),
         migrator: "m".into(),
