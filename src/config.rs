@@ -212,7 +212,46 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
-/// `consentry client …`.
+/// Where the store is, for the `client` commands: the deployment's own database, always named
+/// (a default would make up an embedded file there and then, holding a key that works nowhere).
+#[derive(Debug, Clone, Args)]
+pub struct AdminDatabaseArgs {
+    /// Database URL of the deployment's store: `postgres://…` (the runtime role suffices), or
+    /// `sqlite://path` of the file the server uses. Required: this flag or `DATABASE_URL`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl AdminDatabaseArgs {
+    /// The URL given to `consentry client <command>`, or a usage error naming both ways to give
+    /// it.
+    pub fn url(&self, command: &str) -> Result<&str, clap::Error> {
+        match self.database_url.as_deref() {
+            Some(url) if !url.is_empty() => Ok(url),
+            _ => {
+                let mut cli = <Cli as clap::CommandFactory>::command();
+                cli.build();
+                let message = format!(
+                    "`consentry client {command}` needs the deployment's database: pass \
+                     --database-url or set DATABASE_URL (it never guesses one)"
+                );
+                let kind = clap::error::ErrorKind::MissingRequiredArgument;
+                Err(
+                    match cli
+                        .find_subcommand_mut("client")
+                        .and_then(|c| c.find_subcommand_mut(command))
+                    {
+                        Some(sub) => sub.error(kind, message),
+                        None => cli.error(kind, message),
+                    },
+                )
+            }
+        }
+    }
+}
+
+/// `consentry client …`: checks the schema is current and never migrates, so the runtime role
+/// runs them.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Create a client and print its key (shown once).
@@ -228,7 +267,7 @@ pub enum ClientCommand {
         capabilities: Vec<String>,
         /// Where the store is.
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: AdminDatabaseArgs,
     },
     /// Revoke a client's key.
     Revoke {
@@ -237,7 +276,7 @@ pub enum ClientCommand {
         id: String,
         /// Where the store is.
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: AdminDatabaseArgs,
     },
 }
 

@@ -60,13 +60,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             capabilities,
             db,
         }) => {
+            let url = db.url("create").unwrap_or_else(|e| e.exit());
             let client_id = ClientId::parse("--id", &id)?;
             let tenants = TenantBounds::parse("--tenants", &tenants)?;
             let caps = capabilities
                 .iter()
                 .map(|c| Capability::parse("--capabilities", c.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
-            let store = consentry::store::connect(&db.database_url, 1).await?;
+            let store = consentry::store::open(url, 1).await?;
             let key = generate_key()?;
             store
                 .create_client(
@@ -96,8 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             verify_token(&jwks, &expected, resource.zip(permission), &token)
         }
         Command::Client(ClientCommand::Revoke { id, db }) => {
+            let url = db.url("revoke").unwrap_or_else(|e| e.exit());
             let client_id = ClientId::parse("--id", &id)?;
-            let store = consentry::store::connect(&db.database_url, 1).await?;
+            let store = consentry::store::open(url, 1).await?;
             store.revoke_client(None, &client_id).await?;
             eprintln!("revoked client {client_id}");
             Ok(())

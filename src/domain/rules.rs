@@ -518,15 +518,16 @@ pub fn grant_external(acl: &GroupAcl, actor: &Actor<'_>) -> Result<(), RuleError
     }
 }
 
-/// CreateClient and RevokeClient: only within the caller's own tenants and capabilities.
-pub fn manage_client(
+/// CreateClient: only within the caller's own tenants and capabilities (a client never creates
+/// a stronger one).
+pub fn create_client(
     caller: &Caller,
     tenants: &TenantBounds,
     capabilities: Capabilities,
 ) -> Result<(), RuleError> {
     if !caller.tenants.covers(tenants) {
         return Err(denied(format!(
-            "client {} may not manage a client with tenants beyond its own",
+            "client {} may not create a client with tenants beyond its own",
             caller.client_id
         )));
     }
@@ -537,12 +538,25 @@ pub fn manage_client(
             .map(Capability::as_str)
             .collect();
         return Err(denied(format!(
-            "client {} may not manage a client with capabilities it lacks ({})",
+            "client {} may not create a client with capabilities it lacks ({})",
             caller.client_id,
             extra.join(", ")
         )));
     }
     Ok(())
+}
+
+/// RevokeClient: any client whose tenants lie within the caller's, whatever its capabilities
+/// (revoking never escalates, and an incident must not need the strongest key).
+pub fn revoke_client(caller: &Caller, tenants: &TenantBounds) -> Result<(), RuleError> {
+    if caller.tenants.covers(tenants) {
+        Ok(())
+    } else {
+        Err(denied(format!(
+            "client {} may not revoke a client with tenants beyond its own",
+            caller.client_id
+        )))
+    }
 }
 
 #[cfg(test)]

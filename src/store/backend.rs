@@ -3,13 +3,14 @@
 //! default for one process.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions, Connection};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
 use super::SqlStore;
 
@@ -58,8 +59,18 @@ pub fn is_unreachable(e: &anyhow::Error) -> bool {
     })
 }
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/postgres")));
+static SQLITE_MIGRATIONS: LazyLock<Migrator> =
+    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/sqlite")));
+
+/// A migrator that accepts a database a newer release has migrated further: consentry's
+/// migrations only add, so this build runs on such a schema (a rollback), and says so (see
+/// [`migrate`] and [`check_migrated`]).
+fn tolerant(mut migrator: Migrator) -> Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// A database family consentry can store its facts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +118,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// SQLite URLs create their file unless told otherwise.
-fn normalise(url: &str, backend: Backend) -> String {
+/// SQLite URLs create their file unless told otherwise (`existing` asks not to).
+fn normalise(url: &str, backend: Backend, existing: bool) -> String {
+    if existing {
+        return url.to_owned();
+    }
     if backend == Backend::Sqlite && !url.contains("mode=") && !url.contains(":memory:") {
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}mode=rwc")
@@ -118,7 +132,20 @@ fn normalise(url: &str, backend: Backend) -> String {
 }
 
 pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
-    let options = AnyConnectOptions::from_str(&normalise(url, backend))
+    connect_options(url, backend, false)
+}
+
+/// Options that never create an SQLite file (unless the URL itself asks for `mode=rwc`).
+fn existing_options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
+    connect_options(url, backend, true)
+}
+
+fn connect_options(
+    url: &str,
+    backend: Backend,
+    existing: bool,
+) -> anyhow::Result<AnyConnectOptions> {
+    let options = AnyConnectOptions::from_str(&normalise(url, backend, existing))
         .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
     if backend == Backend::Sqlite {
         private_sqlite_file(url)?;
@@ -165,6 +192,13 @@ fn private_sqlite_file(url: &str) -> anyhow::Result<()> {
 }
 
 /// Applies pending migrations to the database at `url` (creating an SQLite file if needed).
+///
+/// A database that a newer release has migrated further (every migration of this build applied,
+/// and later ones it does not know) is left as it is, with a warning naming them: that is a
+/// rollback, and consentry's migrations only add. A database that records migrations this build
+/// does not know *and* lacks some it has was migrated by another line of releases: refused, with
+/// nothing applied. On PostgreSQL the migration history is then made read-only to every role but
+/// its owner, so that the runtime role can read it but never change it.
 pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
@@ -178,6 +212,22 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
             .execute(&mut conn)
             .await?;
     }
+    let before = Schema::of(backend, recorded(&mut conn).await?);
+    if !before.unknown.is_empty() && !before.pending.is_empty() {
+        let _ = conn.close().await;
+        anyhow::bail!(
+            "{} records migrations this build does not know ({}) and lacks some it has ({}): \
+             another line of releases migrated it; nothing was applied",
+            redact(url),
+            describe(&before.unknown),
+            before
+                .pending
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     // `run_direct` is sqlx's way around "`Acquire` is not general enough" when this future
     // must be `Send` (it runs in a spawned task while the server waits for its database).
     backend
@@ -185,8 +235,167 @@ pub async fn migrate(url: &str) -> anyhow::Result<Backend> {
         .run_direct(None, &mut conn, false)
         .await
         .with_context(|| format!("migrating {}", redact(url)))?;
+    if !before.unknown.is_empty() {
+        warn_ahead(url, &before.unknown);
+    }
+    if backend == Backend::Postgres {
+        keep_history_read_only(&mut conn, url).await?;
+    }
     conn.close().await?;
     Ok(backend)
+}
+
+/// Takes every privilege on the migration history (`_sqlx_migrations`) but SELECT from every
+/// role other than its owner. The guide's default privileges give the runtime role INSERT,
+/// UPDATE and DELETE on every table the migration role creates, this one included; a runtime
+/// role that could delete the history would make the next `consentry migrate` re-run (and fail
+/// on) the first migration, and `--migrate=false` instances wait for ever. Reading it stays
+/// allowed: [`check_migrated`] needs it. A role that may not revoke is warned about, not
+/// refused: the migrations are applied by then.
+async fn keep_history_read_only(conn: &mut AnyConnection, url: &str) -> anyhow::Result<()> {
+    let grants: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(
+        "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END, \
+                string_agg(DISTINCT a.privilege_type, ', ') \
+         FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a \
+         LEFT JOIN pg_roles r ON r.oid = a.grantee \
+         WHERE c.oid = to_regclass('_sqlx_migrations') AND a.grantee <> c.relowner \
+           AND a.privilege_type <> 'SELECT' \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await;
+    let grants = match grants {
+        Ok(grants) => grants,
+        Err(e) if is_connection_error(&e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(database = %redact(url), error = %e, "cannot read who may change the migration history");
+            return Ok(());
+        }
+    };
+    for (grantee, privileges) in grants {
+        // Both come from the catalog: a quoted role name (or PUBLIC) and privilege keywords.
+        if !privileges
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == ',' || c == ' ')
+        {
+            continue;
+        }
+        let revoke = format!("REVOKE {privileges} ON _sqlx_migrations FROM {grantee}");
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(revoke))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => tracing::info!(
+                database = %redact(url),
+                role = %grantee,
+                %privileges,
+                "the migration history is read-only to every role but its owner: revoked"
+            ),
+            Err(e) if is_connection_error(&e) => return Err(e.into()),
+            Err(e) => tracing::warn!(
+                database = %redact(url),
+                role = %grantee,
+                %privileges,
+                error = %e,
+                "cannot take these privileges on the migration history; revoke them as its owner"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// A migration the database records (a row of `_sqlx_migrations`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorded {
+    version: i64,
+    description: String,
+    success: bool,
+}
+
+/// The migrations the database records, read without changing anything; `None` when it has no
+/// migration table yet.
+async fn recorded(conn: &mut AnyConnection) -> Result<Option<Vec<Recorded>>, sqlx::Error> {
+    // `success` as a number: the Any driver does not decode SQLite's booleans.
+    let rows: Result<Vec<(i64, String, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT version, description, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) \
+         FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(conn)
+    .await;
+    match rows {
+        Ok(rows) => Ok(Some(
+            rows.into_iter()
+                .map(|(version, description, success)| Recorded {
+                    version,
+                    description,
+                    success: success != 0,
+                })
+                .collect(),
+        )),
+        // No migrations table yet: nothing has been migrated.
+        Err(sqlx::Error::Database(db))
+            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What the database records against what this build knows.
+#[derive(Debug, Default)]
+struct Schema {
+    /// Whether the database has a migration table at all.
+    started: bool,
+    /// Migrations of this build not applied yet.
+    pending: Vec<i64>,
+    /// Recorded migrations this build does not know: a newer release applied them.
+    unknown: Vec<Recorded>,
+    /// A recorded migration that failed part-way.
+    failed: Option<i64>,
+}
+
+impl Schema {
+    fn of(backend: Backend, recorded: Option<Vec<Recorded>>) -> Schema {
+        let started = recorded.is_some();
+        let recorded = recorded.unwrap_or_default();
+        let known = backend.migrator();
+        Schema {
+            started,
+            pending: known
+                .iter()
+                .filter(|m| !m.migration_type.is_down_migration())
+                .map(|m| m.version)
+                .filter(|v| !recorded.iter().any(|r| r.version == *v))
+                .collect(),
+            unknown: recorded
+                .iter()
+                .filter(|r| !known.version_exists(r.version))
+                .cloned()
+                .collect(),
+            failed: recorded.iter().find(|r| !r.success).map(|r| r.version),
+        }
+    }
+}
+
+/// Migrations as `version (description)`, comma-separated.
+fn describe(migrations: &[Recorded]) -> String {
+    migrations
+        .iter()
+        .map(|m| format!("{} ({})", m.version, m.description))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Says that the database is ahead of this build (a rollback), naming what it does not know.
+fn warn_ahead(url: &str, unknown: &[Recorded]) {
+    tracing::warn!(
+        database = %redact(url),
+        unknown = %describe(unknown),
+        "the database has migrations this build does not know, applied by a newer release: {}; \
+         carrying on, since consentry's migrations only add (a rollback)",
+        describe(unknown)
+    );
 }
 
 /// The schema lacks migrations this build needs: `consentry migrate` has not run yet (with
@@ -203,52 +412,59 @@ pub struct SchemaBehind {
 }
 
 /// Checks, without changing anything, that every migration of this build has been applied to
-/// the database at `url` (for a runtime role that may not run DDL).
+/// the database at `url` (for a runtime role that may not run DDL). An SQLite file that does not
+/// exist is not created: its schema is behind. Migrations this build does not know (a newer
+/// release applied them; this is a rollback) are accepted with a warning naming them.
 pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
-    let mut conn = options(url, backend)?
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    let needed: Vec<i64> = backend
-        .migrator()
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .map(|m| m.version)
-        .collect();
-    // `success` as a number: the Any driver does not decode SQLite's booleans.
-    let applied: Result<Vec<(i64, i64)>, sqlx::Error> = sqlx::query_as(
-        "SELECT version, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) FROM _sqlx_migrations",
-    )
-    .fetch_all(&mut conn)
-    .await;
-    let _ = conn.close().await;
-    let (applied, detail) = match applied {
-        Ok(applied) => (applied, "the others are".to_owned()),
-        Err(e) if is_connection_error(&e) => return Err(e.into()),
-        // No migrations table yet: nothing has been migrated.
+    let needed = Schema::of(backend, None).pending.len();
+    let mut conn = match existing_options(url, backend)?.connect().await {
+        Ok(conn) => conn,
+        // SQLITE_CANTOPEN: no file there (yet).
         Err(sqlx::Error::Database(db))
-            if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+            if backend == Backend::Sqlite && db.code().as_deref() == Some("14") =>
         {
-            (Vec::new(), "no migration has run yet".to_owned())
+            return Err(SchemaBehind {
+                missing: needed,
+                detail: "the database file does not exist yet".to_owned(),
+            }
+            .into());
         }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot connect to {}", redact(url))));
+        }
+    };
+    let recorded = recorded(&mut conn).await;
+    let _ = conn.close().await;
+    let recorded = match recorded {
+        Ok(recorded) => recorded,
+        Err(e) if is_connection_error(&e) => return Err(e.into()),
         // Anything else (no right to read the table, say) is not mended by waiting.
         Err(e) => {
             return Err(anyhow::Error::new(e).context("cannot read the applied migrations"));
         }
     };
-    if let Some((version, _)) = applied.iter().find(|(_, success)| *success == 0) {
+    let schema = Schema::of(backend, recorded);
+    if let Some(version) = schema.failed {
         anyhow::bail!(
             "migration {version} failed part-way; repair the database and run `consentry migrate` again"
         );
     }
-    let missing = needed
-        .iter()
-        .filter(|v| !applied.iter().any(|(a, _)| a == *v))
-        .count();
-    if missing > 0 {
-        return Err(SchemaBehind { missing, detail }.into());
+    if !schema.pending.is_empty() {
+        let detail = if schema.started {
+            "the others are"
+        } else {
+            "no migration has run yet"
+        };
+        return Err(SchemaBehind {
+            missing: schema.pending.len(),
+            detail: detail.to_owned(),
+        }
+        .into());
+    }
+    if !schema.unknown.is_empty() {
+        warn_ahead(url, &schema.unknown);
     }
     Ok(backend)
 }
@@ -266,6 +482,19 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
     Ok(SqlStore::new(pool, backend).with_listener(url))
+}
+
+/// A store on the database at `url` for the admin commands: checks, changing nothing, that the
+/// schema is current ([`check_migrated`]), then connects. It never migrates and never creates a
+/// database, so it works as the runtime role and fails, saying to run `consentry migrate`, on a
+/// schema that is behind.
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
+    let backend = check_migrated(url).await?;
+    let pool: AnyPool = pool_options(max_connections)
+        .connect_with(existing_options(url, backend)?)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact(url)))?;
+    Ok(SqlStore::new(pool, backend))
 }
 
 /// A store on the database at `url` that connects on first use: nothing is read, written or
@@ -306,12 +535,16 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(
-            normalise("sqlite://x.db", Backend::Sqlite),
+            normalise("sqlite://x.db", Backend::Sqlite, false),
             "sqlite://x.db?mode=rwc"
         );
         assert_eq!(
-            normalise("sqlite://x.db?mode=ro", Backend::Sqlite),
+            normalise("sqlite://x.db?mode=ro", Backend::Sqlite, false),
             "sqlite://x.db?mode=ro"
+        );
+        assert_eq!(
+            normalise("sqlite://x.db", Backend::Sqlite, true),
+            "sqlite://x.db"
         );
     }
 }

@@ -29,7 +29,7 @@ use crate::domain::{
 
 use crate::domain::{AlreadyExists, AuditTarget, NotFound};
 pub use crate::domain::{Entity, PermissionRef};
-pub use backend::{Backend, connect, lazy, migrate};
+pub use backend::{Backend, connect, lazy, migrate, open};
 pub use sql::SqlStore;
 
 /// Why a store operation failed.

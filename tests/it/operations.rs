@@ -1,127 +1,28 @@
 //! What docs/operations.md tells an operator to do, done: the least-privilege roles' SQL run as
 //! written, migrations applied by the migration role, and the server serving, writing and
-//! reading as the runtime role with `--migrate=false`.
-
-use std::sync::atomic::{AtomicU32, Ordering};
+//! reading as the runtime role with `--migrate=false`; the admin commands as the runtime role
+//! (`admin`), a restore as the guide says (`restore`) and a rollback (`rollback`).
 
 use consentry::proto::{CheckAccessRequest, PutTenantRequest};
 use consentry::store::backend::{check_migrated, is_schema_behind};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 use crate::support::calls::boot;
-use crate::support::db::{postgres_server_url, with_database};
+use crate::support::db::postgres_server_url;
 use crate::support::server::{TestServer, config_at};
 
-const OPERATIONS: &str = include_str!("../../docs/operations.md");
+mod admin;
+mod guide;
+mod restore;
+mod rollback;
 
-/// The `sql` blocks of the operations guide's section `heading`, in order.
-fn sql_blocks(heading: &str) -> Vec<String> {
-    let section = OPERATIONS
-        .split_once(heading)
-        .unwrap_or_else(|| panic!("docs/operations.md has {heading:?}"))
-        .1;
-    let section = section.split("\n#").next().unwrap_or(section);
-    section
-        .split("```sql\n")
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap().to_owned())
-        .collect()
-}
-
-/// The statements of a block, with the guide's names replaced by this test's own.
-fn statements(block: &str, names: &Names) -> Vec<String> {
-    let renamed = block
-        .replace("consentry_migrator", "\u{1}")
-        .replace("consentry_runtime", "\u{2}")
-        .replace("consentry", &names.database)
-        .replace('\u{1}', &names.migrator)
-        .replace('\u{2}', &names.runtime);
-    renamed
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Cluster-wide names of one run, dropped afterwards (roles outlive databases, so this does not
-/// rely on the test-database sweep).
-struct Names {
-    database: String,
-    migrator: String,
-    runtime: String,
-}
-
-impl Names {
-    fn new() -> Names {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = format!(
-            "{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        Names {
-            // Not the test databases' prefix: their sweep must not take this one.
-            database: format!("consentry_ops_{n}"),
-            migrator: format!("consentry_ops_migrator_{n}"),
-            runtime: format!("consentry_ops_runtime_{n}"),
-        }
-    }
-
-    /// The URL of this run's database, connecting as `role`.
-    fn url(&self, role: &str) -> String {
-        let server = postgres_server_url();
-        let url = with_database(&server, &self.database);
-        let start = url.find("://").unwrap() + 3;
-        let at = url[start..]
-            .find('@')
-            .map(|i| start + i + 1)
-            .unwrap_or(start);
-        format!("{}{role}@{}", &url[..start], &url[at..])
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        // One statement per `-c`: DROP DATABASE cannot share a transaction.
-        let database = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.database);
-        let migrator = format!("DROP ROLE IF EXISTS \"{}\"", self.migrator);
-        let runtime = format!("DROP ROLE IF EXISTS \"{}\"", self.runtime);
-        let out = std::process::Command::new("psql")
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &postgres_server_url()])
-            .args(["-c", &database, "-c", &migrator, "-c", &runtime])
-            .output();
-        match out {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!("cleanup: {}", String::from_utf8_lossy(&out.stderr)),
-            Err(e) => eprintln!("cleanup: cannot run psql: {e}"),
-        }
-    }
-}
-
-async fn run(url: &str, statements: &[String]) {
-    let mut conn = PgConnection::connect(url).await.unwrap();
-    for statement in statements {
-        sqlx::raw_sql(AssertSqlSafe(statement.clone()))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("{statement}: {e}"));
-    }
-    conn.close().await.unwrap();
-}
+use guide::{Names, attempt, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guides_least_privilege_roles_migrate_and_serve() {
-    let blocks = sql_blocks("### Least privilege");
-    assert_eq!(blocks.len(), 2, "the guide's two blocks");
     let names = Names::new();
-    run(&postgres_server_url(), &statements(&blocks[0], &names)).await;
-    run(
-        &with_database(&postgres_server_url(), &names.database),
-        &statements(&blocks[1], &names),
-    )
-    .await;
-    let (migrator, runtime) = (names.url(&names.migrator), names.url(&names.runtime));
+    names.set_up().await;
+    let (migrator, runtime) = (names.migrator_url(), names.runtime_url());
 
     // Before `consentry migrate`, a server with --migrate=false would wait.
     let behind = check_migrated(&runtime).await.unwrap_err();
@@ -136,8 +37,39 @@ async fn the_guides_least_privilege_roles_migrate_and_serve() {
     assert!(create.is_err(), "the runtime role created a table");
     conn.close().await.unwrap();
     check_migrated(&runtime).await.unwrap();
+    // Nor the migration history: it reads it (checking the schema needs that) and changes
+    // nothing there, though the guide's default privileges cover every table of the migrator.
+    let history_is_read_only = || async {
+        attempt(&runtime, "SELECT count(*) FROM _sqlx_migrations")
+            .await
+            .expect("the runtime role reads the migration history");
+        for change in [
+            "DELETE FROM _sqlx_migrations",
+            "UPDATE _sqlx_migrations SET success = false",
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'forged', true, '\\x00', 0)",
+            "TRUNCATE _sqlx_migrations",
+        ] {
+            let refused = attempt(&runtime, change).await;
+            assert_eq!(
+                refused.as_ref().map_err(|(code, _)| code.as_str()),
+                Err("42501"),
+                "{change}: {refused:?}"
+            );
+        }
+    };
+    history_is_read_only().await;
+    // A database set up before the history was kept read-only gets it at its next migration.
+    let database = names.superuser_url();
+    let regrant = format!(
+        "GRANT INSERT, UPDATE, DELETE ON _sqlx_migrations TO {}",
+        names.runtime
+    );
+    run(&database, &[regrant]).await;
+    consentry::store::migrate(&migrator).await.unwrap();
+    history_is_read_only().await;
+    check_migrated(&runtime).await.unwrap();
     // A runtime role that cannot read the migrations table is an error, not a wait.
-    let database = with_database(&postgres_server_url(), &names.database);
     let revoke = format!("REVOKE SELECT ON _sqlx_migrations FROM {}", names.runtime);
     run(&database, &[revoke]).await;
     let refused = check_migrated(&runtime).await.unwrap_err();

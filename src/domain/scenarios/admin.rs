@@ -2,8 +2,9 @@
 //! make each write.
 
 use crate::domain::rules::{
-    approve_consent, change_group, create_group, create_tenant, delete_user, grant_external,
-    manage_api_users, manage_apps, manage_client, put_user, revoke_consent, update_tenant,
+    approve_consent, change_group, create_client, create_group, create_tenant, delete_user,
+    grant_external, manage_api_users, manage_apps, put_user, revoke_client, revoke_consent,
+    update_tenant,
 };
 
 use super::*;
@@ -23,6 +24,11 @@ fn acting<'a>(caller: &'a Caller, user: Option<&'a UserId>, roles: &[Role]) -> A
         user,
         roles: RoleSet::of(roles.iter().copied()),
     }
+}
+
+fn bounds(tenants: &[&str]) -> TenantBounds {
+    let tenants: Vec<String> = tenants.iter().map(|t| t.to_string()).collect();
+    TenantBounds::parse("tenants", &tenants).unwrap()
 }
 
 fn is_denied<T>(r: Result<T, RuleError>) -> bool {
@@ -354,32 +360,25 @@ fn granting_an_external_permission_needs_a_grantor() {
 }
 
 #[test]
-fn a_client_manages_only_clients_within_its_own_tenants_and_capabilities() {
-    let bounds = |ts: &[&str]| {
-        TenantBounds::parse(
-            "tenants",
-            &ts.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap()
-    };
+fn a_client_creates_only_clients_within_its_own_tenants_and_capabilities() {
     let scoped = caller(
         "ops",
         &["acme", "beta"],
         &[Capability::Admin, Capability::Query],
     );
     let query = Capabilities::of([Capability::Query]);
-    assert_eq!(manage_client(&scoped, &bounds(&["acme"]), query), Ok(()));
+    assert_eq!(create_client(&scoped, &bounds(&["acme"]), query), Ok(()));
     assert_eq!(
-        manage_client(&scoped, &bounds(&["acme", "beta"]), scoped.capabilities),
+        create_client(&scoped, &bounds(&["acme", "beta"]), scoped.capabilities),
         Ok(())
     );
-    assert!(is_denied(manage_client(&scoped, &bounds(&["*"]), query)));
-    assert!(is_denied(manage_client(
+    assert!(is_denied(create_client(&scoped, &bounds(&["*"]), query)));
+    assert!(is_denied(create_client(
         &scoped,
         &bounds(&["acme", "gamma"]),
         query
     )));
-    let err = manage_client(
+    let err = create_client(
         &scoped,
         &bounds(&["acme"]),
         Capabilities::of([Capability::Query, Capability::AssertUser]),
@@ -388,7 +387,21 @@ fn a_client_manages_only_clients_within_its_own_tenants_and_capabilities() {
     assert!(err.to_string().contains("assert_user"), "{err}");
     let root = caller("root", &["*"], &Capability::ALL);
     assert_eq!(
-        manage_client(&root, &bounds(&["*"]), Capabilities::all()),
+        create_client(&root, &bounds(&["*"]), Capabilities::all()),
         Ok(())
     );
+}
+
+#[test]
+fn a_client_revokes_any_client_within_its_own_tenants_whatever_its_capabilities() {
+    // The operations guide's admin client: admin and app_manager on every tenant.
+    let ops = caller("ops", &["*"], &[Capability::Admin, Capability::AppManager]);
+    assert_eq!(revoke_client(&ops, &bounds(&["*"])), Ok(()));
+    assert_eq!(revoke_client(&ops, &bounds(&["acme"])), Ok(()));
+    let local = caller("local", &["acme", "beta"], &[Capability::Admin]);
+    assert_eq!(revoke_client(&local, &bounds(&["acme"])), Ok(()));
+    assert_eq!(revoke_client(&local, &bounds(&["beta", "acme"])), Ok(()));
+    assert!(is_denied(revoke_client(&local, &bounds(&["*"]))));
+    let err = revoke_client(&local, &bounds(&["acme", "gamma"])).unwrap_err();
+    assert!(err.to_string().contains("tenants"), "{err}");
 }

@@ -13,7 +13,7 @@ impl SqlStore {
     ) -> StoreResult<Revision> {
         let mut w = self.begin_write().await?;
         if let Some(ctx) = ctx {
-            rules::manage_client(&ctx.caller, tenants, capabilities)?;
+            rules::create_client(&ctx.caller, tenants, capabilities)?;
         }
         let exists: Option<String> =
             sqlx::query_scalar("SELECT client_id FROM clients WHERE client_id = $1")
@@ -66,11 +66,7 @@ impl SqlStore {
         let record =
             record.ok_or_else(|| StoreError::NotFound(Entity::Client(client_id.clone())))?;
         if let Some(ctx) = ctx {
-            rules::manage_client(
-                &ctx.caller,
-                &record.caller.tenants,
-                record.caller.capabilities,
-            )?;
+            rules::revoke_client(&ctx.caller, &record.caller.tenants)?;
         }
         let at = ctx.map_or_else(Timestamp::now, |c| c.at);
         sqlx::query("UPDATE clients SET revoked_at = $2 WHERE client_id = $1")

@@ -1,11 +1,12 @@
-//! The rules of DESIGN.md §6 for clients and the audit log: a client creates and revokes clients
-//! only within its own tenants and capabilities, and sees the audit events of its tenants only.
+//! The rules of DESIGN.md §6 for clients and the audit log: a client creates clients only within
+//! its own tenants and capabilities, revokes any client whose tenants lie within its own, and
+//! sees the audit events of its tenants only.
 
 use consentry::proto::*;
 
 use super::*;
 use crate::support::calls::{Who, fails, ok};
-use crate::support::db::{TestDb, postgres_tests};
+use crate::support::db::{TestDb, backend_tests, postgres_tests};
 use crate::support::fixtures::*;
 use crate::support::server::TestServer;
 
@@ -13,6 +14,8 @@ postgres_tests!(
     rule_clients_stay_within_their_creators_tenants_and_capabilities,
     rule_audit_events_stay_within_the_callers_tenants,
 );
+
+backend_tests!(rule_revoking_a_client_needs_only_its_tenants_within_the_callers,);
 
 async fn rule_clients_stay_within_their_creators_tenants_and_capabilities(db: &TestDb) {
     let (server, mut a) = TestServer::start_admin(db).await;
@@ -90,16 +93,13 @@ async fn rule_clients_stay_within_their_creators_tenants_and_capabilities(db: &T
         "tenants",
     );
     fails(
-        a.revoke_client(lead.r(revoke("mgr"))).await,
-        DENIED,
-        "app_manager",
-    );
-    fails(
         a.revoke_client(lead.r(revoke("bootstrap"))).await,
         DENIED,
         "",
     );
     ok(a.revoke_client(lead.r(revoke("sub1"))).await);
+    // Revoking looks at tenants only: `mgr` holds app_manager, which `lead` lacks.
+    ok(a.revoke_client(lead.r(revoke("mgr"))).await);
     // A client created by another within its bounds works, within its own.
     let sub2 = Who::key(&sub2);
     ok(a.put_user(sub2.r(user_req(ACME, "carol", &[]))).await);
@@ -118,7 +118,7 @@ async fn rule_clients_stay_within_their_creators_tenants_and_capabilities(db: &T
         vec![
             ("bootstrap", false),
             ("lead", false),
-            ("mgr", false),
+            ("mgr", true),
             ("star", false),
             ("sub1", true),
             ("sub2", false),
@@ -204,5 +204,106 @@ async fn rule_audit_events_stay_within_the_callers_tenants(db: &TestDb) {
     let star = Who::key(&new_client(&mut a, &boot, "star", &["*"], &[Capability::Admin]).await);
     let seen = events(&mut a, &star, ListAuditEventsRequest::default()).await;
     assert_eq!(seen.len(), all.len() + 1);
+    server.stop().await;
+}
+
+/// The incident case: an admin client narrowed as the operations guide advises (admin and
+/// app_manager on `*`) revokes `bootstrap` (every capability) and a query-only service client,
+/// capabilities it lacks; a client bounded to one tenant revokes within that tenant whatever the
+/// capabilities, never a client with `*` or with a tenant beyond its own; creating still needs
+/// the caller's own tenants and capabilities.
+async fn rule_revoking_a_client_needs_only_its_tenants_within_the_callers(db: &TestDb) {
+    let (server, mut a) = TestServer::start_admin(db).await;
+    let boot = Who::boot();
+    let ops = Who::key(
+        &new_client(
+            &mut a,
+            &boot,
+            "ops",
+            &["*"],
+            &[Capability::Admin, Capability::AppManager],
+        )
+        .await,
+    );
+    new_client(&mut a, &boot, "svc", &[ACME], &[Capability::Query]).await;
+    let local = Who::key(&new_client(&mut a, &boot, "local", &[ACME], &[Capability::Admin]).await);
+    new_client(
+        &mut a,
+        &boot,
+        "acme-idp",
+        &[ACME],
+        &[Capability::Query, Capability::AssertUser],
+    )
+    .await;
+    new_client(&mut a, &boot, "star-q", &["*"], &[Capability::Query]).await;
+    new_client(&mut a, &boot, "wide", &[ACME, "beta"], &[Capability::Query]).await;
+    new_client(&mut a, &boot, "beta-q", &["beta"], &[Capability::Query]).await;
+    let revoke = |id: &str| RevokeClientRequest {
+        client_id: id.into(),
+    };
+
+    // Creating keeps its rule: nothing beyond the caller's tenants and capabilities.
+    fails(
+        a.create_client(ops.r(client_req("q2", &[ACME], &[Capability::Query])))
+            .await,
+        DENIED,
+        "query",
+    );
+    fails(
+        a.create_client(local.r(client_req("q3", &["*"], &[Capability::Admin])))
+            .await,
+        DENIED,
+        "tenants",
+    );
+    new_client(&mut a, &ops, "mgr2", &[ACME], &[Capability::AppManager]).await;
+
+    // Bounded to acme: within acme whatever the capabilities, nothing beyond.
+    for (id, needle) in [
+        ("star-q", "tenants"),
+        ("wide", "tenants"),
+        ("beta-q", "tenants"),
+    ] {
+        fails(a.revoke_client(local.r(revoke(id))).await, DENIED, needle);
+    }
+    fails(
+        a.revoke_client(local.r(revoke("bootstrap"))).await,
+        DENIED,
+        "tenants",
+    );
+    ok(a.revoke_client(local.r(revoke("acme-idp"))).await);
+
+    // On `*`: bootstrap and the query-only client, though it holds neither query nor
+    // assert_user.
+    ok(a.revoke_client(ops.r(revoke("svc"))).await);
+    ok(a.revoke_client(ops.r(revoke("bootstrap"))).await);
+    fails(
+        a.list_tenants(boot.r(ListTenantsRequest::default())).await,
+        tonic::Code::Unauthenticated,
+        "",
+    );
+    let clients = ok(a.list_clients(ops.r(ListClientsRequest::default())).await).clients;
+    let revoked: Vec<&str> = clients
+        .iter()
+        .filter(|c| c.revoked_at.is_some())
+        .map(|c| c.client_id.as_str())
+        .collect();
+    assert_eq!(revoked, ["acme-idp", "bootstrap", "svc"]);
+    let history = events(
+        &mut a,
+        &ops,
+        ListAuditEventsRequest {
+            target: "client:bootstrap".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let actions: Vec<(&str, &str)> = history
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor_client.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("CreateClient", "(bootstrap)"), ("RevokeClient", "ops")]
+    );
     server.stop().await;
 }
