@@ -26,7 +26,7 @@ const OVERHEAD_MIB: u64 = 64;
 /// The Secret that holds the context token signing key, mounted (optionally) by every server.
 const SIGNING_SECRET: &str = "consentry-signing-key";
 /// The Secret whose key creates the all-powerful `bootstrap` client.
-const BOOTSTRAP_SECRET: &str = "consentry-bootstrap";
+pub(super) const BOOTSTRAP_SECRET: &str = "consentry-bootstrap";
 /// Time to connect and load once the migration Job is done, for a startup probe that waits for it.
 const LOAD_MARGIN_SECS: u64 = 60;
 /// Time a startup probe that asks only `liveness` leaves the process to start.
@@ -35,7 +35,7 @@ const PROCESS_START_SECS: u64 = 10;
 const WITHDRAWN_WITHIN_SECS: u64 = 10;
 
 /// The image's environment and exposed ports, from the Dockerfile.
-struct Dockerfile {
+pub(super) struct Dockerfile {
     env: BTreeMap<String, String>,
     expose: Vec<u16>,
     entrypoint: Vec<String>,
@@ -43,7 +43,7 @@ struct Dockerfile {
     user: String,
 }
 
-fn dockerfile() -> Dockerfile {
+pub(super) fn dockerfile() -> Dockerfile {
     let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/Dockerfile")).unwrap();
     // Join continuation lines, drop comments.
     let mut lines = Vec::new();
@@ -428,7 +428,7 @@ fn check_policies(docs: &[Value], problems: &mut Vec<String>) {
 }
 
 /// Every problem with one rendering.
-fn check_rendering(dir: &str, docs: &[Value], image: &Dockerfile) -> Vec<String> {
+pub(super) fn check_rendering(dir: &str, docs: &[Value], image: &Dockerfile) -> Vec<String> {
     let tag = format!("consentry:{}", env!("CARGO_PKG_VERSION"));
     let mut problems = Vec::new();
     let mut found = 0;
@@ -577,163 +577,6 @@ fn every_kustomization_agrees_with_the_binary() {
         signing >= 3,
         "the signing-key component sets the file in every kustomization"
     );
-}
-
-/// Sets `pointer` (made if missing) in the first object of `kind` to `value`.
-fn set(docs: &mut [Value], kind: &str, pointer: &str, value: Value) {
-    let doc = docs
-        .iter_mut()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("a {kind} is rendered"));
-    let at = pointer
-        .split('/')
-        .skip(1)
-        .fold(doc, |v, segment| match segment.parse::<usize>() {
-            Ok(i) if v.is_array() => &mut v[i],
-            _ => &mut v[segment],
-        });
-    *at = value;
-}
-
-#[test]
-fn the_check_itself_catches_drift() {
-    // An unknown variable, a bad value and a missing pair are refused by the same parse.
-    let env = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    assert!(serve_from_env(&env(&[("CONSENTRY_LISTEN", "0.0.0.0:1")])).is_ok());
-    assert!(serve_from_env(&env(&[("CONSENTRY_LISTN", "0.0.0.0:1")])).is_err());
-    assert!(serve_from_env(&env(&[("CONSENTRY_CACHE_MIB", "lots")])).is_err());
-    assert!(serve_from_env(&env(&[("CONSENTRY_LOG_JSON", "maybe")])).is_err());
-    assert!(
-        serve_from_env(&env(&[("CONSENTRY_LOG_JSON", "true")]))
-            .unwrap()
-            .log_json
-    );
-
-    // Each way a rendering can go wrong that the guide warns of is reported.
-    let image = dockerfile();
-    let (base, sidecar) = (render("base"), render("overlays/sidecar"));
-    assert_eq!(check_rendering("base", &base, &image), Vec::<String>::new());
-    let server = "/spec/template/spec/containers/0";
-    let init = "/spec/template/spec/initContainers/0";
-    let app_key = "/spec/template/spec/containers/0/env/1/valueFrom/secretKeyRef/name";
-    type Change = Box<dyn Fn(&mut Vec<Value>)>;
-    let change = |kind: &'static str, pointer: String, value: Value| -> Change {
-        Box::new(move |d: &mut Vec<Value>| set(d, kind, &pointer, value.clone()))
-    };
-    let cases: Vec<(&str, &Vec<Value>, Change)> = vec![
-        (
-            "flaps on one slow answer",
-            &base,
-            change(
-                "Deployment",
-                format!("{server}/readinessProbe/failureThreshold"),
-                json!(1),
-            ),
-        ),
-        (
-            "every namespace",
-            &base,
-            change(
-                "NetworkPolicy",
-                "/spec/ingress/0/from/0/namespaceSelector".into(),
-                json!({}),
-            ),
-        ),
-        (
-            "every pod of a namespace",
-            &base,
-            change(
-                "NetworkPolicy",
-                "/spec/ingress/0/from/0/podSelector".into(),
-                json!({}),
-            ),
-        ),
-        (
-            "memory limit",
-            &base,
-            change(
-                "ConfigMap",
-                "/data/CONSENTRY_MAX_CONCURRENT_REQUESTS".into(),
-                json!("1024"),
-            ),
-        ),
-        (
-            "no volume of the Secret consentry-signing-key",
-            &base,
-            change(
-                "Deployment",
-                "/spec/template/spec/volumes".into(),
-                json!([]),
-            ),
-        ),
-        (
-            "not optional",
-            &base,
-            change(
-                "Deployment",
-                "/spec/template/spec/volumes/0/secret/optional".into(),
-                json!(false),
-            ),
-        ),
-        (
-            "is not in the mounted Secret",
-            &base,
-            change(
-                "ConfigMap",
-                "/data/CONSENTRY_SIGNING_KEY_FILE".into(),
-                json!("/etc/key.pem"),
-            ),
-        ),
-        (
-            "headless",
-            &base,
-            Box::new(|d: &mut Vec<Value>| {
-                d.retain(|o| o["metadata"]["name"] != "consentry-headless")
-            }),
-        ),
-        (
-            "migration Job that may run",
-            &sidecar,
-            change("Job", "/spec/activeDeadlineSeconds".into(), json!(3600)),
-        ),
-        (
-            "gets the bootstrap key",
-            &sidecar,
-            change(
-                "ConfigMap",
-                "/data/CONSENTRY_BOOTSTRAP_KEY".into(),
-                json!("x".repeat(40)),
-            ),
-        ),
-        (
-            "holds the bootstrap key",
-            &sidecar,
-            change("Deployment", app_key.into(), json!(BOOTSTRAP_SECRET)),
-        ),
-        (
-            "readiness would follow the database",
-            &sidecar,
-            change(
-                "Deployment",
-                format!("{init}/readinessProbe"),
-                json!({"grpc": {"port": 50052}}),
-            ),
-        ),
-    ];
-    for (wanted, rendering, change) in cases {
-        let mut docs = rendering.clone();
-        change(&mut docs);
-        let problems = check_rendering("x", &docs, &image);
-        assert!(
-            problems.iter().any(|p| p.contains(wanted)),
-            "{wanted:?} is reported: {problems:#?}"
-        );
-    }
 }
 
 #[test]

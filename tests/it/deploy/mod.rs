@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 mod alerts;
+mod drift;
 mod guide;
 mod manifests;
 mod scrape;
