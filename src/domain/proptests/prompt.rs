@@ -123,7 +123,12 @@ proptest! {
         })
     ) {
         let mut w = w;
-        w.consent = Some(ConsentFacts { approved: w.current.clone(), resolved, revoked: false });
+        w.consent = Some(ConsentFacts {
+            approved: w.current.clone(),
+            resolved,
+            app_rights: Vec::new(),
+            revoked: false,
+        });
         let Some(prompt) = ConsentPrompt::of(&w.snapshot()) else { return Ok(()) };
         prop_assert!(!prompt.mandatory);
         prop_assert!(prompt.changes.is_empty(), "{:?}", prompt.changes);
