@@ -141,36 +141,51 @@ fn adding_an_app_right_never_takes_an_allow_away() {
     );
 }
 
-proptest! {
-    /// An app right GrantAppRight admits never lets the app above the current request nor the
-    /// approved one: every effective app grant is within both at its level, and a check that
-    /// only the new right allows asks for no more than that right, at or below its resource.
-    #[test]
-    fn an_admitted_app_right_never_allows_above_the_request(
-        w in world(),
-        q in ask(),
-        resource in select(PATHS.to_vec()),
-        wanted in right(),
-    ) {
-        let Some(granted) = fitting(&w, resource, wanted)? else {
-            return Ok(());
-        };
-        let snapshot = with_app_right(&w, &granted);
-        if let Some(effective) = snapshot.effective() {
-            for g in &effective.app_rights {
-                let most = ceiling(&w, g.scope_level);
-                prop_assert!(most.is_some_and(|r| g.right <= r), "{g:?} above {most:?}");
+/// Least share of cases of [`an_admitted_app_right_never_allows_above_the_request`] where an app
+/// right can be granted at all (a consent, and a resource at a level both the current manifest
+/// and the approval request): 31–36% measured at 8 × 1,024 cases; at 256 cases this guard sits
+/// five standard deviations below.
+const MIN_GRANTED_SHARE: f64 = 0.15;
+
+/// An app right GrantAppRight admits never lets the app above the current request nor the
+/// approved one: every effective app grant is within both at its level, and a check that
+/// only the new right allows asks for no more than that right, at or below its resource.
+#[test]
+fn an_admitted_app_right_never_allows_above_the_request() {
+    counted(
+        "an_admitted_app_right_never_allows_above_the_request",
+        MIN_GRANTED_SHARE,
+        (world(), ask(), select(PATHS.to_vec()), right()),
+        |(w, q, resource, wanted)| {
+            let Some(granted) = fitting(&w, resource, wanted)? else {
+                return Ok(false);
+            };
+            let snapshot = with_app_right(&w, &granted);
+            if let Some(effective) = snapshot.effective() {
+                for g in &effective.app_rights {
+                    let most = ceiling(&w, g.scope_level);
+                    prop_assert!(most.is_some_and(|r| g.right <= r), "{g:?} above {most:?}");
+                }
             }
-        }
-        let query = q.query();
-        let before = decide_query(&w, &query);
-        let after = decide_with(&w, &snapshot, &query);
-        if after.allowed && !before.allowed {
-            let permission = query.permission.expect("only a permission check can gain an ALLOW");
-            prop_assert!(granted.resource.covers(&query.resource), "{granted:?} for {query:?}");
-            prop_assert!(permission.required_right() <= granted.right, "{permission} needs more than {granted:?}");
-        }
-    }
+            let query = q.query();
+            let before = decide_query(&w, &query);
+            let after = decide_with(&w, &snapshot, &query);
+            if after.allowed && !before.allowed {
+                let permission = query
+                    .permission
+                    .expect("only a permission check can gain an ALLOW");
+                prop_assert!(
+                    granted.resource.covers(&query.resource),
+                    "{granted:?} for {query:?}"
+                );
+                prop_assert!(
+                    permission.required_right() <= granted.right,
+                    "{permission} needs more than {granted:?}"
+                );
+            }
+            Ok(true)
+        },
+    );
 }
 
 /// Least share of cases that must reach the comparison of

@@ -5,7 +5,7 @@
 
 use proptest::sample::select;
 
-use super::strategies::{api_user, ask, consented_world, world};
+use super::strategies::{api_user, ask, consented_world, open_world_and_ask, world};
 use super::*;
 
 /// The trace of an explained decision: an allow passes every step in order; a deny lists the
@@ -87,40 +87,68 @@ proptest! {
         prop_assert_eq!(d.allowed, admitted.contains(&scope(s)), "{:?}: {}", d.reason, d.message);
     }
 
-    /// The signed-in user's API-user record changes a decision only where DESIGN.md §8 says:
-    /// at the scope step, refusing a scope the record lacks, or at the on-behalf-of step,
-    /// where `as_user` stands in for DELEGATE. The target's record never matters.
-    #[test]
-    fn an_api_user_record_changes_a_decision_only_at_scope_or_on_behalf_of(
-        w in world(),
-        q in ask(),
-        api in api_user(),
-        on_target in any::<bool>(),
-    ) {
-        let who = if on_target { q.on_behalf_of } else { q.user };
-        let (mut with, mut without) = (w.clone(), w);
-        let Some(u) = with.users.get_mut(who) else { return Ok(()) };
-        u.api_user = Some(api.clone());
-        if let Some(u) = without.users.get_mut(who) {
-            u.api_user = None;
-        }
-        let (d1, d0) = (decide(&with, &q), decide(&without, &q));
-        if (d1.allowed, d1.reason) == (d0.allowed, d0.reason) {
-            return Ok(());
-        }
-        prop_assert!(!on_target || who == q.user, "the target's record changed {:?} into {:?}", d0.reason, d1.reason);
-        let narrowed = d1.reason == Reason::ScopeNotGranted
-            && !q.scope.is_empty()
-            && !api.allows(&scope(q.scope));
-        let as_user = d0.reason == Reason::ImpersonationNotAllowed
-            && api.as_user
-            && !q.on_behalf_of.is_empty()
-            && d1.reason.step().is_none_or(|s| s > Step::OnBehalfOf);
-        prop_assert!(
-            narrowed || as_user,
-            "{:?} ({}) became {:?} ({})", d0.reason, d0.message, d1.reason, d1.message
-        );
-    }
+}
+
+/// Least share of cases of
+/// [`an_api_user_record_changes_a_decision_only_at_scope_or_on_behalf_of`] that give a user the
+/// world knows a record (the target's a quarter of the time) and are decided past the consent
+/// step, where the record could change something: 56–61% measured at 8 × 1,024 cases, 6–8% with
+/// a decision the record changed (over `world()` and `ask()`, with the target's record half the
+/// time, 1–2% of the decisions changed). At 256 cases this guard sits five standard deviations
+/// below.
+const MIN_PAST_CONSENT_SHARE: f64 = 0.4;
+
+/// The signed-in user's API-user record changes a decision only where DESIGN.md §8 says:
+/// at the scope step, refusing a scope the record lacks, or at the on-behalf-of step,
+/// where `as_user` stands in for DELEGATE. The target's record never matters.
+#[test]
+fn an_api_user_record_changes_a_decision_only_at_scope_or_on_behalf_of() {
+    counted(
+        "an_api_user_record_changes_a_decision_only_at_scope_or_on_behalf_of",
+        MIN_PAST_CONSENT_SHARE,
+        (open_world_and_ask(), api_user(), prop::bool::weighted(0.25)),
+        |((w, q), api, on_target)| {
+            let who = if on_target { q.on_behalf_of } else { q.user };
+            let (mut with, mut without) = (w.clone(), w);
+            let Some(u) = with.users.get_mut(who) else {
+                return Ok(false);
+            };
+            u.api_user = Some(api.clone());
+            if let Some(u) = without.users.get_mut(who) {
+                u.api_user = None;
+            }
+            let (d1, d0) = (decide(&with, &q), decide(&without, &q));
+            // Reached: past the consent, where the record could change something.
+            let past_consent = [&d0, &d1]
+                .iter()
+                .any(|d| d.reason.step().is_none_or(|s| s > Step::Consent));
+            if (d1.allowed, d1.reason) == (d0.allowed, d0.reason) {
+                return Ok(past_consent);
+            }
+            prop_assert!(
+                !on_target || who == q.user,
+                "the target's record changed {:?} into {:?}",
+                d0.reason,
+                d1.reason
+            );
+            let narrowed = d1.reason == Reason::ScopeNotGranted
+                && !q.scope.is_empty()
+                && !api.allows(&scope(q.scope));
+            let as_user = d0.reason == Reason::ImpersonationNotAllowed
+                && api.as_user
+                && !q.on_behalf_of.is_empty()
+                && d1.reason.step().is_none_or(|s| s > Step::OnBehalfOf);
+            prop_assert!(
+                narrowed || as_user,
+                "{:?} ({}) became {:?} ({})",
+                d0.reason,
+                d0.message,
+                d1.reason,
+                d1.message
+            );
+            Ok(past_consent)
+        },
+    );
 }
 
 /// Least share of cases of [`with_whitelisting_off_as_user_acts_as_through_an_on_behalf_entry`]

@@ -11,9 +11,13 @@
 //! * `prompt.rs`: the consent prompt agrees with GetAppScopes and the approval rule (§8);
 //! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
 //!   the manifest's request nor the approved one, whatever is stored (§2, §8);
-//! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens").
+//! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens");
+//! * `model.rs`: the engine against a literal model of §2, §3 and §8 that shares nothing with it
+//!   but the types: every decision, a context token's claims and the app-right ceiling.
 //!
-//! The number of cases follows `PROPTEST_CASES` (proptest's default configuration).
+//! The number of cases follows `PROPTEST_CASES` (proptest's default configuration). A property
+//! that can return before its comparison runs through [`counted`] (or `monotone`), which fails
+//! when too few cases reach the comparison.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,6 +30,7 @@ use super::*;
 
 mod app_rights;
 mod decision;
+mod model;
 mod monotone;
 mod paths;
 mod prompt;
@@ -91,11 +96,13 @@ fn paths_at_depth(depth: usize) -> Vec<&'static str> {
 // Worlds and queries
 // ---------------------------------------------------------------------------------------------
 
-/// A consent: the manifest approved, its requests resolved, maybe revoked.
+/// A consent: the manifest approved, its requests resolved, the site-level app rights stored
+/// with it (fitting or not), maybe revoked.
 #[derive(Debug, Clone)]
 struct ConsentFacts {
     approved: Manifest,
     resolved: Vec<ResolvedRequest>,
+    app_rights: Vec<ResolvedRequest>,
     revoked: bool,
 }
 
@@ -126,15 +133,21 @@ impl World {
             manifest: self.current.clone(),
             manifest_revision: 2,
         });
-        let consent = self.consent.as_ref().map(|c| Consent {
-            approved_by: Principal::parse("approved_by", "user:boss").unwrap(),
-            approved_at: Timestamp::from_micros(1),
-            approved_manifest_revision: 1,
-            approved_manifest: c.approved.clone(),
-            // The strategies only build consistent consents; this re-checks them.
-            resolved_requests: resolve_requests(&c.approved, c.resolved.clone()).unwrap(),
-            app_rights: Vec::new(),
-            revoked_at: c.revoked.then(|| Timestamp::from_micros(5)),
+        let consent = self.consent.as_ref().map(|c| {
+            let consent = Consent {
+                approved_by: Principal::parse("approved_by", "user:boss").unwrap(),
+                approved_at: Timestamp::from_micros(1),
+                approved_manifest_revision: 1,
+                approved_manifest: c.approved.clone(),
+                // The strategies only build consistent consents; this re-checks them.
+                resolved_requests: resolve_requests(&c.approved, c.resolved.clone()).unwrap(),
+                app_rights: Vec::new(),
+                revoked_at: c.revoked.then(|| Timestamp::from_micros(5)),
+            };
+            // Stored as GrantAppRight stores them: one per resource, the later replacing.
+            c.app_rights
+                .iter()
+                .fold(consent, |c, r| c.with_app_right(r.clone()))
         });
         AppSnapshot::new(tenant, app, consent, self.whitelist.clone())
     }

@@ -1,6 +1,9 @@
 //! The generators of worlds and queries over the pools (DESIGN.md §2 domain model, §3 query):
-//! manifests, consents consistent with the manifest they approved, whitelist entries, users
-//! (some of them API users) and queries.
+//! manifests, consents consistent with the manifest they approved (some with stored site-level
+//! app rights), whitelist entries, users (some of them API users) and queries. Worlds of every
+//! kind (`world()`), and open ones where most checks get past the consent step, with queries
+//! shaped by the world they are asked in (`open_world_and_ask()`), for the properties that need
+//! the later steps.
 
 use std::collections::HashMap;
 
@@ -86,11 +89,14 @@ fn mix(base: &Manifest, other: &Manifest, take: [bool; 7]) -> Manifest {
 }
 
 /// An approved manifest and a current one that mostly resembles it (each part replaced by a
-/// random one with probability 0.3), so worlds are often approved and sometimes escalated.
-fn approved_and_current() -> impl Strategy<Value = (Manifest, Manifest)> {
-    manifest().prop_flat_map(|approved| {
+/// random one with probability `drift`), so worlds are often approved and sometimes escalated.
+fn approved_and_current(drift: f64) -> impl Strategy<Value = (Manifest, Manifest)> {
+    manifest().prop_flat_map(move |approved| {
         let base = approved.clone();
-        let current = (manifest(), prop::array::uniform7(prop::bool::weighted(0.3)))
+        let current = (
+            manifest(),
+            prop::array::uniform7(prop::bool::weighted(drift)),
+        )
             .prop_map(move |(other, take)| mix(&base, &other, take));
         (Just(approved), current)
     })
@@ -197,24 +203,75 @@ fn users() -> impl Strategy<Value = BTreeMap<&'static str, UserSnapshot>> {
     })
 }
 
-fn consent_facts(approved: Manifest, revoked: bool) -> impl Strategy<Value = ConsentFacts> {
-    resolutions(&approved).prop_map(move |resolved| ConsentFacts {
+fn consent_facts(
+    approved: Manifest,
+    revoked: bool,
+    app_rights: f64,
+) -> impl Strategy<Value = ConsentFacts> {
+    // (`option::weighted` refuses a probability of 0.)
+    let app_rights = if app_rights > 0.0 {
+        prop::option::weighted(app_rights, stored_app_rights()).boxed()
+    } else {
+        Just(None).boxed()
+    };
+    (resolutions(&approved), app_rights).prop_map(move |(resolved, app_rights)| ConsentFacts {
         approved: approved.clone(),
         resolved,
+        app_rights: app_rights.unwrap_or_default(),
         revoked,
     })
 }
 
-fn world_where(consented: f64, revoked: f64) -> impl Strategy<Value = World> {
+/// How likely each part of a generated world is, and so how often a check gets past the early
+/// steps of DESIGN.md §3.
+#[derive(Debug, Clone, Copy)]
+struct Odds {
+    /// That the tenant exists; (separately) that the application is registered.
+    exists: f64,
+    /// That the application has a whitelist entry (whitelisting is on in half the worlds).
+    entry: f64,
+    /// That there is a consent.
+    consented: f64,
+    /// That the consent is revoked.
+    revoked: f64,
+    /// That each part of the current manifest is replaced by a random one (see
+    /// [`approved_and_current`]).
+    drift: f64,
+    /// That the consent holds site-level app rights, fitting or not ([`stored_app_rights`]).
+    app_rights: f64,
+}
+
+/// Worlds of every kind: usually consented, sometimes revoked, escalated or not whitelisted.
+const ANY: Odds = Odds {
+    exists: 0.97,
+    entry: 0.7,
+    consented: 0.85,
+    revoked: 0.15,
+    drift: 0.3,
+    app_rights: 0.0,
+};
+
+/// Worlds where most checks get past the consent step (about four in five), and half of the
+/// consents hold stored app rights: what the model properties need to reach the later steps.
+const OPEN: Odds = Odds {
+    exists: 0.98,
+    entry: 0.95,
+    consented: 0.96,
+    revoked: 0.04,
+    drift: 0.12,
+    app_rights: 0.5,
+};
+
+fn world_where(odds: Odds) -> impl Strategy<Value = World> {
     (
-        prop::bool::weighted(0.97),
-        prop::bool::weighted(0.97),
+        prop::bool::weighted(odds.exists),
+        prop::bool::weighted(odds.exists),
         any::<bool>(),
         prop_oneof![Just(AppKind::Standard), Just(AppKind::Custom)],
-        approved_and_current(),
-        prop::bool::weighted(consented),
-        prop::bool::weighted(revoked),
-        prop::option::weighted(0.7, whitelist_entry()),
+        approved_and_current(odds.drift),
+        prop::bool::weighted(odds.consented),
+        prop::bool::weighted(odds.revoked),
+        prop::option::weighted(odds.entry, whitelist_entry()),
         users(),
     )
         .prop_flat_map(
@@ -230,7 +287,9 @@ fn world_where(consented: f64, revoked: f64) -> impl Strategy<Value = World> {
                 users,
             )| {
                 let consent = if has_consent {
-                    consent_facts(approved, is_revoked).prop_map(Some).boxed()
+                    consent_facts(approved, is_revoked, odds.app_rights)
+                        .prop_map(Some)
+                        .boxed()
                 } else {
                     Just(None).boxed()
                 };
@@ -250,12 +309,129 @@ fn world_where(consented: f64, revoked: f64) -> impl Strategy<Value = World> {
 
 /// Any world: usually consented, sometimes revoked.
 pub(super) fn world() -> impl Strategy<Value = World> {
-    world_where(0.85, 0.15)
+    world_where(ANY)
 }
 
 /// A world with a consent in it (revoked or not).
 pub(super) fn consented_world() -> impl Strategy<Value = World> {
-    world_where(1.0, 0.15)
+    world_where(Odds {
+        consented: 1.0,
+        ..ANY
+    })
+}
+
+/// A world where most checks get past the consent step, half of its consents holding stored
+/// app rights ([`OPEN`]).
+pub(super) fn open_world() -> impl Strategy<Value = World> {
+    world_where(OPEN)
+}
+
+/// An [`open_world`] and a query shaped by it ([`ask_in`]).
+pub(super) fn open_world_and_ask() -> impl Strategy<Value = (World, Ask)> {
+    open_world().prop_flat_map(|w| {
+        let ask = ask_in(&w);
+        (Just(w), ask)
+    })
+}
+
+/// A query shaped by the world it is asked in, so that most reach the later steps of
+/// DESIGN.md §3: mostly by a user the tenant knows (else app-only, or anyone of the pool); one
+/// time in ten on behalf of someone the world lets the user act for, when there is such a pair,
+/// and one in twenty on behalf of anyone; a scope now and then, mostly one the app may use; and
+/// mostly a permission. (The shaping reads the world with the engine's helpers; only the model
+/// in `model.rs` must not.)
+pub(super) fn ask_in(w: &World) -> impl Strategy<Value = Ask> + use<> {
+    let known: Vec<&'static str> = w.users.keys().copied().collect();
+    let mut anyone = vec![""];
+    anyone.extend(QUERY_USERS);
+    let user = if known.is_empty() {
+        select(anyone).boxed()
+    } else {
+        prop_oneof![8 => select(known), 1 => Just(""), 1 => select(anyone)].boxed()
+    };
+    let alone = user.clone().prop_map(|u| (u, ""));
+    let for_anyone = (user, select(QUERY_USERS.to_vec()));
+    let (managed, unmanaged) = delegations(w);
+    let who = match (managed.is_empty(), unmanaged.is_empty()) {
+        (true, true) => prop_oneof![19 => alone, 1 => for_anyone].boxed(),
+        (false, true) => prop_oneof![14 => alone, 1 => for_anyone, 5 => select(managed)].boxed(),
+        (true, false) => prop_oneof![16 => alone, 1 => for_anyone, 3 => select(unmanaged)].boxed(),
+        (false, false) => prop_oneof![
+            13 => alone,
+            1 => for_anyone,
+            4 => select(managed),
+            2 => select(unmanaged)
+        ]
+        .boxed(),
+    };
+    let shared: Vec<&'static str> = SCOPES
+        .into_iter()
+        .filter(|s| {
+            let s = scope(s);
+            let whitelisted = match &w.whitelist {
+                Some(e) if w.whitelisting && !e.allowed_scopes.is_empty() => {
+                    e.allowed_scopes.contains(&s)
+                }
+                _ => true,
+            };
+            w.current.scopes.contains(&s)
+                && w.consent
+                    .as_ref()
+                    .is_some_and(|c| c.approved.scopes.contains(&s))
+                && whitelisted
+        })
+        .collect();
+    let mut scopes = SCOPES.to_vec();
+    scopes.push("zz:unknown");
+    let scope = if shared.is_empty() {
+        prop_oneof![9 => Just(""), 1 => select(scopes)].boxed()
+    } else {
+        prop_oneof![7 => Just(""), 2 => select(shared), 1 => select(scopes)].boxed()
+    };
+    (
+        who,
+        scope,
+        prop::option::weighted(0.95, select(permission_names())),
+        select(RESOURCES.to_vec()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |((user, on_behalf_of), scope, permission, resource, explain)| Ask {
+                user,
+                on_behalf_of,
+                scope,
+                permission: permission.unwrap_or(""),
+                resource,
+                explain,
+            },
+        )
+}
+
+/// The pairs (actor, target) of known users where the actor has a ground to act on behalf in
+/// `w` (DESIGN.md §3 step 6, §8): those where the target holds no role the actor lacks (a
+/// managed user), and those where it does.
+type Pairs = Vec<(&'static str, &'static str)>;
+fn delegations(w: &World) -> (Pairs, Pairs) {
+    let on_behalf = w.whitelisting
+        && w.whitelist
+            .as_ref()
+            .is_some_and(|e| e.content_access == ContentAccess::OnBehalfOfManagedUsers);
+    let ground = |u: &UserSnapshot| {
+        let by_role = u.roles.has(Role::Delegate) || u.roles.is_admin();
+        let as_user = u.api_user.as_ref().is_some_and(|a| a.as_user);
+        (on_behalf && by_role) || (as_user && (on_behalf || !w.whitelisting))
+    };
+    let (mut managed, mut unmanaged) = (Vec::new(), Vec::new());
+    for (&actor, a) in w.users.iter().filter(|(_, a)| ground(a)) {
+        for (&target, t) in &w.users {
+            if t.roles.role_missing_from(a.roles).is_none() {
+                managed.push((actor, target));
+            } else {
+                unmanaged.push((actor, target));
+            }
+        }
+    }
+    (managed, unmanaged)
 }
 
 pub(super) fn ask() -> impl Strategy<Value = Ask> {
