@@ -145,18 +145,20 @@ fn connect_options(
     backend: Backend,
     existing: bool,
 ) -> anyhow::Result<AnyConnectOptions> {
-    let options = AnyConnectOptions::from_str(&normalise(url, backend, existing))
+    let normalised = normalise(url, backend, existing);
+    let options = AnyConnectOptions::from_str(&normalised)
         .map_err(|e| anyhow::anyhow!("invalid database URL {:?}: {e}", redact(url)))?;
     if backend == Backend::Sqlite {
-        private_sqlite_file(url)?;
+        // Made here, private, only where SQLite would make it.
+        private_sqlite_file(url, normalised.contains("mode=rwc"))?;
     }
     Ok(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500)))
 }
 
-/// An SQLite database file holds the page-token secret and every fact: it is created readable
-/// and writable by its owner alone (SQLite gives its `-wal` and `-shm` files the same mode), and
-/// an existing one that others may read is reported once.
-fn private_sqlite_file(url: &str) -> anyhow::Result<()> {
+/// An SQLite database file holds the page-token secret and every fact: when `create` is set
+/// and there is none, it is created readable and writable by its owner alone (SQLite gives its
+/// `-wal` and `-shm` files the same mode); an existing one that others may read is reported once.
+fn private_sqlite_file(url: &str, create: bool) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static REPORTED: AtomicBool = AtomicBool::new(false);
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
@@ -165,11 +167,14 @@ fn private_sqlite_file(url: &str) -> anyhow::Result<()> {
     if url.contains(":memory:") || url.contains("mode=memory") || path.as_os_str().is_empty() {
         return Ok(());
     }
-    let mut create = std::fs::OpenOptions::new();
-    create.write(true).create_new(true);
+    if !create && !path.exists() {
+        return Ok(());
+    }
+    let mut new_file = std::fs::OpenOptions::new();
+    new_file.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
-    match create.open(path) {
+    std::os::unix::fs::OpenOptionsExt::mode(&mut new_file, 0o600);
+    match new_file.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             #[cfg(unix)]
