@@ -80,10 +80,33 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// What the database said when it failed: opaque outside the store (logged, never shown to a
-/// caller, and no sqlx type in the store's interface).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
+/// caller, and no sqlx type in the store's interface). An error the database returned reads as
+/// its message and SQLSTATE (`password authentication failed for user "x" (SQLSTATE 28P01)`);
+/// neither holds the URL or a password.
+#[derive(Debug)]
 pub struct DatabaseError(sqlx::Error);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            sqlx::Error::Database(db) => match db.code() {
+                Some(code) => write!(f, "{} (SQLSTATE {code})", db.message()),
+                None => write!(f, "{}", db.message()),
+            },
+            e => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            // Its message is said above already.
+            sqlx::Error::Database(_) => None,
+            e => e.source(),
+        }
+    }
+}
 
 /// The most revisions of change log read at once; see [`Store::changes_since`].
 pub const MAX_CHANGES_READ: u64 = 10_000;
