@@ -31,10 +31,17 @@ impl Caches {
     }
 
     /// Applies the change log up to the store's newest revision, whether or not the store is
-    /// known to be reachable: the poll, which is also the probe that finds it again.
+    /// known to be reachable: the poll, which is also the probe that finds it again (and, once
+    /// the catch-up lock is free again, asks why when a failure does not say).
     pub async fn poll(&self) -> Result<Revision, ReadError> {
-        let _one_at_a_time = self.catching_up.lock().await;
-        self.catch_up_locked(Cause::Poll).await
+        let polled = {
+            let _one_at_a_time = self.catching_up.lock().await;
+            self.catch_up_locked(Cause::Poll).await
+        };
+        if let Err(e) = &polled {
+            self.explain(e).await;
+        }
+        polled
     }
 
     /// Reads the change log now, even if nothing is known to be newer (which also checks that
@@ -73,11 +80,11 @@ impl Caches {
         let read = match read {
             Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                self.note_failure(&e);
+                self.change_log_unreadable(Some(&e));
                 return Err(e.into());
             }
             Err(_) => {
-                self.note_unreachable("reading the change log timed out");
+                self.change_log_unreadable(None);
                 return Err(ReadError::StoreDown);
             }
         };

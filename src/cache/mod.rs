@@ -15,8 +15,12 @@
 //! revision, its `checked_at`.
 //!
 //! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
-//! successfully within `max_staleness`. While the store is known to be unreachable, nothing
-//! waits for it: what needs the store fails at once, and only the poll keeps probing.
+//! successfully within `max_staleness`. Any failed read of the change log (whatever the error,
+//! or a timeout) makes the store count as unreachable until a read succeeds, and so does a
+//! failure elsewhere that says the database cannot be reached or refuses the connection: the
+//! metric `consentry_store_up` says 0 and a warning names the cause. While the store is known to
+//! be unreachable, nothing waits for it: what needs the store fails at once, and only the poll
+//! keeps probing.
 //!
 //! History (DESIGN.md §9): every read of the change log first checks that the store still holds
 //! the applied revision with its tag. When it does not (a restore from a backup, a failover that

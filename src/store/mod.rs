@@ -62,12 +62,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the store could not be reached at all (no connection, a dropped one, a database
-    /// shutting down), as opposed to refusing or failing one statement.
+    /// Whether the store could not be reached, or refused the connection (no connection, a
+    /// dropped one, a database shutting down, a password or a CONNECT right refused, no free
+    /// connection slot, no such database), as opposed to failing one statement.
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Unavailable(e) => backend::is_connection_error(&e.0),
             StoreError::Shared(inner) => inner.is_unreachable(),
+            _ => false,
+        }
+    }
+
+    /// Whether a statement gave up waiting for a pooled connection, which does not say why none
+    /// came (sqlx retries a refused connection, or one the database has no slot for, until then).
+    pub fn is_pool_timeout(&self) -> bool {
+        match self {
+            StoreError::Unavailable(e) => matches!(e.0, sqlx::Error::PoolTimedOut),
+            StoreError::Shared(inner) => inner.is_pool_timeout(),
             _ => false,
         }
     }
@@ -350,6 +361,10 @@ pub trait Store: Send + Sync + 'static {
     /// A subscription to committed writes, on a connection of its own; `None` where the backend
     /// cannot notify (SQLite), and the change-log poll alone follows writes.
     async fn listen_for_changes(&self) -> StoreResult<Option<listener::ChangeListener>>;
+
+    /// Opens one connection of its own (outside the pool) and closes it again: what stands in
+    /// the way of a new connection, when waiting for a pooled one timed out without saying why.
+    async fn try_connect(&self) -> StoreResult<()>;
 
     /// The active client holding the key with this hash.
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>>;

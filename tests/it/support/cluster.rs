@@ -84,8 +84,8 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A new random secret of 24 hex digits.
-fn random_hex() -> String {
+/// A new random secret of 24 hex digits (for passwords that no log line may show).
+pub fn random_hex() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).expect("random bytes");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
