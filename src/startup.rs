@@ -28,7 +28,7 @@ use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, FramingLayer, ObserveLayer};
-use crate::store::backend::{is_schema_behind, is_unreachable, redact};
+use crate::store::backend::{is_schema_behind, is_unreachable, redact, sqlstate};
 use crate::store::{BootstrapOutcome, PageSecret, SqlStore, Store};
 use crate::tls::Tls;
 use crate::token::{KeyRing, TokenIssuer};
@@ -328,7 +328,8 @@ fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
     }
 }
 
-/// Prepares the store (retrying with backoff while the database cannot be reached), then keeps
+/// Prepares the store (retrying with backoff while the database cannot be reached or refuses
+/// the connection: a password not set yet, a database being restored), then keeps
 /// the caches in step with it and health in step with the caches, until `stop`. A failure that
 /// waiting cannot mend (a migration that does not apply, a revoked demo client) is sent on
 /// `fatal`, which stops the server.
@@ -354,10 +355,11 @@ async fn prepare_and_follow(
                 let why = if is_schema_behind(&e) {
                     "waiting for `consentry migrate`; health stays NOT_SERVING until the schema is current"
                 } else {
-                    "the database cannot be reached yet; health stays NOT_SERVING until it can"
+                    "the database cannot be reached yet, or refuses the connection; health stays NOT_SERVING until it can"
                 };
                 tracing::warn!(
                     error = format!("{e:#}"),
+                    sqlstate = sqlstate(&e),
                     attempts,
                     retry_in_ms = backoff.as_millis() as u64,
                     "{why}"

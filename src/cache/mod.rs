@@ -15,8 +15,12 @@
 //! revision, its `checked_at`.
 //!
 //! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
-//! successfully within `max_staleness`. While the store is known to be unreachable, nothing
-//! waits for it: what needs the store fails at once, and only the poll keeps probing.
+//! successfully within `max_staleness`. Any failed read of the change log (whatever the error,
+//! or a timeout) makes the store count as unreachable until a read succeeds, and so does a
+//! failure elsewhere that says the database cannot be reached or refuses the connection: the
+//! metric `consentry_store_up` says 0 and a warning names the cause. While the store is known to
+//! be unreachable, nothing waits for it: what needs the store fails at once, and only the poll
+//! keeps probing.
 //!
 //! History (DESIGN.md §9): every read of the change log first checks that the store still holds
 //! the applied revision with its tag. When it does not (a restore from a backup, a failover that
@@ -25,7 +29,9 @@
 //! is adopted, and the change is logged and counted. Snapshots read from another history than
 //! the applied one, and revision tokens that name one, set off the same check.
 
+mod apply;
 mod error;
+mod freshness;
 mod handles;
 mod key;
 pub mod reader;
@@ -36,7 +42,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -52,9 +58,10 @@ use crate::domain::{
     UserId, UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{PageSecret, Store, StoreError, StoreResult};
+use crate::store::{PageSecret, Store, StoreResult};
 
 pub use error::ReadError;
+use freshness::SyncState;
 pub use handles::Cause;
 use handles::{Handles, Kind};
 pub use snapshots::Entry;
@@ -130,38 +137,6 @@ pub enum Known {
     Unknown,
 }
 
-/// When the change log was last read, and whether the store is reachable.
-struct SyncState {
-    epoch: Instant,
-    /// When the newest successful read of the change log began, in µs after `epoch`, plus one;
-    /// zero until the first.
-    synced_us: AtomicU64,
-    /// Set when the store was found unreachable; cleared by the next successful read.
-    store_down: AtomicBool,
-    max_staleness: Duration,
-}
-
-impl SyncState {
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// How long ago the change log was last read in full; `None` if it never was.
-    fn age(&self) -> Option<Duration> {
-        self.age_at(Instant::now())
-    }
-
-    /// [`Self::age`] as of `now`.
-    fn age_at(&self, now: Instant) -> Option<Duration> {
-        let now = u64::try_from(now.saturating_duration_since(self.epoch).as_micros())
-            .unwrap_or(u64::MAX);
-        match self.synced_us.load(Ordering::Acquire) {
-            0 => None,
-            synced => Some(Duration::from_micros(now.saturating_sub(synced - 1))),
-        }
-    }
-}
-
 /// The snapshot caches of one instance, and how far it has applied the change log.
 pub struct Caches {
     store: Arc<dyn Store>,
@@ -230,12 +205,7 @@ impl Caches {
             confirmed: std::sync::Mutex::default(),
             changed: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
-            sync: SyncState {
-                epoch: Instant::now(),
-                synced_us: AtomicU64::new(0),
-                store_down: AtomicBool::new(false),
-                max_staleness: config.max_staleness,
-            },
+            sync: SyncState::new(config.max_staleness),
             page_secret: std::sync::OnceLock::new(),
             metrics,
             counters: Default::default(),
@@ -336,26 +306,6 @@ impl Caches {
         }
     }
 
-    /// The freshness check of a request: fails once the change log was last read longer ago than
-    /// the staleness bound (or never); otherwise where the request reads.
-    pub fn at(&self) -> Result<At, ReadError> {
-        let now = Instant::now();
-        let age = self.sync.age_at(now).ok_or(ReadError::Starting)?;
-        if age > self.sync.max_staleness {
-            return Err(ReadError::Stale {
-                age,
-                bound: self.sync.max_staleness,
-            });
-        }
-        let head = self.head();
-        Ok(At {
-            applied: head.applied,
-            generation: head.generation,
-            changed: self.changed.load(Ordering::Acquire),
-            now,
-        })
-    }
-
     /// Keeps the deployment's page-token secret (read from the store before [`Caches::start`];
     /// it never changes while the process runs, so a second call changes nothing).
     pub fn set_page_secret(&self, secret: PageSecret) {
@@ -365,46 +315,6 @@ impl Caches {
     /// The deployment's page-token secret; [`ReadError::Starting`] until the store is prepared.
     pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
         self.page_secret.get().ok_or(ReadError::Starting)
-    }
-
-    /// Whether answers may come from the cache now: started, and within the staleness bound.
-    pub fn fresh(&self) -> bool {
-        self.at().is_ok()
-    }
-
-    /// Fails at once while the store is known to be unreachable, so nothing waits for it.
-    pub fn require_store(&self) -> Result<(), ReadError> {
-        if self.sync.store_down.load(Ordering::Acquire) {
-            Err(ReadError::StoreDown)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Notes a store failure: one that says the store cannot be reached makes everything that
-    /// needs the store fail at once until the poll reaches it again. (A pool exhausted by a
-    /// flood of misses looks the same; then misses are shed until the next poll, a quarter of a
-    /// second later.)
-    pub fn note_failure(&self, e: &StoreError) {
-        if e.is_unreachable() {
-            self.note_unreachable(e);
-        }
-    }
-
-    /// Notes that the store cannot be reached, and why.
-    pub fn note_unreachable(&self, why: impl std::fmt::Display) {
-        if !self.sync.store_down.swap(true, Ordering::AcqRel) {
-            self.metrics.store_up.set(0.0);
-            tracing::warn!(error = %why, "the store is unreachable; answering cache hits only, within the staleness bound");
-        }
-    }
-
-    fn synced(&self, began: u64) {
-        self.sync.synced_us.fetch_max(began + 1, Ordering::AcqRel);
-        if self.sync.store_down.swap(false, Ordering::AcqRel) {
-            tracing::info!("the store is reachable again");
-        }
-        self.metrics.store_up.set(1.0);
     }
 
     /// Whether `entry` is untouched since its load began, as far as `at` knows (no watermark
@@ -718,228 +628,6 @@ impl Caches {
             });
         }
         Ok(caller)
-    }
-
-    /// Applies the change log up to at least `target` unless that is done already; returns the
-    /// applied revision. Requests waiting for the same revision share one read of the log: each
-    /// looks again once it holds the lock, and a read that began after a request arrived
-    /// answers it too (if it did not reach `target`, nothing committed has).
-    pub async fn catch_up_to(&self, target: Revision, cause: Cause) -> Result<Revision, ReadError> {
-        if self.applied() >= target {
-            return Ok(self.applied());
-        }
-        self.require_store()?;
-        let arrived = self.sync.now_us();
-        let _one_at_a_time = self.catching_up.lock().await;
-        if self.applied() >= target || self.read_since(arrived) {
-            return Ok(self.applied());
-        }
-        self.catch_up_locked(cause).await
-    }
-
-    /// Applies the change log up to the store's newest revision, whether or not the store is
-    /// known to be reachable: the poll, which is also the probe that finds it again.
-    pub async fn poll(&self) -> Result<Revision, ReadError> {
-        let _one_at_a_time = self.catching_up.lock().await;
-        self.catch_up_locked(Cause::Poll).await
-    }
-
-    /// Reads the change log now, even if nothing is known to be newer (which also checks that
-    /// the store still holds this instance's history), unless a read that began after the call
-    /// did already.
-    async fn reread(&self, cause: Cause) -> Result<Revision, ReadError> {
-        self.require_store()?;
-        let arrived = self.sync.now_us();
-        let _one_at_a_time = self.catching_up.lock().await;
-        if self.read_since(arrived) {
-            return Ok(self.applied());
-        }
-        self.catch_up_locked(cause).await
-    }
-
-    /// Whether a read of the change log began after `arrived` (µs after the epoch).
-    fn read_since(&self, arrived: u64) -> bool {
-        self.sync
-            .synced_us
-            .load(Ordering::Acquire)
-            .saturating_sub(1)
-            > arrived
-    }
-
-    /// Brings this instance up to its own write before it replies, so that its next read sees
-    /// the write without a token (a write into a history this instance has not noticed yet sets
-    /// off the history check); if that fails, forgets everything cached instead.
-    pub async fn applied_through(&self, written: Revision) {
-        let why = match self.verify(written, Cause::Write).await {
-            Ok(Known::Yes) => return,
-            Ok(_) => "the store no longer holds this write".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        tracing::warn!(error = %why, "cannot apply the change log after a write; clearing the caches");
-        self.clear(written);
-    }
-
-    /// Reads and applies the change log, with `catching_up` held.
-    async fn catch_up_locked(&self, cause: Cause) -> Result<Revision, ReadError> {
-        let began = self.sync.now_us();
-        let applied = self.applied();
-        self.metrics.catch_ups[cause as usize].increment(1);
-        // Bounded, so that no one holds the lock (and the poll behind it) for longer.
-        let read = tokio::time::timeout(READ_TIMEOUT, self.store.changes_since(applied)).await;
-        let read = match read {
-            Ok(Ok(read)) => read,
-            Ok(Err(e)) => {
-                self.note_failure(&e);
-                return Err(e.into());
-            }
-            Err(_) => {
-                self.note_unreachable("reading the change log timed out");
-                return Err(ReadError::StoreDown);
-            }
-        };
-        let current = read.head;
-        if !read.same_history {
-            self.replace_history(applied, current);
-        } else if current > applied {
-            // Every write records at least one key, so the log is contiguous unless it was pruned.
-            let contiguous = read
-                .changes
-                .first()
-                .is_some_and(|(r, _)| r.0 == applied.0 + 1);
-            if contiguous {
-                let mut newest = 0;
-                for (revision, key) in &read.changes {
-                    self.invalidate(key, *revision);
-                    newest = newest.max(revision.0);
-                }
-                self.changed.fetch_max(newest, Ordering::AcqRel);
-                self.advance(current, &read.changes);
-            } else {
-                tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
-                self.clear(current);
-                self.advance(current, &[]);
-            }
-        }
-        self.synced(began);
-        Ok(self.applied())
-    }
-
-    /// Moves the applied revision forward to `current` (same history, same generation),
-    /// remembering the tags of the revisions applied on the way.
-    fn advance(&self, current: Revision, changes: &[(Revision, ChangeKey)]) {
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            let revisions = changes.iter().map(|(r, _)| *r).chain([current]);
-            for revision in revisions {
-                if recent.back().is_none_or(|last| *last < revision) {
-                    recent.push_back(revision);
-                }
-            }
-            while recent.len() > RECENT_TAGS {
-                recent.pop_front();
-            }
-        }
-        let generation = self.head().generation;
-        self.head.store(Arc::new(Head {
-            applied: current,
-            generation,
-        }));
-        self.metrics.applied.set(current.0 as f64);
-    }
-
-    /// The store no longer holds the history this instance applied (restored from a backup, or
-    /// failed over with commits lost): a new generation begins at the store's head, and nothing
-    /// cached before is used again. With `catching_up` held.
-    fn replace_history(&self, applied: Revision, head: Revision) {
-        let generation = self.head().generation + 1;
-        // Watermarks, floors and change marks are numbers of the old history: start over.
-        self.watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.stale_below.store(0, Ordering::Release);
-        self.changed.store(head.0, Ordering::Release);
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.clear();
-            recent.push_back(head);
-        }
-        self.drop_entries();
-        self.head.store(Arc::new(Head {
-            applied: head,
-            generation,
-        }));
-        // After the generation moved on, so that no confirmation of the old one slips in.
-        self.confirmed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.metrics.applied.set(head.0 as f64);
-        self.metrics.regressions.increment(1);
-        tracing::warn!(
-            applied = %applied.token(),
-            head = %head.token(),
-            "the store no longer holds the history this instance applied (restored from a backup, \
-             or failed over with commits lost): every cached snapshot and client was dropped, and \
-             the store's head is followed from here"
-        );
-    }
-
-    /// Empties every cache: nothing cached before `at` is used again.
-    pub fn clear(&self, at: Revision) {
-        self.stale_below.fetch_max(at.0, Ordering::AcqRel);
-        self.drop_entries();
-    }
-
-    /// Drops every cached snapshot and client.
-    fn drop_entries(&self) {
-        self.apps.clear();
-        self.users.clear();
-        self.grants.clear();
-        self.catalogs.clear();
-        self.clients.store(Arc::default());
-    }
-
-    /// Records that `key` changed at `revision`, and drops at once the entries it names exactly
-    /// (coarser keys leave theirs to be found stale by the watermark).
-    fn invalidate(&self, key: &ChangeKey, revision: Revision) {
-        if *key == ChangeKey::Everything {
-            return self.clear(revision);
-        }
-        {
-            let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-            if watermarks.len() >= MAX_WATERMARKS && !watermarks.contains_key(key) {
-                // Forgetting watermarks early makes everything loaded before them stale.
-                watermarks.clear();
-                self.stale_below.fetch_max(revision.0, Ordering::AcqRel);
-            }
-            let mark = watermarks.entry(key.clone()).or_insert((0, Instant::now()));
-            *mark = (mark.0.max(revision.0), Instant::now());
-        }
-        match key {
-            ChangeKey::AppInTenant(t, a) => {
-                self.apps.remove(&(t.as_str(), a.as_str()) as &dyn PairRef);
-            }
-            ChangeKey::User(t, u) => {
-                self.users.remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
-                self.grants
-                    .remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
-            }
-            ChangeKey::Groups(t) => {
-                self.catalogs.remove(t.as_str());
-            }
-            ChangeKey::Clients => self.clients.store(Arc::default()),
-            // A tenant, an app in every tenant: the watermark alone makes the entries stale.
-            ChangeKey::Tenant(_) | ChangeKey::App(_) | ChangeKey::Everything => {}
-        }
-    }
-
-    /// Forgets watermarks older than any entry can be (the TTL, and a minute for loads in
-    /// flight); nothing they covered can still be cached.
-    pub fn forget_old_watermarks(&self) {
-        let keep = self.ttl + Duration::from_secs(60);
-        let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-        watermarks.retain(|_, (_, at)| at.elapsed() < keep);
     }
 
     /// Entry counts per cache and the staleness, for metrics.

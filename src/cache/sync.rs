@@ -49,7 +49,6 @@ pub fn spawn(
 async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
     let mut ticks: u64 = 0;
     let mut pruning: Option<JoinHandle<()>> = None;
     loop {
@@ -60,10 +59,6 @@ async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver
         ticks += 1;
         match caches.poll().await {
             Ok(applied) => {
-                if failing {
-                    tracing::info!(%applied, "change log readable again");
-                    failing = false;
-                }
                 // About once a minute, drop watermarks and change-log rows nobody can still
                 // need; the prune runs beside the poll, one at a time, so a slow DELETE never
                 // delays the next read of the log.
@@ -79,12 +74,8 @@ async fn poll(caches: Arc<Caches>, interval: Duration, mut stop: watch::Receiver
                     }
                 }
             }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read the change log; answering from the cache within the staleness bound");
-                    failing = true;
-                }
-            }
+            // The caches marked the store down, and said why, when the read failed.
+            Err(e) => tracing::debug!(error = %e, "cannot read the change log"),
         }
     }
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgDatabaseError, PgSeverity};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection};
 
 use super::SqlStore;
@@ -22,8 +23,10 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://consentry.db";
 /// holding them (and their concurrency slots) for the whole request timeout.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Whether `e` says the database could not be reached at all (no connection, a dropped one, a
-/// server shutting down or not yet accepting), as opposed to refusing or failing a statement.
+/// Whether `e` says the database could not be reached (no connection, a dropped one, a server
+/// shutting down or not yet accepting) or would not have this session (a password refused, no
+/// CONNECT right, no free connection slot, no such database), as opposed to failing a
+/// statement.
 pub fn is_connection_error(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -33,10 +36,17 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         // SQLSTATE class 08 (connection exception) and 57P (the server shutting down or not
-        // yet accepting connections).
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        // yet accepting connections); and on Postgres any error of severity FATAL, which ends
+        // the session or refuses to start one: 28P01 (password), 42501 (no CONNECT right on the
+        // database), 53300 (no connection slot), 3D000 (no such database), … A statement's own
+        // failure (a table it may not read, say) is an ERROR and leaves the session alone.
+        sqlx::Error::Database(db) => {
+            db.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+                || db.try_downcast_ref::<PgDatabaseError>().is_some_and(|pg| {
+                    matches!(pg.severity(), PgSeverity::Fatal | PgSeverity::Panic)
+                })
+        }
         sqlx::Error::Migrate(m) => match m.as_ref() {
             sqlx::migrate::MigrateError::Execute(e)
             | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => is_connection_error(e),
@@ -46,8 +56,9 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether a start-up failure is the database being out of reach (worth waiting for), rather
-/// than something waiting cannot mend.
+/// Whether a start-up failure is the database being out of reach or refusing the connection
+/// (worth waiting for: a password set, a database restored or a slot freed mends it, outside this
+/// process), rather than something waiting cannot mend.
 pub fn is_unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause
@@ -472,6 +483,19 @@ pub async fn check_migrated(url: &str) -> anyhow::Result<Backend> {
         warn_ahead(url, &schema.unknown);
     }
     Ok(backend)
+}
+
+/// The SQLSTATE of the database's error behind a failure, if the database said one.
+pub fn sqlstate(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        let e = cause
+            .downcast_ref::<sqlx::Error>()
+            .or_else(|| cause.downcast_ref::<super::DatabaseError>().map(|d| &d.0))?;
+        match e {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    })
 }
 
 /// Whether a start-up failure is a schema that `consentry migrate` has not brought up to date yet.

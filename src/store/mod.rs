@@ -62,12 +62,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the store could not be reached at all (no connection, a dropped one, a database
-    /// shutting down), as opposed to refusing or failing one statement.
+    /// Whether the store could not be reached, or refused the connection (no connection, a
+    /// dropped one, a database shutting down, a password or a CONNECT right refused, no free
+    /// connection slot, no such database), as opposed to failing one statement.
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Unavailable(e) => backend::is_connection_error(&e.0),
             StoreError::Shared(inner) => inner.is_unreachable(),
+            _ => false,
+        }
+    }
+
+    /// Whether a statement gave up waiting for a pooled connection, which does not say why none
+    /// came (sqlx retries a refused connection, or one the database has no slot for, until then).
+    pub fn is_pool_timeout(&self) -> bool {
+        match self {
+            StoreError::Unavailable(e) => matches!(e.0, sqlx::Error::PoolTimedOut),
+            StoreError::Shared(inner) => inner.is_pool_timeout(),
             _ => false,
         }
     }
@@ -80,10 +91,33 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// What the database said when it failed: opaque outside the store (logged, never shown to a
-/// caller, and no sqlx type in the store's interface).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
+/// caller, and no sqlx type in the store's interface). An error the database returned reads as
+/// its message and SQLSTATE (`password authentication failed for user "x" (SQLSTATE 28P01)`);
+/// neither holds the URL or a password.
+#[derive(Debug)]
 pub struct DatabaseError(sqlx::Error);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            sqlx::Error::Database(db) => match db.code() {
+                Some(code) => write!(f, "{} (SQLSTATE {code})", db.message()),
+                None => write!(f, "{}", db.message()),
+            },
+            e => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0 {
+            // Its message is said above already.
+            sqlx::Error::Database(_) => None,
+            e => e.source(),
+        }
+    }
+}
 
 /// The most revisions of change log read at once; see [`Store::changes_since`].
 pub const MAX_CHANGES_READ: u64 = 10_000;
@@ -327,6 +361,10 @@ pub trait Store: Send + Sync + 'static {
     /// A subscription to committed writes, on a connection of its own; `None` where the backend
     /// cannot notify (SQLite), and the change-log poll alone follows writes.
     async fn listen_for_changes(&self) -> StoreResult<Option<listener::ChangeListener>>;
+
+    /// Opens one connection of its own (outside the pool) and closes it again: what stands in
+    /// the way of a new connection, when waiting for a pooled one timed out without saying why.
+    async fn try_connect(&self) -> StoreResult<()>;
 
     /// The active client holding the key with this hash.
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>>;

@@ -1,5 +1,8 @@
 //! The change log: what changed since a revision (read by every instance's poll), pruning it,
-//! and the Postgres notifications that wake the instances.
+//! the Postgres notifications that wake the instances, and the connection of its own that says
+//! why the poll got none from the pool.
+
+use sqlx::{ConnectOptions, Connection};
 
 use super::*;
 
@@ -70,6 +73,12 @@ impl SqlStore {
             )),
             None => Ok(None),
         }
+    }
+
+    pub(super) async fn try_connect(&self) -> StoreResult<()> {
+        let conn = self.pool.connect_options().connect().await?;
+        let _ = conn.close().await;
+        Ok(())
     }
 
     pub(super) async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {

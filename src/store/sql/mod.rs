@@ -214,6 +214,10 @@ impl Store for SqlStore {
         SqlStore::listen_for_changes(self).await
     }
 
+    async fn try_connect(&self) -> StoreResult<()> {
+        SqlStore::try_connect(self).await
+    }
+
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
         SqlStore::client_by_key_hash(self, key_hash).await
     }

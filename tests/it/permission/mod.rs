@@ -37,6 +37,7 @@ mod outage;
 mod reasons;
 mod restore;
 mod scopes;
+mod store_down;
 
 // ---------------------------------------------------------------------------------------------
 // Clients and the admin writes that build a world.

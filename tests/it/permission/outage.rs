@@ -221,7 +221,7 @@ fn postgres_addr() -> SocketAddr {
 }
 
 /// Whether health says SERVING (`None` if it cannot be asked).
-async fn serving(health: &mut HealthClient<Channel>) -> Option<bool> {
+pub(super) async fn serving(health: &mut HealthClient<Channel>) -> Option<bool> {
     let request = HealthCheckRequest {
         service: String::new(),
     };
