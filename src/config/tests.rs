@@ -1,0 +1,281 @@
+//! The command line's tests: defaults, validation, and the README's flag table.
+
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+#[test]
+fn serve_defaults_are_documented_values_and_secrets_do_not_print() {
+    let cli = Cli::try_parse_from([
+        "consentry",
+        "serve",
+        "--bootstrap-key",
+        "0123456789abcdef-secret-0123456789",
+    ])
+    .unwrap();
+    let Command::Serve(cfg) = cli.command else {
+        panic!("not serve")
+    };
+    assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(cfg.max_staleness, Duration::from_secs(5));
+    assert_eq!(cfg.change_poll_interval, Duration::from_millis(250));
+    assert!(cfg.change_listener);
+    cfg.validate().unwrap();
+    let new = ServeConfig::new(cfg.listen, DEFAULT_DATABASE_URL);
+    assert_eq!(
+        (
+            new.max_staleness,
+            new.change_poll_interval,
+            new.change_listener
+        ),
+        (
+            cfg.max_staleness,
+            cfg.change_poll_interval,
+            cfg.change_listener
+        ),
+        "ServeConfig::new has the command line's defaults"
+    );
+    assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
+    assert!(Cli::try_parse_from(["consentry", "serve", "--bootstrap-key", "short"]).is_err());
+}
+
+#[test]
+fn the_bootstrap_key_is_taken_from_the_environment_never_the_command_line() {
+    let key = "0123456789abcdef-secret-0123456789";
+    let serve = |cli: Cli| match cli.command {
+        Command::Serve(cfg) => cfg,
+        _ => panic!("not serve"),
+    };
+    let on_argv =
+        serve(Cli::try_parse_args(["consentry", "serve", "--bootstrap-key", key]).unwrap());
+    let problems = on_argv.validate().unwrap_err().0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("CONSENTRY_BOOTSTRAP_KEY"),
+        "{problems:?}"
+    );
+    assert!(
+        !problems[0].contains(key),
+        "the key is not repeated: {problems:?}"
+    );
+    // The flag is not advertised.
+    let help = <Cli as clap::CommandFactory>::command()
+        .find_subcommand_mut("serve")
+        .unwrap()
+        .render_help()
+        .to_string();
+    assert!(!help.contains("--bootstrap-key"), "{help}");
+    // From the environment it is taken as it always was.
+    let mut from_env = serve(Cli::try_parse_args(["consentry", "serve"]).unwrap());
+    from_env.bootstrap_key = Some(key.parse().unwrap());
+    from_env.validate().unwrap();
+}
+
+#[test]
+fn durations_parse_and_settings_that_cannot_work_are_refused() {
+    let serve = |args: &[&str]| {
+        let mut all = vec!["consentry", "serve"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).map(|c| c.command) {
+            Ok(Command::Serve(cfg)) => Ok(*cfg),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let cfg = serve(&[
+        "--max-staleness",
+        "1m 30s",
+        "--change-poll-interval",
+        "100ms",
+    ])
+    .unwrap();
+    assert_eq!(cfg.max_staleness, Duration::from_secs(90));
+    assert_eq!(cfg.change_poll_interval, Duration::from_millis(100));
+    assert!(
+        serve(&["--max-staleness", "five"])
+            .unwrap_err()
+            .contains("5s")
+    );
+    let cfg = serve(&["--max-staleness", "200ms"]).unwrap();
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("--max-staleness"), "{err}");
+    let cfg = serve(&["--change-listener", "false", "--database-url", "mysql://x"]).unwrap();
+    assert!(!cfg.change_listener);
+    assert!(cfg.validate().is_err());
+}
+
+#[test]
+fn the_default_durations_parse() {
+    for text in [
+        DEFAULT_MAX_STALENESS,
+        DEFAULT_CHANGE_POLL_INTERVAL,
+        DEFAULT_TLS_RELOAD_INTERVAL,
+        DEFAULT_SIGNING_KEY_RELOAD_INTERVAL,
+    ] {
+        assert!(duration(text).is_ok_and(|d| !d.is_zero()), "{text}");
+    }
+}
+
+#[test]
+fn zero_is_refused_not_rounded_up() {
+    let flags = [
+        "--request-timeout-ms",
+        "--db-max-connections",
+        "--max-batch",
+        "--max-concurrent-requests",
+        "--max-message-bytes",
+        "--cache-mib",
+        "--cache-ttl-secs",
+    ];
+    let mut args = vec!["consentry", "serve"];
+    for flag in flags {
+        args.extend([flag, "0"]);
+    }
+    let Command::Serve(cfg) = Cli::try_parse_from(args).unwrap().command else {
+        panic!("not serve")
+    };
+    let problems = cfg.validate().unwrap_err().0;
+    for flag in flags {
+        assert!(
+            problems.iter().any(|p| p.starts_with(flag)),
+            "{flag} in {problems:?}"
+        );
+    }
+    assert_eq!(problems.len(), flags.len(), "{problems:?}");
+}
+
+/// The README's table of `serve` flags: every row's variable and default are the command
+/// line's, and every flag of `serve` has a row.
+#[test]
+fn the_readme_table_is_the_command_line() {
+    use clap::CommandFactory;
+    let readme = include_str!("../../README.md");
+    let command = Cli::command();
+    let serve = command.find_subcommand("serve").unwrap();
+    let mut failures = Vec::new();
+    let mut seen = Vec::new();
+    for row in readme
+        .lines()
+        .filter(|l| l.starts_with("| `--") || l.starts_with("| |"))
+    {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (flags, envs, default) = (cells[1], cells[2], cells[3]);
+        let names = |cell: &str| -> Vec<String> {
+            cell.split(',')
+                .map(|n| n.trim().trim_matches('`').to_owned())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        for (i, env) in names(envs).into_iter().enumerate() {
+            let Some(arg) = serve
+                .get_arguments()
+                .find(|a| a.get_env().is_some_and(|e| e == env.as_str()))
+            else {
+                failures.push(format!("{env}: not a variable of serve"));
+                continue;
+            };
+            seen.push(arg.get_id().to_string());
+            if let Some(flag) = names(flags).get(i)
+                && Some(flag.trim_start_matches("--")) != arg.get_long()
+            {
+                failures.push(format!("{flag}: its variable is not {env}"));
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            let written = default.trim_matches('`');
+            let agrees = match defaults.as_slice() {
+                [] => matches!(written, "off" | "unset"),
+                [d] if d == "false" => written == "off" || written == "false",
+                [d] => d == written,
+                _ => false,
+            };
+            if !agrees {
+                failures.push(format!(
+                    "{env}: README says {written:?}, serve says {defaults:?}"
+                ));
+            }
+        }
+    }
+    for arg in serve.get_arguments() {
+        if arg.get_env().is_some() && !seen.contains(&arg.get_id().to_string()) {
+            failures.push(format!("--{}: no README row", arg.get_id()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn an_unusable_signing_key_file_is_reported_with_every_other_problem() {
+    let dir = std::env::temp_dir().join(format!("consentry-config-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "not a key").unwrap();
+    let good = dir.join("good.pem");
+    std::fs::write(&good, crate::token::generate_pem().unwrap()).unwrap();
+    let serve = |key: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "consentry",
+            "serve",
+            "--signing-key-file",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let Command::Serve(cfg) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not serve")
+        };
+        cfg.validate()
+    };
+    serve(&good, &[]).unwrap();
+    // The demo's key is public: it never signs with a key file.
+    let demo = serve(&good, &["--demo"]).unwrap_err().0;
+    assert_eq!(demo.len(), 1, "{demo:?}");
+    assert!(
+        demo[0].starts_with("--demo refuses --signing-key-file"),
+        "{demo:?}"
+    );
+    for bad in [dir.join("missing.pem"), not_pem] {
+        let problems = serve(&bad, &["--max-batch", "0", "--token-issuer", ""])
+            .unwrap_err()
+            .0;
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("--signing-key-file: ")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.starts_with("--token-issuer")),
+            "{problems:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn client_create_takes_comma_separated_lists() {
+    let cli = Cli::try_parse_from([
+        "consentry",
+        "client",
+        "create",
+        "--id",
+        "svc",
+        "--tenants",
+        "a,b",
+        "--capabilities",
+        "query,admin",
+    ])
+    .unwrap();
+    let Command::Client(ClientCommand::Create {
+        tenants,
+        capabilities,
+        ..
+    }) = cli.command
+    else {
+        panic!()
+    };
+    assert_eq!(tenants, ["a", "b"]);
+    assert_eq!(capabilities, ["query", "admin"]);
+}
