@@ -1,9 +1,10 @@
-//! Writes of apps, consents and whitelist entries.
+//! [`AppWrites`]: writes of apps, consents and whitelist entries.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn register_app(
+#[async_trait]
+impl AppWrites for SqlStore {
+    async fn register_app(
         &self,
         ctx: &WriteCtx,
         app_id: &AppId,
@@ -36,7 +37,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn update_app_manifest(
+    async fn update_app_manifest(
         &self,
         ctx: &WriteCtx,
         app_id: &AppId,
@@ -66,11 +67,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, updated.manifest_revision))
     }
 
-    pub(super) async fn unregister_app(
-        &self,
-        ctx: &WriteCtx,
-        app_id: &AppId,
-    ) -> StoreResult<Revision> {
+    async fn unregister_app(&self, ctx: &WriteCtx, app_id: &AppId) -> StoreResult<Revision> {
         let mut w = self.begin_write().await?;
         let app = require_app(w.conn(), app_id).await?;
         rules::manage_apps(&ctx.caller)?;
@@ -101,7 +98,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn approve_consent(
+    async fn approve_consent(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -162,7 +159,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, consent))
     }
 
-    pub(super) async fn revoke_consent(
+    async fn revoke_consent(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -194,7 +191,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn put_whitelist_entry(
+    async fn put_whitelist_entry(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -224,7 +221,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_whitelist_entry(
+    async fn delete_whitelist_entry(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,

@@ -1,13 +1,10 @@
-//! Writes of tenants, users, their API-user records and their rights.
+//! [`TenantWrites`]: writes of tenants, users, their API-user records and their rights.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn put_tenant(
-        &self,
-        ctx: &WriteCtx,
-        tenant: &Tenant,
-    ) -> StoreResult<(Revision, bool)> {
+#[async_trait]
+impl TenantWrites for SqlStore {
+    async fn put_tenant(&self, ctx: &WriteCtx, tenant: &Tenant) -> StoreResult<(Revision, bool)> {
         let mut w = self.begin_write().await?;
         let id = &tenant.tenant_id;
         let after = Some(json::tenant_value(tenant));
@@ -42,7 +39,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, false))
     }
 
-    pub(super) async fn put_user(
+    async fn put_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -75,7 +72,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_user(
+    async fn delete_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -132,7 +129,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn put_api_user(
+    async fn put_api_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -161,7 +158,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_api_user(
+    async fn delete_api_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -185,7 +182,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn grant_user_right(
+    async fn grant_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -214,7 +211,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn revoke_user_right(
+    async fn revoke_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
