@@ -32,10 +32,11 @@ impl ClientWrites for SqlStore {
         capabilities: Capabilities,
         key_hash: &str,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
+        // A rule of the caller and the request alone: judged before the write lock.
         if let Some(ctx) = ctx {
             rules::create_client(&ctx.caller, tenants, capabilities)?;
         }
+        let mut w = self.begin_write().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT client_id FROM clients WHERE client_id = $1")
                 .bind(client_id.as_str())

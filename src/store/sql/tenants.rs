@@ -5,11 +5,20 @@ use super::*;
 #[async_trait]
 impl TenantWrites for SqlStore {
     async fn put_tenant(&self, ctx: &WriteCtx, tenant: &Tenant) -> StoreResult<(Revision, bool)> {
-        let mut w = self.begin_write().await?;
         let id = &tenant.tenant_id;
+        // Creating is for the caller alone to qualify for, and judged before the write lock: a
+        // refused caller is answered at once unless the tenant exists (read without the lock),
+        // when the write is an update, whose rules need the acting user's roles.
+        let may_create = rules::create_tenant(&ctx.caller);
+        if let Err(refused) = &may_create
+            && tenant_in(&mut *self.conn().await?, id).await?.is_none()
+        {
+            return Err(refused.clone().into());
+        }
+        let mut w = self.begin_write().await?;
         let after = Some(json::tenant_value(tenant));
         let Some(existing) = tenant_in(w.conn(), id).await? else {
-            rules::create_tenant(&ctx.caller)?;
+            may_create?;
             sqlx::query("INSERT INTO tenants (tenant_id, environment, whitelisting_enabled) VALUES ($1, $2, $3)")
                 .bind(id.as_str())
                 .bind(tenant.environment.as_str())
