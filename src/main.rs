@@ -8,7 +8,7 @@ use consentry::config::{Cli, ClientCommand, Command, TokenCommand};
 use consentry::domain::{Capabilities, Capability, ClientId, TenantBounds};
 use consentry::service::auth::{generate_key, hash_key};
 use consentry::startup::{App, shutdown_signal};
-use consentry::store::Store;
+use consentry::store::ClientWrites;
 
 /// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and
 /// glibc's per-thread arenas then contend on their locks (see BENCHMARKS.md).

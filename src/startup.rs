@@ -29,7 +29,9 @@ use crate::service::auth::{Authenticator, hash_key};
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, FramingLayer, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact, sqlstate};
-use crate::store::{BootstrapOutcome, PageSecret, SqlStore, Store};
+use crate::store::{
+    BootstrapOutcome, CacheReads, ClientWrites, PageSecret, Settings, SqlStore, Store,
+};
 use crate::tls::Tls;
 use crate::token::{KeyRing, TokenIssuer};
 
@@ -74,9 +76,9 @@ impl App {
         let health = HealthReporter::new();
         let url = &config.db.database_url;
         let store = Arc::new(crate::store::lazy(url, config.db_max_connections)?);
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let reads: Arc<dyn CacheReads> = store.clone();
         let caches = Caches::new(
-            dyn_store,
+            reads,
             CacheConfig {
                 budget_bytes: config.cache_mib.saturating_mul(1024 * 1024),
                 ttl: Duration::from_secs(config.cache_ttl_secs),

@@ -58,7 +58,7 @@ use crate::domain::{
     UserId, UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{PageSecret, Store, StoreResult};
+use crate::store::{CacheReads, PageSecret, StoreResult};
 
 pub use error::ReadError;
 use freshness::SyncState;
@@ -139,7 +139,8 @@ pub enum Known {
 
 /// The snapshot caches of one instance, and how far it has applied the change log.
 pub struct Caches {
-    store: Arc<dyn Store>,
+    /// The store, through the reads the cache makes and nothing else (it cannot write).
+    store: Arc<dyn CacheReads>,
     apps: Snapshots<Pair<TenantId, AppId>, AppSnapshot>,
     users: Snapshots<Pair<TenantId, UserId>, Option<UserSnapshot>>,
     grants: Snapshots<Pair<TenantId, UserId>, Vec<UserGrant>>,
@@ -183,7 +184,7 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 impl Caches {
     /// Empty caches over `store`. Nothing is read until [`Caches::start`]; until then every
     /// lookup fails with [`ReadError::Starting`].
-    pub fn new(store: Arc<dyn Store>, config: CacheConfig) -> Arc<Self> {
+    pub fn new(store: Arc<dyn CacheReads>, config: CacheConfig) -> Arc<Self> {
         let b = config.budget_bytes;
         let metrics = Handles::new(config.max_staleness);
         metrics.store_up.set(0.0);
@@ -647,8 +648,8 @@ impl Caches {
         }
     }
 
-    /// The store behind the caches.
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store behind the caches, as far as they may use it: the reads of [`CacheReads`].
+    pub fn store(&self) -> &Arc<dyn CacheReads> {
         &self.store
     }
 }

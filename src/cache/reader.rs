@@ -17,7 +17,7 @@ use crate::domain::{
     TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
 };
 use crate::store::{
-    GrantKey, GrantQuery, Page, PageRequest, PageSecret, Store, StoreError, StoreResult,
+    CacheReads, GrantKey, GrantQuery, Page, PageRequest, PageSecret, StoreError, StoreResult,
 };
 
 /// How many times a request gathers its snapshots again when writes land while it reads.
@@ -44,7 +44,7 @@ enum Source {
 /// The read path over the caches and the store.
 pub struct Reader {
     caches: Arc<Caches>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn CacheReads>,
 }
 
 type AppEntry = Arc<Entry<AppSnapshot>>;

@@ -1,7 +1,7 @@
 //! Keeping an instance's caches in step with the store. A short poll reads the change log: it
 //! bounds staleness even when notifications are lost, and it is the probe that finds an
 //! unreachable store again. On Postgres a LISTEN connection also wakes the instance on every
-//! committed write (`Store::listen_for_changes`; the change log is then read, once for all
+//! committed write (`ChangeLog::listen_for_changes`; the change log is then read, once for all
 //! waiters). A lost listener only reconnects: the poll keeps the caches current meanwhile, so
 //! nothing cached is thrown away and cache hits go on through a database outage. The change log
 //! is pruned here too.

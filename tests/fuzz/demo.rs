@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use consentry::demo::{WORLD, load_json};
-use consentry::store::{SqlStore, Store};
+use consentry::store::{Snapshots, SqlStore};
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -1,8 +1,8 @@
 //! The invariants of ARCHITECTURE.md that reading the source can decide: every source file is
 //! on the code map; the domain does no I/O and no async; sqlx stays in the store; `Status` is
-//! built in one place; generated types stay at the edge; the cache knows no database; every
-//! store write goes through the write transaction; admin handlers go through the write helper.
-//! Each failure names the file and line.
+//! built in one place; generated types stay at the edge; the cache knows no database and holds
+//! only the store's reads; every store write goes through the write transaction; admin handlers
+//! go through the write helper. Each failure names the file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -152,6 +152,32 @@ fn the_domain_does_no_io_no_async_and_reads_no_clock() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
+/// The names a file takes from `crate::store`: every identifier of a path or a braced list of
+/// imports that follows `crate::store::`.
+fn store_names(s: &Source) -> Vec<String> {
+    let text: String = s.code.iter().map(|(_, l)| format!("{l}\n")).collect();
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("crate::store::") {
+        let rest = &text[at + "crate::store::".len()..];
+        let taken = match rest.strip_prefix('{') {
+            Some(list) => &list[..list.find('}').unwrap_or(list.len())],
+            None => {
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            }
+        };
+        names.extend(
+            taken
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    names
+}
+
 #[test]
 fn sqlx_is_used_only_in_the_store_and_never_by_the_cache() {
     let sources = sources();
@@ -167,7 +193,26 @@ fn sqlx_is_used_only_in_the_store_and_never_by_the_cache() {
         &sources,
         |p| p.starts_with("cache/"),
         &["database_url", "DATABASE_URL", "PgListener"],
-        "the cache knows the store only through the Store trait",
+        "the cache knows the store only through its traits",
+        &mut found,
+    );
+    for s in sources.iter().filter(|s| s.path.starts_with("cache/")) {
+        for name in store_names(s) {
+            let write = name.ends_with("Writes");
+            if write || ["Store", "SqlStore", "Lists", "Settings"].contains(&name.as_str()) {
+                found.push(format!(
+                    "src/{}: names crate::store::{name}: the cache reads the store through \
+                     CacheReads and cannot write",
+                    s.path
+                ));
+            }
+        }
+    }
+    lines_with(
+        &sources,
+        |p| p.starts_with("cache/"),
+        &["dyn Store", "SqlStore"],
+        "the cache reads the store through CacheReads and cannot write",
         &mut found,
     );
     lines_with(

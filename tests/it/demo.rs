@@ -11,7 +11,7 @@ use consentry::domain::{Capabilities, ClientId, TenantBounds};
 use consentry::proto::CheckAccessRequest;
 use consentry::proto::permission_service_client::PermissionServiceClient;
 use consentry::service::auth::hash_key;
-use consentry::store::Store;
+use consentry::store::{ClientKeys, ClientWrites};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::support::calls::req;

@@ -1,10 +1,12 @@
-//! Writes of site-level app rights (DESIGN.md §8): resolved requests that a tenant administrator
-//! or a site owner gives an application beside its consent in force, kept in the consent's row.
+//! [`AppRightWrites`]: writes of site-level app rights (DESIGN.md §8), resolved requests that a
+//! tenant administrator or a site owner gives an application beside its consent in force, kept
+//! in the consent's row.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn grant_app_right(
+#[async_trait]
+impl AppRightWrites for SqlStore {
+    async fn grant_app_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -36,7 +38,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn revoke_app_right(
+    async fn revoke_app_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,

@@ -1,9 +1,10 @@
-//! Writes of apps, consents and whitelist entries.
+//! [`AppWrites`]: writes of apps, consents and whitelist entries.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn register_app(
+#[async_trait]
+impl AppWrites for SqlStore {
+    async fn register_app(
         &self,
         ctx: &WriteCtx,
         app_id: &AppId,
@@ -11,8 +12,9 @@ impl SqlStore {
         kind: AppKind,
         manifest: &Manifest,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
+        // A rule of the caller alone: judged before the write lock.
         rules::manage_apps(&ctx.caller)?;
+        let mut w = self.begin_write().await?;
         if app_in(w.conn(), app_id).await?.is_some() {
             return Err(StoreError::AlreadyExists(Entity::App(app_id.clone())));
         }
@@ -36,15 +38,15 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn update_app_manifest(
+    async fn update_app_manifest(
         &self,
         ctx: &WriteCtx,
         app_id: &AppId,
         manifest: &Manifest,
     ) -> StoreResult<(Revision, i64)> {
+        may_manage(self, ctx, app_id).await?;
         let mut w = self.begin_write().await?;
         let app = require_app(w.conn(), app_id).await?;
-        rules::manage_apps(&ctx.caller)?;
         if app.manifest == *manifest {
             // Nothing changes: no new manifest revision, nothing written (the transaction rolls back).
             return Ok((w.previous().await?, app.manifest_revision));
@@ -66,14 +68,10 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, updated.manifest_revision))
     }
 
-    pub(super) async fn unregister_app(
-        &self,
-        ctx: &WriteCtx,
-        app_id: &AppId,
-    ) -> StoreResult<Revision> {
+    async fn unregister_app(&self, ctx: &WriteCtx, app_id: &AppId) -> StoreResult<Revision> {
+        may_manage(self, ctx, app_id).await?;
         let mut w = self.begin_write().await?;
         let app = require_app(w.conn(), app_id).await?;
-        rules::manage_apps(&ctx.caller)?;
         let consents = sqlx::query(AssertSqlSafe(format!("SELECT c.tenant_id, {CONSENT_COLUMNS} FROM consents c WHERE c.app_id = $1 ORDER BY c.tenant_id")))
             .bind(app_id.as_str())
             .fetch_all(w.conn())
@@ -101,7 +99,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn approve_consent(
+    async fn approve_consent(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -162,7 +160,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, consent))
     }
 
-    pub(super) async fn revoke_consent(
+    async fn revoke_consent(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -194,7 +192,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn put_whitelist_entry(
+    async fn put_whitelist_entry(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -224,7 +222,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_whitelist_entry(
+    async fn delete_whitelist_entry(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -248,6 +246,18 @@ impl SqlStore {
             .before(Some(json::whitelist_value(app_id.as_str(), &entry)));
         w.commit_as(ctx, audit).await
     }
+}
+
+/// `manage_apps` for a write to a registered app, a rule of the caller alone, judged before the
+/// write lock so that a refused caller never takes it. Existence comes before the rules, so a
+/// refused caller is still told first that the app is missing: read without the lock, it answers
+/// as the write would have at that moment. An admitted caller finds the app inside the write.
+async fn may_manage(store: &SqlStore, ctx: &WriteCtx, app_id: &AppId) -> StoreResult<()> {
+    let Err(refused) = rules::manage_apps(&ctx.caller) else {
+        return Ok(());
+    };
+    require_app(&mut *store.conn().await?, app_id).await?;
+    Err(refused.into())
 }
 
 /// An app's rows across tenants as audit values, each with its `tenant_id` added.

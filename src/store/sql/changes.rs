@@ -1,13 +1,14 @@
-//! The change log: what changed since a revision (read by every instance's poll), pruning it,
-//! the Postgres notifications that wake the instances, and the connection of its own that says
-//! why the poll got none from the pool.
+//! The change log ([`ChangeLog`]): what changed since a revision (read by every instance's
+//! poll), pruning it, the Postgres notifications that wake the instances, and the connection of
+//! its own that says why the poll got none from the pool.
 
 use sqlx::{ConnectOptions, Connection};
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead> {
+#[async_trait]
+impl ChangeLog for SqlStore {
+    async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead> {
         // One statement: the head with its tag, and the tag the store records for `after`
         // (NULL, read as none, when it records no such revision).
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -52,11 +53,11 @@ impl SqlStore {
         Ok(read(changes))
     }
 
-    pub(super) async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
+    async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
         tag_in(&mut *self.conn().await?, number).await
     }
 
-    pub(super) async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
+    async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
         sqlx::query("DELETE FROM changes WHERE revision < $1")
             .bind(rev_i64(before))
             .execute(&self.pool)
@@ -64,7 +65,7 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn listen_for_changes(
+    async fn listen_for_changes(
         &self,
     ) -> StoreResult<Option<crate::store::listener::ChangeListener>> {
         match &self.listen_url {
@@ -75,25 +76,9 @@ impl SqlStore {
         }
     }
 
-    pub(super) async fn try_connect(&self) -> StoreResult<()> {
+    async fn try_connect(&self) -> StoreResult<()> {
         let conn = self.pool.connect_options().connect().await?;
         let _ = conn.close().await;
         Ok(())
-    }
-
-    pub(super) async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
-        let row = sqlx::query(
-            "SELECT client_id, key_hash, tenants, capabilities, created_at, revoked_at FROM clients \
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored_hash: String = col(&row, "key_hash")?;
-        if !bool::from(stored_hash.as_bytes().ct_eq(key_hash.as_bytes())) {
-            return Ok(None);
-        }
-        Ok(Some(client_from(&row)?.caller))
     }
 }

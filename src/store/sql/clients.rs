@@ -1,9 +1,30 @@
-//! Writes of clients (API keys).
+//! Clients (API keys): who holds a key ([`ClientKeys`], read on every call's authentication)
+//! and the audited writes of clients ([`ClientWrites`]).
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn create_client(
+#[async_trait]
+impl ClientKeys for SqlStore {
+    async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
+        let row = sqlx::query(
+            "SELECT client_id, key_hash, tenants, capabilities, created_at, revoked_at FROM clients \
+             WHERE key_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored_hash: String = col(&row, "key_hash")?;
+        if !bool::from(stored_hash.as_bytes().ct_eq(key_hash.as_bytes())) {
+            return Ok(None);
+        }
+        Ok(Some(client_from(&row)?.caller))
+    }
+}
+
+#[async_trait]
+impl ClientWrites for SqlStore {
+    async fn create_client(
         &self,
         ctx: Option<&WriteCtx>,
         client_id: &ClientId,
@@ -11,10 +32,11 @@ impl SqlStore {
         capabilities: Capabilities,
         key_hash: &str,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
+        // A rule of the caller and the request alone: judged before the write lock.
         if let Some(ctx) = ctx {
             rules::create_client(&ctx.caller, tenants, capabilities)?;
         }
+        let mut w = self.begin_write().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT client_id FROM clients WHERE client_id = $1")
                 .bind(client_id.as_str())
@@ -48,7 +70,7 @@ impl SqlStore {
         }
     }
 
-    pub(super) async fn revoke_client(
+    async fn revoke_client(
         &self,
         ctx: Option<&WriteCtx>,
         client_id: &ClientId,
@@ -87,10 +109,7 @@ impl SqlStore {
         }
     }
 
-    pub(super) async fn ensure_bootstrap_client(
-        &self,
-        key_hash: &str,
-    ) -> StoreResult<BootstrapOutcome> {
+    async fn ensure_bootstrap_client(&self, key_hash: &str) -> StoreResult<BootstrapOutcome> {
         let mut w = self.begin_write().await?;
         let revoked_at: Option<Option<i64>> =
             sqlx::query_scalar("SELECT revoked_at FROM clients WHERE client_id = 'bootstrap'")

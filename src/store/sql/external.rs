@@ -1,9 +1,10 @@
-//! Writes of external permission groups, their permissions and grants.
+//! [`ExternalWrites`]: writes of external permission groups, their permissions and grants.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn create_group(
+#[async_trait]
+impl ExternalWrites for SqlStore {
+    async fn create_group(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -44,7 +45,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, group))
     }
 
-    pub(super) async fn update_group(
+    async fn update_group(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -82,7 +83,7 @@ impl SqlStore {
         ))
     }
 
-    pub(super) async fn delete_group(
+    async fn delete_group(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -114,7 +115,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn create_permission(
+    async fn create_permission(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -158,7 +159,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_permission(
+    async fn delete_permission(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -188,7 +189,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn grant_external(
+    async fn grant_external(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -232,7 +233,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn revoke_external(
+    async fn revoke_external(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,

@@ -1,9 +1,14 @@
-//! The AdminService list queries, paged by key.
+//! [`Lists`]: what the AdminService reads, one tenant and the list queries, paged by key.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn list_tenants(
+#[async_trait]
+impl Lists for SqlStore {
+    async fn tenant(&self, tenant: &TenantId) -> StoreResult<Option<Tenant>> {
+        tenant_in(&mut *self.conn().await?, tenant).await
+    }
+
+    async fn list_tenants(
         &self,
         bounds: &TenantBounds,
         page: &PageRequest<TenantId>,
@@ -39,10 +44,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |t| t.tenant_id.clone()))
     }
 
-    pub(super) async fn list_apps(
-        &self,
-        page: &PageRequest<AppId>,
-    ) -> StoreResult<Page<App, AppId>> {
+    async fn list_apps(&self, page: &PageRequest<AppId>) -> StoreResult<Page<App, AppId>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {APP_COLUMNS} FROM apps a WHERE a.app_id > $1 ORDER BY a.app_id LIMIT $2"
         )))
@@ -54,7 +56,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |a| a.app_id.clone()))
     }
 
-    pub(super) async fn list_clients(
+    async fn list_clients(
         &self,
         page: &PageRequest<ClientId>,
     ) -> StoreResult<Page<ClientRecord, ClientId>> {
@@ -72,7 +74,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |c| c.caller.client_id.clone()))
     }
 
-    pub(super) async fn list_users(
+    async fn list_users(
         &self,
         tenant: &TenantId,
         page: &PageRequest<UserId>,
@@ -96,7 +98,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(u, _)| u.clone()))
     }
 
-    pub(super) async fn list_api_users(
+    async fn list_api_users(
         &self,
         tenant: &TenantId,
         page: &PageRequest<UserId>,
@@ -119,7 +121,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(u, _)| u.clone()))
     }
 
-    pub(super) async fn list_consents(
+    async fn list_consents(
         &self,
         tenant: &TenantId,
         page: &PageRequest<AppId>,
@@ -141,7 +143,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(a, _)| a.clone()))
     }
 
-    pub(super) async fn list_whitelist_entries(
+    async fn list_whitelist_entries(
         &self,
         tenant: &TenantId,
         page: &PageRequest<AppId>,
@@ -167,7 +169,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(a, _)| a.clone()))
     }
 
-    pub(super) async fn list_groups(
+    async fn list_groups(
         &self,
         tenant: &TenantId,
         viewer: &Viewer,
@@ -201,7 +203,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |g| g.group.group_id.clone()))
     }
 
-    pub(super) async fn list_user_rights(
+    async fn list_user_rights(
         &self,
         tenant: &TenantId,
         user: &UserId,
@@ -235,7 +237,7 @@ impl SqlStore {
         Ok(paged(items, page.limit, |(p, _)| p.clone()))
     }
 
-    pub(super) async fn list_audit_events(
+    async fn list_audit_events(
         &self,
         filter: &AuditFilter,
         page: &PageRequest<Revision>,

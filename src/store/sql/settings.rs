@@ -1,6 +1,6 @@
-//! Settings of the deployment kept in the store (the `settings` table, migration 0004): the
-//! secret page tokens are signed with. Not audited: no caller writes them, and they are no fact
-//! of the permission model.
+//! [`Settings`]: the deployment's settings kept in the store (the `settings` table, migration
+//! 0004), the secret page tokens are signed with. Not audited: no caller writes them, and they
+//! are no fact of the permission model.
 
 use base64::Engine;
 
@@ -9,14 +9,12 @@ use super::*;
 /// The name of the page-token secret's row.
 const PAGE_TOKEN_SECRET: &str = "page_token_secret";
 
-impl SqlStore {
+#[async_trait]
+impl Settings for SqlStore {
     /// The stored page-token secret; `candidate` is stored first if there is none yet. Two
     /// instances starting at once both insert-if-absent, then read the one row that won.
-    pub(super) async fn page_token_secret(
-        &self,
-        candidate: &PageSecret,
-    ) -> StoreResult<PageSecret> {
-        if let Some(secret) = self.stored_secret().await? {
+    async fn page_token_secret(&self, candidate: &PageSecret) -> StoreResult<PageSecret> {
+        if let Some(secret) = stored_secret(&self.pool).await? {
             return Ok(secret);
         }
         sqlx::query(
@@ -26,19 +24,18 @@ impl SqlStore {
         .bind(encode(candidate))
         .execute(&self.pool)
         .await?;
-        self.stored_secret()
+        stored_secret(&self.pool)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the page-token secret was not stored".into()))
     }
+}
 
-    async fn stored_secret(&self) -> StoreResult<Option<PageSecret>> {
-        let value: Option<String> =
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-                .bind(PAGE_TOKEN_SECRET)
-                .fetch_optional(&self.pool)
-                .await?;
-        value.map(|v| decode(&v)).transpose()
-    }
+async fn stored_secret(pool: &AnyPool) -> StoreResult<Option<PageSecret>> {
+    let value: Option<String> = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+        .bind(PAGE_TOKEN_SECRET)
+        .fetch_optional(pool)
+        .await?;
+    value.map(|v| decode(&v)).transpose()
 }
 
 fn encode(secret: &PageSecret) -> String {

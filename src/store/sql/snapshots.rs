@@ -1,15 +1,16 @@
-//! What the caches load: snapshots of an app and a user in a tenant, a tenant's external
-//! catalog, and a user's grants (a page of them, one of them, or all).
+//! [`Snapshots`]: what the caches load, snapshots of an app and a user in a tenant, a tenant's
+//! external catalog, and a user's grants (a page of them, one of them, or all).
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn revision(&self) -> StoreResult<Revision> {
+#[async_trait]
+impl Snapshots for SqlStore {
+    async fn revision(&self) -> StoreResult<Revision> {
         let mut conn = self.pool.acquire().await?;
         revision_in(&mut conn).await
     }
 
-    pub(super) async fn app_snapshot(
+    async fn app_snapshot(
         &self,
         tenant: &TenantId,
         app: &AppId,
@@ -44,7 +45,7 @@ impl SqlStore {
         Ok((snapshot, revision))
     }
 
-    pub(super) async fn user_snapshot(
+    async fn user_snapshot(
         &self,
         tenant: &TenantId,
         user: &UserId,
@@ -85,11 +86,7 @@ impl SqlStore {
         Ok((Some(snapshot), revision))
     }
 
-    pub(super) async fn tenant(&self, tenant: &TenantId) -> StoreResult<Option<Tenant>> {
-        tenant_in(&mut *self.conn().await?, tenant).await
-    }
-
-    pub(super) async fn list_user_grants(
+    async fn list_user_grants(
         &self,
         tenant: &TenantId,
         user: &UserId,
@@ -136,7 +133,7 @@ impl SqlStore {
         Ok((page_of_grants(grants, page.limit), revision))
     }
 
-    pub(super) async fn find_grant(
+    async fn find_grant(
         &self,
         tenant: &TenantId,
         user: &UserId,
@@ -185,7 +182,7 @@ impl SqlStore {
         Ok((grant, revision))
     }
 
-    pub(super) async fn external_catalog(
+    async fn external_catalog(
         &self,
         tenant: &TenantId,
     ) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
@@ -266,7 +263,7 @@ impl SqlStore {
         Ok((exists.then_some(catalog), revision))
     }
 
-    pub(super) async fn user_grants(
+    async fn user_grants(
         &self,
         tenant: &TenantId,
         user: &UserId,

@@ -1,18 +1,24 @@
-//! Writes of tenants, users, their API-user records and their rights.
+//! [`TenantWrites`]: writes of tenants, users, their API-user records and their rights.
 
 use super::*;
 
-impl SqlStore {
-    pub(super) async fn put_tenant(
-        &self,
-        ctx: &WriteCtx,
-        tenant: &Tenant,
-    ) -> StoreResult<(Revision, bool)> {
-        let mut w = self.begin_write().await?;
+#[async_trait]
+impl TenantWrites for SqlStore {
+    async fn put_tenant(&self, ctx: &WriteCtx, tenant: &Tenant) -> StoreResult<(Revision, bool)> {
         let id = &tenant.tenant_id;
+        // Creating is for the caller alone to qualify for, and judged before the write lock: a
+        // refused caller is answered at once unless the tenant exists (read without the lock),
+        // when the write is an update, whose rules need the acting user's roles.
+        let may_create = rules::create_tenant(&ctx.caller);
+        if let Err(refused) = &may_create
+            && tenant_in(&mut *self.conn().await?, id).await?.is_none()
+        {
+            return Err(refused.clone().into());
+        }
+        let mut w = self.begin_write().await?;
         let after = Some(json::tenant_value(tenant));
         let Some(existing) = tenant_in(w.conn(), id).await? else {
-            rules::create_tenant(&ctx.caller)?;
+            may_create?;
             sqlx::query("INSERT INTO tenants (tenant_id, environment, whitelisting_enabled) VALUES ($1, $2, $3)")
                 .bind(id.as_str())
                 .bind(tenant.environment.as_str())
@@ -42,7 +48,7 @@ impl SqlStore {
         Ok((w.commit_as(ctx, audit).await?, false))
     }
 
-    pub(super) async fn put_user(
+    async fn put_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -75,7 +81,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_user(
+    async fn delete_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -132,7 +138,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn put_api_user(
+    async fn put_api_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -161,7 +167,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn delete_api_user(
+    async fn delete_api_user(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -185,7 +191,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn grant_user_right(
+    async fn grant_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,
@@ -214,7 +220,7 @@ impl SqlStore {
         w.commit_as(ctx, audit).await
     }
 
-    pub(super) async fn revoke_user_right(
+    async fn revoke_user_right(
         &self,
         ctx: &WriteCtx,
         tenant: &TenantId,

@@ -111,7 +111,7 @@ async fn a_server_cut_off_from_its_pool_stops_answering_from_its_cache(db: &Test
     use consentry::domain::{
         AppId, Caller, Capabilities, ClientId, TenantBounds, TenantId, Timestamp, UserId,
     };
-    use consentry::store::{Store, WriteCtx};
+    use consentry::store::{AppWrites, WriteCtx};
     use sqlx::{Connection, PgConnection};
     let (server, api) = acme_server_with(short_staleness(db)).await;
     let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::support::db::{TestDb, backend_tests};
-use consentry::store::SqlStore;
+use consentry::store::{Snapshots, SqlStore};
 
 backend_tests!(
     every_read_carries_the_tag_of_its_revision,

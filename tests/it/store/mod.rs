@@ -30,6 +30,7 @@ mod clients;
 mod external;
 mod history;
 mod lists;
+mod locks;
 mod recognised;
 mod tenants;
 mod writes;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::support::db::{TestDb, backend_tests};
+use consentry::store::TenantWrites;
 
 backend_tests!(
     a_write_that_fails_part_way_leaves_no_trace,
