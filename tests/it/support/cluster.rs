@@ -15,7 +15,6 @@
 //! Every step is bounded: a program that does not finish in time fails the test with what it
 //! printed.
 
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -276,20 +275,9 @@ impl Cluster {
         self.running
     }
 
-    /// Starts the server again after [`Cluster::stop`] or [`Cluster::kill`], on the same port.
-    pub async fn restart(&mut self) {
-        assert!(!self.running, "the cluster is running");
-        assert!(self.start_server().await, "restart failed: {}", self.log());
-    }
-
     /// The data directory (which also holds the unix socket).
     pub fn data_dir(&self) -> PathBuf {
         self.base.join("data")
-    }
-
-    /// The port the server listens on, on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// The path of one of PostgreSQL's programs (e.g. `pg_basebackup`).
@@ -317,11 +305,6 @@ impl Cluster {
             .await
             .expect("the admin connection within 10 s")
             .unwrap_or_else(|e| panic!("the admin connection: {e}; log: {}", self.log()))
-    }
-
-    /// Stops the server cleanly (`pg_ctl stop -m fast`).
-    pub fn stop(&mut self) {
-        self.stop_as("fast");
     }
 
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).

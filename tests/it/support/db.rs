@@ -17,8 +17,6 @@
 //! print its URL). Tests that need one backend otherwise call [`TestDb::new`] or
 //! [`TestDb::sqlite`] / [`TestDb::postgres`] themselves and [`TestDb::cleanup`] at the end.
 
-// Shared by every test module; not each of them uses every helper.
-#![allow(dead_code)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -2,7 +2,6 @@
 //! real `consentry` binary as a child process ([`BinaryServer`]), each on a database of its own,
 //! with a bootstrap client whose key is [`BOOTSTRAP_KEY`].
 
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -10,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use consentry::cache::Caches;
-use consentry::config::{Secret, ServeConfig};
+use consentry::config::ServeConfig;
 use consentry::proto::admin_service_client::AdminServiceClient;
 use consentry::proto::permission_service_client::PermissionServiceClient;
 use consentry::startup::App;
@@ -326,11 +325,4 @@ impl BinaryServer {
             .expect("exits after SIGTERM")
             .unwrap()
     }
-}
-
-/// The bootstrap key as a configuration secret.
-pub fn bootstrap_secret() -> Secret {
-    BOOTSTRAP_KEY
-        .parse()
-        .unwrap_or_else(|_| panic!("bootstrap key"))
 }
