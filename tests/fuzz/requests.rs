@@ -5,7 +5,9 @@
 //!
 //! Each case is one of: arbitrary bytes; a request generated field by field from the descriptor
 //! with hostile values (long, NUL, control characters, separators, extreme numbers, unknown
-//! enums, invalid UTF-8); or such a request's encoding with byte-level mutations.
+//! enums, invalid UTF-8); or such a request's encoding with byte-level mutations. An accepted
+//! request is then parsed again with each of its fields made hostile alone (`one_field.rs`),
+//! and each of those must be refused.
 
 use consentry::convert::Parsing;
 use consentry::service::status::ServiceError;
@@ -14,6 +16,7 @@ use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Leaf, Mutation, protos};
 use crate::harness::{self, Open, finding, fuzz};
+use crate::one_field;
 use crate::parsers::{self, PARSERS, Parser, Verdict, parsing};
 
 /// The input of one case.
@@ -53,11 +56,12 @@ fn inputs() -> impl Strategy<Value = Input> {
 const TIMESTAMP_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
 /// What one parse came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Undecodable,
     Rejected,
-    Accepted,
+    /// Accepted, with the request's canonical encoding.
+    Accepted(Vec<u8>),
 }
 
 /// Checks one verdict: a rejection is a clear `INVALID_ARGUMENT` naming a field of `name`; an
@@ -96,10 +100,33 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<Outcome, Tes
             _ => {}
         }
     }
-    Ok(Outcome::Accepted)
+    Ok(Outcome::Accepted(canonical))
 }
 
-/// One case: the input parsed and checked.
+/// An accepted request (`canonical`) with each of its fields made hostile in turn
+/// ([`one_field::one_field_at_a_time`]): each must be refused as any rejection is.
+fn each_field_hostile(
+    name: &str,
+    fields: &[String],
+    parse: Parser,
+    canonical: &[u8],
+    cx: &Parsing,
+) -> Result<(), TestCaseError> {
+    for (field, variant) in one_field::one_field_at_a_time(name, canonical) {
+        let with = |why: &str| TestCaseError::fail(format!("made hostile in {field}: {why}"));
+        match check(name, fields, parse(&variant, cx)) {
+            Ok(Outcome::Rejected) => {}
+            Ok(Outcome::Undecodable) => return Err(with("undecodable")),
+            Ok(Outcome::Accepted(_)) => return Err(with("accepted")),
+            Err(TestCaseError::Fail(why)) => return Err(with(why.message())),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
+/// One case: the input parsed and checked, and if it is accepted, each of its fields made
+/// hostile in turn (so a field that no parse looks at is found from any accepted request).
 fn case(
     name: &str,
     fields: &[String],
@@ -107,16 +134,26 @@ fn case(
     bytes: &[u8],
     cx: &Parsing,
 ) -> Result<(), TestCaseError> {
-    let outcome = check(name, fields, parse(bytes, cx))?;
-    harness::tally(match outcome {
-        Outcome::Undecodable => "undecodable",
-        Outcome::Rejected => "rejected",
-        Outcome::Accepted => "accepted",
-    });
+    match check(name, fields, parse(bytes, cx))? {
+        Outcome::Undecodable => harness::tally("undecodable"),
+        Outcome::Rejected => harness::tally("rejected"),
+        Outcome::Accepted(canonical) => {
+            harness::tally("accepted");
+            each_field_hostile(name, fields, parse, &canonical, cx)?;
+        }
+    }
     Ok(())
 }
 
-/// Fuzzes every request type of `service` through its parser in [`PARSERS`].
+/// The message of a failed check.
+fn why(e: TestCaseError) -> String {
+    match e {
+        TestCaseError::Fail(why) | TestCaseError::Reject(why) => why.message().to_owned(),
+    }
+}
+
+/// Fuzzes every request type of `service` through its parser in [`PARSERS`]: first its
+/// examples, each accepted and refused with any one field made hostile, then generated cases.
 fn service(service: &str) {
     let names = protos().requests(service);
     assert!(
@@ -125,7 +162,7 @@ fn service(service: &str) {
     );
     let unlisted: Vec<_> = names
         .iter()
-        .filter(|n| parsers::parser(n).is_none())
+        .filter(|n| parsers::entry(n).is_none())
         .collect();
     assert!(
         unlisted.is_empty(),
@@ -134,7 +171,23 @@ fn service(service: &str) {
     let budget = harness::budget().map(|b| b / names.len() as u32);
     for name in &names {
         let fields = protos().fields(name);
-        let parse = parsers::parser(name).expect("listed");
+        let entry = parsers::entry(name).expect("listed");
+        let parse = entry.parse;
+        for (i, example) in (entry.examples)().iter().enumerate() {
+            for acting in [false, true] {
+                let cx = parsing(acting);
+                if let Verdict::Decoded(_, Err(e)) = parse(example, &cx) {
+                    panic!("{service}.{name}: example {i} is refused: {e}");
+                }
+                let canonical = match check(name, &fields, parse(example, &cx)) {
+                    Ok(Outcome::Accepted(canonical)) => canonical,
+                    other => panic!("{service}.{name}: example {i} is not accepted: {other:?}"),
+                };
+                if let Err(e) = each_field_hostile(name, &fields, parse, &canonical, &cx) {
+                    panic!("{service}.{name}: example {i}: {}", why(e));
+                }
+            }
+        }
         let cases = (inputs(), any::<bool>());
         fuzz(
             &format!("{service}.{name}"),
@@ -164,7 +217,7 @@ fn the_list_names_each_request_type_of_the_two_services_once() {
         .iter()
         .flat_map(|s| protos().requests(s))
         .collect();
-    let mut listed: Vec<&str> = PARSERS.iter().map(|(name, _)| *name).collect();
+    let mut listed: Vec<&str> = PARSERS.iter().map(|e| e.name).collect();
     let strays: Vec<_> = listed
         .iter()
         .filter(|n| !requests.iter().any(|r| r == *n))
