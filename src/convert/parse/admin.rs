@@ -1,6 +1,6 @@
 //! The AdminService's requests into commands. A write's command is what its store call takes;
-//! a listing's is a [`Listed`] of what selects its items. Commands of ids alone are tuples of
-//! the ids, in the request's order.
+//! a listing's is a [`Listed`] of what selects its items. A command whose parts each have a type
+//! of their own is a tuple of them, in the request's order; the others are named structs.
 
 use super::{Listed, Parse, Parsing};
 use crate::convert::{
@@ -11,8 +11,8 @@ use crate::convert::{
 };
 use crate::domain::{
     ApiUser, AppId, AppKind, AuditTarget, Capabilities, ClientId, Environment, ExternalPermission,
-    GroupId, Manifest, Name, PermissionId, Principal, ResolvedRequest, ResourcePath, Right,
-    RoleSet, Tenant, TenantBounds, TenantId, Timestamp, UserId, ValidationError, Viewer,
+    GroupId, Manifest, Name, PermissionId, Principal, ResolvedRequest, ResourcePath, Revision,
+    Right, RoleSet, Tenant, TenantBounds, TenantId, Timestamp, UserId, ValidationError, Viewer,
     WhitelistEntry,
 };
 use crate::proto::*;
@@ -412,7 +412,7 @@ impl Parse for ListClientsRequest {
 }
 
 impl Parse for ListAuditEventsRequest {
-    type Command = Listed<AuditFilter, crate::domain::Revision>;
+    type Command = Listed<AuditFilter, Revision>;
     fn parse(self, cx: &Parsing<'_>) -> Result<Self::Command, ServiceError> {
         let tenant_id = TenantId::parse_optional("tenant_id", &self.tenant_id)?;
         if let Some(t) = &tenant_id {
