@@ -21,6 +21,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::cache::sync::SyncConfig;
 use crate::cache::{CacheConfig, Caches, Reader};
 use crate::config::ServeConfig;
+use crate::convert::Limits;
 use crate::health::Readiness;
 use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::permission_service_server::PermissionServiceServer;
@@ -187,12 +188,16 @@ impl App {
 
         let auth = Authenticator::new(caches.clone());
         let dyn_store: Arc<dyn Store> = store.clone();
-        let admin = AdminApi::new(dyn_store, auth.clone(), Applied(caches.clone()));
+        // What one request may ask for, the same for both services.
+        let limits = Limits {
+            max_batch: config.max_batch,
+        };
+        let admin = AdminApi::new(dyn_store, auth.clone(), Applied(caches.clone()), limits);
         let tokens = signing_keys
             .clone()
             .map(|keys| TokenIssuer::new(keys, config.token_issuer.clone()));
-        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, config.max_batch)
-            .with_tokens(tokens);
+        let permission =
+            PermissionApi::new(Reader::new(caches.clone()), auth, limits).with_tokens(tokens);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

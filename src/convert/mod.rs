@@ -1,19 +1,23 @@
 //! Conversions between the generated proto types and the domain, in one place. Incoming values
 //! are validated here (unknown or unspecified enums, malformed ids and paths become
-//! [`ValidationError`]s); outgoing values are plain mappings.
+//! [`ValidationError`]s); outgoing values are plain mappings. Each request message of both
+//! services parses into its command through [`Parse`] (in `parse/`), the one validation its
+//! handler and the fuzz targets share.
 
 use crate::domain::{
-    self, AccessQuery, AppScopes, ConsentState, Decision, GrantView, Manifest, ManifestParts,
-    OwnedAccessQuery, PermissionRequest, Reason, ReportedPolicy, ResolvedRequest, ResourcePath,
-    Revision, Timestamp, Valid, ValidationError,
+    self, AppScopes, ConsentState, Decision, GrantView, Manifest, ManifestParts, PermissionRequest,
+    Reason, ReportedPolicy, ResolvedRequest, ResourcePath, Revision, Timestamp, Valid,
+    ValidationError,
 };
 use crate::proto;
 use crate::store::{AuditEvent, ClientRecord, GroupSpec};
 
 mod admin;
+mod parse;
 mod permission;
 
 pub use admin::*;
+pub use parse::*;
 pub use permission::*;
 
 /// Decodes a proto enum value, rejecting unknown numbers.

@@ -3,20 +3,6 @@
 
 use super::*;
 
-/// A CheckAccess request, validated. Its consistency is the service's business.
-pub fn access_query_from_proto(req: proto::CheckAccessRequest) -> Valid<AccessQuery> {
-    AccessQuery::parse_owned(OwnedAccessQuery {
-        tenant_id: req.tenant_id,
-        app_id: req.app_id,
-        user_id: req.user_id,
-        on_behalf_of: req.on_behalf_of,
-        scope: req.scope,
-        permission: req.permission,
-        resource: req.resource,
-        explain: req.explain,
-    })
-}
-
 /// A decision for the wire, evaluated at `checked_at`.
 pub fn decision_to_proto(d: Decision, checked_at: Revision) -> proto::CheckAccessResponse {
     proto::CheckAccessResponse {
@@ -139,28 +125,6 @@ pub fn consent_prompt_to_proto(
 }
 
 // Context tokens (DESIGN.md §8)
-
-/// An IssueContextToken request: its access question (no scope, no permission) and what the
-/// token is for. The tenant is validated first by the caller, for the bounds check.
-pub fn token_request_from_proto(
-    req: proto::IssueContextTokenRequest,
-) -> Valid<(AccessQuery, crate::token::TokenRequest)> {
-    let query = AccessQuery::parse_owned(OwnedAccessQuery {
-        tenant_id: req.tenant_id,
-        app_id: req.app_id,
-        user_id: req.user_id,
-        on_behalf_of: req.on_behalf_of,
-        resource: req.resource,
-        ..OwnedAccessQuery::default()
-    })?;
-    let request = crate::token::TokenRequest {
-        tenant_id: query.tenant_id.clone(),
-        app_id: query.app_id.clone(),
-        audience: crate::token::parse_audience(&req.audience)?,
-        ttl: crate::token::parse_ttl(req.ttl_seconds)?,
-    };
-    Ok((query, request))
-}
 
 /// An IssueContextToken answer: the signed token, its expiry and a message, or the refusal.
 pub fn token_to_proto(

@@ -1,9 +1,10 @@
 //! The transport layer: tonic services, the layer around every call, authentication, paging and
 //! status mapping.
 //!
-//! Architecture invariant: handlers are thin. They authenticate, convert proto → domain (which
-//! validates), ask the cache's reader or the store, and convert back. Only this layer and
-//! `convert` see prost types; errors become `tonic::Status` only in [`status`].
+//! Architecture invariant: handlers are thin. They authenticate, parse the request into its
+//! command (`convert::Parse`, the one validation of each request type), ask the cache's reader
+//! or the store, and convert back. Only this layer and `convert` see prost types; errors become
+//! `tonic::Status` only in [`status`].
 
 pub mod admin;
 pub mod auth;

@@ -1,23 +1,22 @@
 //! `consentry.v1.PermissionService`: the queries backend services ask on every request.
 //!
-//! Each handler takes the request's one freshness check, authenticates, validates (nothing is
-//! read for a malformed request or a tenant outside the caller's bounds), asks the cache's
-//! [`Reader`] for the answer at one revision, and converts it back. A failing store is an error,
-//! never an answer: it fails closed.
+//! Each handler takes the request's one freshness check, authenticates, parses the request into
+//! its command (`convert::Parse`: nothing is read for a malformed request or a tenant outside
+//! the caller's bounds), asks the cache's [`Reader`] for the answer at one revision, and
+//! converts it back. A failing store is an error, never an answer: it fails closed.
 
 use metrics::Counter;
 use tonic::{Request, Response, Status};
 
-use super::status::ServiceError;
-use crate::domain::{AppSnapshot, Entity, NotFound, RuleError, ValidationError, context_grant};
-
 use super::auth::{Authenticator, CallContext};
-use super::paging::{Listing, next_page_token, page_request};
-use crate::cache::{At, Reader, Wanted};
-use crate::convert as cv;
+use super::paging::next_page_token;
+use super::status::ServiceError;
+use crate::cache::{At, Reader};
+use crate::convert::{self as cv, AppQuestion, Check, CheckBatch, GrantCheck, GrantListing};
+use crate::convert::{Limits, Listed, Parse, Parsing, TokenIssue};
 use crate::domain::{
-    AccessQuery, AppId, AppScopes, Capability, ConsentPrompt, ExternalId, GroupId, PermissionId,
-    PermissionRef, Reason, Revision, TenantId, Timestamp, UserId, Valid, Viewer,
+    AppScopes, AppSnapshot, Capability, ConsentPrompt, Entity, NotFound, Reason, Revision,
+    RuleError, Timestamp, context_grant,
 };
 use crate::proto::permission_service_server::PermissionService;
 use crate::proto::*;
@@ -28,35 +27,20 @@ use crate::token::TokenIssuer;
 pub struct PermissionApi {
     reader: Reader,
     auth: Authenticator,
-    max_batch: usize,
+    limits: Limits,
     /// `consentry_decisions_total`, one handle per reason, in [`Reason::ALL`] order.
     decisions: [Counter; 12],
     /// What signs context tokens; `None` without `--signing-key-file`.
     tokens: Option<TokenIssuer>,
 }
 
-/// What a request's consistency asks for.
-fn wanted(c: Option<&Consistency>) -> Valid<Wanted> {
-    use consistency::Requirement;
-    Ok(match c.and_then(|c| c.requirement.as_ref()) {
-        None | Some(Requirement::MinimizeLatency(_) | Requirement::FullyConsistent(false)) => {
-            Wanted::Cached
-        }
-        Some(Requirement::FullyConsistent(true)) => Wanted::Store,
-        Some(Requirement::AtLeastAsFresh(token)) => Wanted::AtLeast(Revision::parse_token(
-            "consistency.at_least_as_fresh",
-            token,
-        )?),
-    })
-}
-
 impl PermissionApi {
-    /// The service; a batch holds at most `max_batch` items.
-    pub fn new(reader: Reader, auth: Authenticator, max_batch: usize) -> Self {
+    /// The service, validating requests within `limits`.
+    pub fn new(reader: Reader, auth: Authenticator, limits: Limits) -> Self {
         Self {
             reader,
             auth,
-            max_batch,
+            limits,
             decisions: Reason::ALL
                 .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
             tokens: None,
@@ -75,48 +59,37 @@ impl PermissionApi {
         Ok((cx, at))
     }
 
+    /// The request as its command, validated for the caller in `cx`.
+    fn parse<T: Parse>(&self, cx: &CallContext, request: Request<T>) -> Result<T::Command, Status> {
+        let parsing = Parsing {
+            caller: &cx.caller,
+            acting_user: cx.acting_user.as_ref(),
+            limits: self.limits,
+            page_secret: self.reader.page_secret()?,
+        };
+        Ok(request.into_inner().parse(&parsing)?)
+    }
+
     fn record(&self, reason: Reason) {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
             self.decisions[i].increment(1);
         }
     }
 
-    /// Parses a query (keeping its strings) and checks its tenant is within the caller's bounds.
-    fn query(cx: &CallContext, mut req: CheckAccessRequest) -> Result<AccessQuery, ServiceError> {
-        // The tenant first: a tenant outside the caller's bounds is refused before anything else.
-        // Its string is moved out and back, never copied.
-        let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
-        cx.caller.require_tenant(&tenant)?;
-        req.tenant_id = tenant.into();
-        Ok(cv::access_query_from_proto(req)?)
-    }
-
-    /// The tenant and user of an external permission query, within the caller's bounds.
-    fn tenant_user(
-        cx: &CallContext,
-        tenant: &str,
-        user: &str,
-    ) -> Result<(TenantId, UserId), Status> {
-        let tenant = TenantId::parse("tenant_id", tenant)?;
-        cx.caller.require_tenant(&tenant)?;
-        Ok((tenant, UserId::parse("user_id", user)?))
-    }
-
-    /// An answer about one app in one tenant (GetAppScopes, GetConsentPrompt): the tenant within
-    /// the caller's bounds, the ids and the consistency validated, the app's snapshot read through
-    /// the reader, and `answer` made of it. An unknown tenant is NOT_FOUND; `answer` says `None`
-    /// for an unregistered app, which is NOT_FOUND too.
-    async fn app_answer<T: AboutApp, R>(
+    /// An answer about one app in one tenant (GetAppScopes, GetConsentPrompt): the app's
+    /// snapshot read through the reader, and `answer` made of it. An unknown tenant is
+    /// NOT_FOUND; `answer` says `None` for an unregistered app, which is NOT_FOUND too.
+    async fn app_answer<T: Parse<Command = AppQuestion>, R>(
         &self,
         request: Request<T>,
         answer: impl FnOnce(&AppSnapshot) -> Option<R>,
     ) -> Result<(R, Revision), Status> {
         let (cx, at) = self.context(&request).await?;
-        let (tenant, app, consistency) = request.get_ref().about();
-        let tenant = TenantId::parse("tenant_id", tenant)?;
-        cx.caller.require_tenant(&tenant)?;
-        let app = AppId::parse("app_id", app)?;
-        let wanted = wanted(consistency)?;
+        let AppQuestion {
+            tenant,
+            app,
+            wanted,
+        } = self.parse(&cx, request)?;
         let (entry, revision) = self.reader.app(at, wanted, &tenant, &app).await?;
         let snapshot = &entry.value;
         if snapshot.tenant.is_none() {
@@ -126,40 +99,7 @@ impl PermissionApi {
             answer(snapshot).ok_or_else(|| ServiceError::from(NotFound(Entity::App(app))))?;
         Ok((answer, revision))
     }
-
-    /// The viewer of an external permission query (DESIGN.md §4). `app_id` is validated
-    /// whoever the viewer turns out to be, so a malformed one is refused even beside an acting
-    /// user (who then decides).
-    fn viewer(cx: &CallContext, app_id: &str) -> Result<Viewer, Status> {
-        let app = AppId::parse_optional("app_id", app_id)?;
-        if let Some(user) = &cx.acting_user {
-            return Ok(Viewer::User(user.clone()));
-        }
-        if let Some(app) = app {
-            cx.caller.require_may_assert_user()?;
-            return Ok(Viewer::App(app));
-        }
-        Ok(Viewer::Client(cx.caller.client_id.clone()))
-    }
 }
-
-/// A request about one app in one tenant.
-trait AboutApp {
-    /// The tenant, the app and the consistency asked for.
-    fn about(&self) -> (&str, &str, Option<&Consistency>);
-}
-
-macro_rules! about_app {
-    ($($request:ty),+) => {
-        $(impl AboutApp for $request {
-            fn about(&self) -> (&str, &str, Option<&Consistency>) {
-                (&self.tenant_id, &self.app_id, self.consistency.as_ref())
-            }
-        })+
-    };
-}
-
-about_app!(GetAppScopesRequest, GetConsentPromptRequest);
 
 #[tonic::async_trait]
 impl PermissionService for PermissionApi {
@@ -168,10 +108,7 @@ impl PermissionService for PermissionApi {
         request: Request<CheckAccessRequest>,
     ) -> Result<Response<CheckAccessResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
-        let mut req = request.into_inner();
-        let consistency = req.consistency.take();
-        let query = Self::query(&cx, req)?;
-        let wanted = wanted(consistency.as_ref())?;
+        let Check { query, wanted } = self.parse(&cx, request)?;
         let (decision, revision) = match self.reader.check_now(at, wanted, &query) {
             Some(answer) => answer,
             // Boxed: only a miss needs the state of a read that waits.
@@ -186,29 +123,7 @@ impl PermissionService for PermissionApi {
         request: Request<CheckAccessBatchRequest>,
     ) -> Result<Response<CheckAccessBatchResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
-        let req = request.into_inner();
-        if req.items.len() > self.max_batch {
-            let problem = format!(
-                "{} items; at most {} are allowed in one batch",
-                req.items.len(),
-                self.max_batch
-            );
-            return Err(ValidationError::new("items", problem).into());
-        }
-        let mut queries = Vec::with_capacity(req.items.len());
-        for (i, item) in req.items.into_iter().enumerate() {
-            let in_item = |e: ServiceError| ServiceError::Item {
-                index: i,
-                source: Box::new(e),
-            };
-            if item.consistency.is_some() {
-                let problem = "items carry no consistency; set it on the batch";
-                return Err(in_item(ValidationError::new("consistency", problem).into()).into());
-            }
-            let query = Self::query(&cx, item).map_err(in_item)?;
-            queries.push(query);
-        }
-        let wanted = wanted(req.consistency.as_ref())?;
+        let CheckBatch { queries, wanted } = self.parse(&cx, request)?;
         let (decisions, revision) = match self.reader.check_all_now(at, wanted, &queries) {
             Some(answer) => answer,
             // Boxed: only a miss needs the state of a read that waits.
@@ -232,18 +147,18 @@ impl PermissionService for PermissionApi {
         request: Request<ListExternalPermissionsRequest>,
     ) -> Result<Response<ListExternalPermissionsResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
-        let r = request.into_inner();
-        let (tenant, user) = Self::tenant_user(&cx, &r.tenant_id, &r.user_id)?;
-        let group = GroupId::parse_optional("group_id", &r.group_id)?;
-        let viewer = Self::viewer(&cx, &r.app_id)?;
-        let listing = Listing::new("grants")
-            .field(tenant.as_str())
-            .field(user.as_str())
-            .field(&r.group_id)
-            .field(&viewer.principal().to_string());
-        let secret = self.reader.page_secret()?;
-        let page = page_request(secret, r.page_size, &r.page_token, &listing)?;
-        let wanted = wanted(r.consistency.as_ref())?;
+        let Listed {
+            of:
+                GrantListing {
+                    tenant,
+                    user,
+                    group,
+                    viewer,
+                    wanted,
+                },
+            page,
+            listing,
+        } = self.parse(&cx, request)?;
         let query = GrantQuery {
             viewer,
             group,
@@ -254,7 +169,7 @@ impl PermissionService for PermissionApi {
             .grants_page(at, wanted, (&tenant, &user), &query, &page)
             .await?;
         Ok(Response::new(ListExternalPermissionsResponse {
-            next_page_token: next_page_token(secret, &page, &listing),
+            next_page_token: next_page_token(self.reader.page_secret()?, &page, &listing),
             permissions: page.items.iter().map(cv::grant_to_proto).collect(),
             checked_at: revision.token(),
         }))
@@ -265,27 +180,13 @@ impl PermissionService for PermissionApi {
         request: Request<CheckExternalPermissionRequest>,
     ) -> Result<Response<CheckExternalPermissionResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
-        let r = request.into_inner();
-        let (tenant, user) = Self::tenant_user(&cx, &r.tenant_id, &r.user_id)?;
-        let which = match (
-            r.permission_id.is_empty(),
-            r.group_id.is_empty(),
-            r.external_id.is_empty(),
-        ) {
-            (false, true, true) => {
-                PermissionRef::Id(PermissionId::parse("permission_id", &r.permission_id)?)
-            }
-            (true, false, false) => PermissionRef::External(
-                GroupId::parse("group_id", &r.group_id)?,
-                ExternalId::parse("external_id", &r.external_id)?,
-            ),
-            _ => {
-                let problem = "name the permission by permission_id, or by group_id and external_id (not both)";
-                return Err(ValidationError::new("permission_id", problem).into());
-            }
-        };
-        let viewer = Self::viewer(&cx, &r.app_id)?;
-        let wanted = wanted(r.consistency.as_ref())?;
+        let GrantCheck {
+            tenant,
+            user,
+            which,
+            viewer,
+            wanted,
+        } = self.parse(&cx, request)?;
         let now = Timestamp::now();
         let (grant, revision) = self
             .reader
@@ -320,19 +221,11 @@ impl PermissionService for PermissionApi {
         request: Request<IssueContextTokenRequest>,
     ) -> Result<Response<IssueContextTokenResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
-        let mut req = request.into_inner();
-        let consistency = req.consistency.take();
-        // The tenant first, as in CheckAccess: outside the caller's bounds nothing else is looked at.
-        let tenant = TenantId::parse("tenant_id", std::mem::take(&mut req.tenant_id))?;
-        cx.caller.require_tenant(&tenant)?;
-        // A token naming a user speaks for them: that needs assert_user, checked with the other
-        // capabilities, before validation.
-        if !req.user_id.is_empty() || !req.on_behalf_of.is_empty() {
-            cx.caller.require_may_mint_for_user()?;
-        }
-        req.tenant_id = tenant.into();
-        let (query, token) = cv::token_request_from_proto(req)?;
-        let wanted = wanted(consistency.as_ref())?;
+        let TokenIssue {
+            query,
+            token,
+            wanted,
+        } = self.parse(&cx, request)?;
         let Some(issuer) = &self.tokens else {
             let why = "this server issues no context tokens: it was started without \
                        --signing-key-file (CONSENTRY_SIGNING_KEY_FILE)";

@@ -5,8 +5,9 @@
 //!
 //! * `requests`: every request type of both services, decoded with prost from arbitrary bytes,
 //!   from requests generated field by field from the proto descriptor, and from mutated
-//!   encodings of those, then validated as its handler validates it; a rejection is an
-//!   `INVALID_ARGUMENT` naming a field of the request;
+//!   encodings of those, then parsed by the function its handler calls (`parsers.rs` lists
+//!   them); a rejection is an `INVALID_ARGUMENT` naming a field of the request, and an
+//!   accepted request with any one field made hostile (`one_field.rs`) is refused;
 //! * `tokens`: page tokens (`service::paging`) and revision tokens (`domain::revision`);
 //! * `paths`: resource paths (`domain::path`);
 //! * `demo`: the `--demo` world loader (`demo::load_json`) on arbitrary and mutated JSON.
@@ -21,8 +22,8 @@
 mod demo;
 mod describe;
 mod harness;
-mod mirror_admin;
-mod mirror_permission;
+mod one_field;
+mod parsers;
 mod paths;
 mod requests;
 mod tokens;

@@ -1,45 +1,23 @@
-//! Target `requests`: every request type of both services, decoded with prost and validated the
-//! way its handler validates it (the same `convert` functions and domain parsers, in the same
-//! order; `mirror_admin.rs` and `mirror_permission.rs` hold those steps, one arm per request
-//! type, beside the handlers they copy). The caller is taken to be bound to every tenant and to
-//! hold every capability, so only validation can refuse.
+//! Target `requests`: every request type of both services, decoded with prost and parsed by the
+//! function its handler parses it with (`consentry::convert::Parse`, through the one list in
+//! `parsers.rs`). The caller is bound to every tenant and holds every capability, so only
+//! validation can refuse; half of the cases name an acting user.
 //!
 //! Each case is one of: arbitrary bytes; a request generated field by field from the descriptor
 //! with hostile values (long, NUL, control characters, separators, extreme numbers, unknown
-//! enums, invalid UTF-8); or such a request's encoding with byte-level mutations.
+//! enums, invalid UTF-8); or such a request's encoding with byte-level mutations. An accepted
+//! request is then parsed again with each of its fields made hostile alone (`one_field.rs`),
+//! and each of those must be refused.
 
+use consentry::convert::Parsing;
 use consentry::service::status::ServiceError;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Leaf, Mutation, protos};
 use crate::harness::{self, Open, finding, fuzz};
-use crate::{mirror_admin, mirror_permission};
-
-/// What validation made of a request, with any finding the mirror itself noted.
-pub type Checked = Result<Vec<(Open, String)>, ServiceError>;
-
-/// The outcome of one input for one request type.
-pub enum Verdict {
-    /// prost refused the bytes (the transport's answer; not validation's business).
-    Undecodable,
-    /// The request decoded; its canonical encoding and what validation said.
-    Decoded(Vec<u8>, Checked),
-}
-
-/// Decodes `bytes` as `M` and validates it with `validate`.
-pub fn run<M: prost::Message + Default>(
-    bytes: &[u8],
-    validate: impl FnOnce(M) -> Checked,
-) -> Verdict {
-    match M::decode(bytes) {
-        Err(_) => Verdict::Undecodable,
-        Ok(request) => {
-            let canonical = request.encode_to_vec();
-            Verdict::Decoded(canonical, validate(request))
-        }
-    }
-}
+use crate::one_field;
+use crate::parsers::{self, PARSERS, Parser, Verdict, parsing};
 
 /// The input of one case.
 #[derive(Debug, Clone)]
@@ -77,26 +55,25 @@ fn inputs() -> impl Strategy<Value = Input> {
 /// The first second of year 1 and the last of year 9999, in Unix seconds.
 const TIMESTAMP_RANGE: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
+/// What one parse came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Undecodable,
+    Rejected,
+    /// Accepted, with the request's canonical encoding.
+    Accepted(Vec<u8>),
+}
+
 /// Checks one verdict: a rejection is a clear `INVALID_ARGUMENT` naming a field of `name`; an
 /// accepted request holds no NUL and no timestamp outside years 1 to 9999.
-fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<(), TestCaseError> {
+fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<Outcome, TestCaseError> {
     let (canonical, checked) = match verdict {
-        Verdict::Undecodable => {
-            harness::tally("undecodable");
-            return Ok(());
-        }
+        Verdict::Undecodable => return Ok(Outcome::Undecodable),
         Verdict::Decoded(canonical, checked) => (canonical, checked),
     };
-    let notes = match checked {
-        Err(e) => {
-            harness::tally("rejected");
-            return harness::rejection(fields, e);
-        }
-        Ok(notes) => notes,
-    };
-    harness::tally("accepted");
-    for (open, example) in notes {
-        finding(open, example)?;
+    if let Err(e) = checked {
+        harness::rejection(fields, e)?;
+        return Ok(Outcome::Rejected);
     }
     let mut leaves = Vec::new();
     describe::leaves(
@@ -123,43 +100,137 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<(), TestCase
             _ => {}
         }
     }
+    Ok(Outcome::Accepted(canonical))
+}
+
+/// An accepted request (`canonical`) with each of its fields made hostile in turn
+/// ([`one_field::one_field_at_a_time`]): each must be refused as any rejection is.
+fn each_field_hostile(
+    name: &str,
+    fields: &[String],
+    parse: Parser,
+    canonical: &[u8],
+    cx: &Parsing,
+) -> Result<(), TestCaseError> {
+    for (field, variant) in one_field::one_field_at_a_time(name, canonical) {
+        let with = |why: &str| TestCaseError::fail(format!("made hostile in {field}: {why}"));
+        match check(name, fields, parse(&variant, cx)) {
+            Ok(Outcome::Rejected) => {}
+            Ok(Outcome::Undecodable) => return Err(with("undecodable")),
+            Ok(Outcome::Accepted(_)) => return Err(with("accepted")),
+            Err(TestCaseError::Fail(why)) => return Err(with(why.message())),
+            Err(other) => return Err(other),
+        }
+    }
     Ok(())
 }
 
-/// Fuzzes every request type of `service` through `validate` (`None`: no mirror for that type).
-fn service(service: &str, validate: fn(&str, &[u8]) -> Option<Verdict>) {
+/// One case: the input parsed and checked, and if it is accepted, each of its fields made
+/// hostile in turn (so a field that no parse looks at is found from any accepted request).
+fn case(
+    name: &str,
+    fields: &[String],
+    parse: Parser,
+    bytes: &[u8],
+    cx: &Parsing,
+) -> Result<(), TestCaseError> {
+    match check(name, fields, parse(bytes, cx))? {
+        Outcome::Undecodable => harness::tally("undecodable"),
+        Outcome::Rejected => harness::tally("rejected"),
+        Outcome::Accepted(canonical) => {
+            harness::tally("accepted");
+            each_field_hostile(name, fields, parse, &canonical, cx)?;
+        }
+    }
+    Ok(())
+}
+
+/// The message of a failed check.
+fn why(e: TestCaseError) -> String {
+    match e {
+        TestCaseError::Fail(why) | TestCaseError::Reject(why) => why.message().to_owned(),
+    }
+}
+
+/// Fuzzes every request type of `service` through its parser in [`PARSERS`]: first its
+/// examples, each accepted and refused with any one field made hostile, then generated cases.
+fn service(service: &str) {
     let names = protos().requests(service);
     assert!(
         !names.is_empty(),
         "{service} has no rpcs in the descriptor set"
     );
-    let unmirrored: Vec<_> = names
+    let unlisted: Vec<_> = names
         .iter()
-        .filter(|n| validate(n, &[]).is_none())
+        .filter(|n| parsers::entry(n).is_none())
         .collect();
     assert!(
-        unmirrored.is_empty(),
-        "{service}: add the validation of {unmirrored:?} to tests/fuzz/mirror_*.rs"
+        unlisted.is_empty(),
+        "{service}: add {unlisted:?} to the list in tests/fuzz/parsers.rs"
     );
     let budget = harness::budget().map(|b| b / names.len() as u32);
     for name in &names {
         let fields = protos().fields(name);
-        fuzz(&format!("{service}.{name}"), budget, inputs(), |input| {
-            let bytes = input.bytes(name);
-            let verdict = validate(name, &bytes).expect("mirrored");
-            check(name, &fields, verdict)
-        });
+        let entry = parsers::entry(name).expect("listed");
+        let parse = entry.parse;
+        for (i, example) in (entry.examples)().iter().enumerate() {
+            for acting in [false, true] {
+                let cx = parsing(acting);
+                if let Verdict::Decoded(_, Err(e)) = parse(example, &cx) {
+                    panic!("{service}.{name}: example {i} is refused: {e}");
+                }
+                let canonical = match check(name, &fields, parse(example, &cx)) {
+                    Ok(Outcome::Accepted(canonical)) => canonical,
+                    other => panic!("{service}.{name}: example {i} is not accepted: {other:?}"),
+                };
+                if let Err(e) = each_field_hostile(name, &fields, parse, &canonical, &cx) {
+                    panic!("{service}.{name}: example {i}: {}", why(e));
+                }
+            }
+        }
+        let cases = (inputs(), any::<bool>());
+        fuzz(
+            &format!("{service}.{name}"),
+            budget,
+            cases,
+            |(input, acting)| {
+                let bytes = input.bytes(name);
+                case(name, &fields, parse, &bytes, &parsing(acting))
+            },
+        );
     }
 }
 
 #[test]
-fn every_admin_request_decodes_and_validates_without_panic() {
-    service("AdminService", mirror_admin::validate);
+fn every_admin_request_decodes_and_parses_without_panic() {
+    service("AdminService");
 }
 
 #[test]
-fn every_permission_request_decodes_and_validates_without_panic() {
-    service("PermissionService", mirror_permission::validate);
+fn every_permission_request_decodes_and_parses_without_panic() {
+    service("PermissionService");
+}
+
+#[test]
+fn the_list_names_each_request_type_of_the_two_services_once() {
+    let requests: Vec<String> = ["AdminService", "PermissionService"]
+        .iter()
+        .flat_map(|s| protos().requests(s))
+        .collect();
+    let mut listed: Vec<&str> = PARSERS.iter().map(|e| e.name).collect();
+    let strays: Vec<_> = listed
+        .iter()
+        .filter(|n| !requests.iter().any(|r| r == *n))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "not a request type of either service: {strays:?}"
+    );
+    listed.sort_unstable();
+    let before = listed.len();
+    listed.dedup();
+    assert_eq!(before, listed.len(), "a request type is listed twice");
+    assert_eq!(listed.len(), requests.len(), "every request type is listed");
 }
 
 #[test]

@@ -13,7 +13,7 @@ use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Mutation};
 use crate::harness::{self, Open, finding, fuzz};
-use crate::mirror_admin::FUZZ_SECRET;
+use crate::parsers::FUZZ_SECRET;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -1,21 +1,16 @@
 //! The AdminService's handlers, grouped by area: tenants and users, apps and consent, external
-//! permissions, clients and audit, site-level app rights. Each validates its request in the closure it hands to
-//! [`AdminApi::write`] or [`AdminApi::list`].
+//! permissions, clients and audit, site-level app rights. Each hands its request to
+//! [`AdminApi::write`] or [`AdminApi::list`], which parse it into its command
+//! (`convert::Parse`); what is left here is the store call and the answer.
 
 use tonic::{Request, Response, Status};
 
-use super::{AdminApi, viewer};
-use crate::convert as cv;
-use crate::domain::{
-    AppId, AuditTarget, ClientId, Environment, GroupId, Name, PermissionId, Principal,
-    ResourcePath, Tenant, TenantBounds, TenantId, UserId, ValidationError,
-};
+use super::AdminApi;
+use crate::convert::{self as cv, Approval, ExternalGrant, NewApp, NewClient};
 use crate::proto::admin_service_server::AdminService;
 use crate::proto::*;
 use crate::service::auth::{generate_key, hash_key};
-use crate::service::paging::Listing;
 use crate::service::status::ServiceError;
-use crate::store::AuditFilter;
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
@@ -26,12 +21,7 @@ impl AdminService for AdminApi {
         request: Request<PutTenantRequest>,
     ) -> Result<Response<PutTenantResponse>, Status> {
         let (written_at, created) = self
-            .tenant_write(request, async |cx, tenant_id, r| {
-                let tenant = Tenant {
-                    tenant_id,
-                    environment: Environment::parse("environment", &r.environment)?,
-                    whitelisting_enabled: r.whitelisting_enabled,
-                };
+            .write(request, async |cx, tenant| {
                 Ok(self.store.put_tenant(&cx, &tenant).await?)
             })
             .await?;
@@ -45,19 +35,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListTenantsRequest>,
     ) -> Result<Response<ListTenantsResponse>, Status> {
-        let cx = self.context(&request).await?;
-        let r = request.get_ref();
-        let bounds = &cx.caller.tenants;
-        let query = bounds
-            .to_strings()
-            .iter()
-            .fold(Listing::new("tenants"), |q, t| q.field(t));
         let (tenants, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &query,
-                async |page| self.store.list_tenants(bounds, &page).await,
-                cv::tenant_to_proto,
+                request,
+                async |bounds, page| self.store.list_tenants(bounds, page).await,
+                |_, tenant| cv::tenant_to_proto(tenant),
             )
             .await?;
         Ok(Response::new(ListTenantsResponse {
@@ -71,9 +53,7 @@ impl AdminService for AdminApi {
         request: Request<PutUserRequest>,
     ) -> Result<Response<PutUserResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let roles = cv::roles_from_proto("roles", &r.roles)?;
+            .write(request, async |cx, (tenant, user, roles)| {
                 Ok(self.store.put_user(&cx, &tenant, &user, roles).await?)
             })
             .await?;
@@ -85,8 +65,7 @@ impl AdminService for AdminApi {
         request: Request<DeleteUserRequest>,
     ) -> Result<Response<DeleteUserResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
+            .write(request, async |cx, (tenant, user)| {
                 Ok(self.store.delete_user(&cx, &tenant, &user).await?)
             })
             .await?;
@@ -97,14 +76,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        let (_, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
         let (users, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("users").field(tenant.as_str()),
-                async |page| self.store.list_users(&tenant, &page).await,
-                |(user, roles)| cv::tenant_user_to_proto(&tenant, user, roles),
+                request,
+                async |tenant, page| self.store.list_users(tenant, page).await,
+                |tenant, (user, roles)| cv::tenant_user_to_proto(tenant, user, roles),
             )
             .await?;
         Ok(Response::new(ListUsersResponse {
@@ -118,10 +94,7 @@ impl AdminService for AdminApi {
         request: Request<GrantUserRightRequest>,
     ) -> Result<Response<GrantUserRightResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = cv::right_from_proto("right", r.right)?;
+            .write(request, async |cx, (tenant, user, resource, right)| {
                 let store = &self.store;
                 Ok(store
                     .grant_user_right(&cx, &tenant, &user, &resource, right)
@@ -136,10 +109,7 @@ impl AdminService for AdminApi {
         request: Request<RevokeUserRightRequest>,
     ) -> Result<Response<RevokeUserRightResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = cv::right_from_proto("right", r.right)?;
+            .write(request, async |cx, (tenant, user, resource, right)| {
                 let store = &self.store;
                 Ok(store
                     .revoke_user_right(&cx, &tenant, &user, &resource, right)
@@ -153,17 +123,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListUserRightsRequest>,
     ) -> Result<Response<ListUserRightsResponse>, Status> {
-        let (_, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
-        let user = UserId::parse("user_id", &r.user_id)?;
         let (rights, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("rights")
-                    .field(tenant.as_str())
-                    .field(user.as_str()),
-                async |page| self.store.list_user_rights(&tenant, &user, &page).await,
-                |(resource, right)| cv::user_right_to_proto(&tenant, &user, resource, *right),
+                request,
+                async |(tenant, user), page| self.store.list_user_rights(tenant, user, page).await,
+                |(tenant, user), (resource, right)| {
+                    cv::user_right_to_proto(tenant, user, resource, *right)
+                },
             )
             .await?;
         Ok(Response::new(ListUserRightsResponse {
@@ -177,9 +143,7 @@ impl AdminService for AdminApi {
         request: Request<PutApiUserRequest>,
     ) -> Result<Response<PutApiUserResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let api_user = cv::api_user_from_proto(&r.scopes, r.as_user)?;
+            .write(request, async |cx, (tenant, user, api_user)| {
                 let store = &self.store;
                 Ok(store.put_api_user(&cx, &tenant, &user, &api_user).await?)
             })
@@ -192,8 +156,7 @@ impl AdminService for AdminApi {
         request: Request<DeleteApiUserRequest>,
     ) -> Result<Response<DeleteApiUserResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
+            .write(request, async |cx, (tenant, user)| {
                 Ok(self.store.delete_api_user(&cx, &tenant, &user).await?)
             })
             .await?;
@@ -204,14 +167,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListApiUsersRequest>,
     ) -> Result<Response<ListApiUsersResponse>, Status> {
-        let (_, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
         let (api_users, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("api_users").field(tenant.as_str()),
-                async |page| self.store.list_api_users(&tenant, &page).await,
-                |(user, api_user)| cv::api_user_to_proto(&tenant, user, api_user),
+                request,
+                async |tenant, page| self.store.list_api_users(tenant, page).await,
+                |tenant, (user, api_user)| cv::api_user_to_proto(tenant, user, api_user),
             )
             .await?;
         Ok(Response::new(ListApiUsersResponse {
@@ -227,14 +187,10 @@ impl AdminService for AdminApi {
         request: Request<RegisterAppRequest>,
     ) -> Result<Response<RegisterAppResponse>, Status> {
         let (written_at, ()) = self
-            .write(request, async |cx, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                let name = Name::parse("name", &r.name)?;
-                let kind = cv::app_kind_from_proto("kind", r.kind)?;
-                let manifest = cv::manifest_from_proto("manifest", r.manifest.as_ref())?;
+            .write(request, async |cx, app: NewApp| {
                 let store = &self.store;
                 Ok(store
-                    .register_app(&cx, &app_id, &name, kind, &manifest)
+                    .register_app(&cx, &app.app_id, &app.name, app.kind, &app.manifest)
                     .await?)
             })
             .await?;
@@ -249,9 +205,7 @@ impl AdminService for AdminApi {
         request: Request<UpdateAppManifestRequest>,
     ) -> Result<Response<UpdateAppManifestResponse>, Status> {
         let (written_at, manifest_revision) = self
-            .write(request, async |cx, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                let manifest = cv::manifest_from_proto("manifest", r.manifest.as_ref())?;
+            .write(request, async |cx, (app_id, manifest)| {
                 Ok(self
                     .store
                     .update_app_manifest(&cx, &app_id, &manifest)
@@ -269,8 +223,7 @@ impl AdminService for AdminApi {
         request: Request<UnregisterAppRequest>,
     ) -> Result<Response<UnregisterAppResponse>, Status> {
         let (written_at, ()) = self
-            .write(request, async |cx, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
+            .write(request, async |cx, app_id| {
                 Ok(self.store.unregister_app(&cx, &app_id).await?)
             })
             .await?;
@@ -281,14 +234,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListAppsRequest>,
     ) -> Result<Response<ListAppsResponse>, Status> {
-        self.context(&request).await?;
-        let r = request.get_ref();
         let (apps, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("apps"),
-                async |page| self.store.list_apps(&page).await,
-                cv::app_to_proto,
+                request,
+                async |(), page| self.store.list_apps(page).await,
+                |(), app| cv::app_to_proto(app),
             )
             .await?;
         Ok(Response::new(ListAppsResponse {
@@ -302,19 +252,15 @@ impl AdminService for AdminApi {
         request: Request<ApproveConsentRequest>,
     ) -> Result<Response<ApproveConsentResponse>, Status> {
         let (written_at, consent) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                if r.manifest_revision < 1 {
-                    let problem = "is required: name the manifest revision you reviewed (see ListApps or GetAppScopes)";
-                    return Err(ValidationError::new("manifest_revision", problem).into());
-                }
-                let resolved =
-                    cv::resolved_requests_from_proto("resolved_requests", &r.resolved_requests)?;
+            .write(request, async |cx, a: Approval| {
                 let store = &self.store;
                 let (revision, consent) = store
-                    .approve_consent(&cx, &tenant, &app_id, r.manifest_revision, resolved)
+                    .approve_consent(&cx, &a.tenant, &a.app_id, a.manifest_revision, a.resolved)
                     .await?;
-                Ok((revision, cv::consent_to_proto(&tenant, &app_id, &consent)))
+                Ok((
+                    revision,
+                    cv::consent_to_proto(&a.tenant, &a.app_id, &consent),
+                ))
             })
             .await?;
         Ok(Response::new(ApproveConsentResponse {
@@ -328,8 +274,7 @@ impl AdminService for AdminApi {
         request: Request<RevokeConsentRequest>,
     ) -> Result<Response<RevokeConsentResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
+            .write(request, async |cx, (tenant, app_id)| {
                 Ok(self.store.revoke_consent(&cx, &tenant, &app_id).await?)
             })
             .await?;
@@ -340,14 +285,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListConsentsRequest>,
     ) -> Result<Response<ListConsentsResponse>, Status> {
-        let (_, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
         let (consents, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("consents").field(tenant.as_str()),
-                async |page| self.store.list_consents(&tenant, &page).await,
-                |(app, consent)| cv::consent_to_proto(&tenant, app, consent),
+                request,
+                async |tenant, page| self.store.list_consents(tenant, page).await,
+                |tenant, (app, consent)| cv::consent_to_proto(tenant, app, consent),
             )
             .await?;
         Ok(Response::new(ListConsentsResponse {
@@ -361,9 +303,7 @@ impl AdminService for AdminApi {
         request: Request<PutWhitelistEntryRequest>,
     ) -> Result<Response<PutWhitelistEntryResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                let entry = cv::whitelist_entry_from_proto(&r.allowed_scopes, r.content_access)?;
+            .write(request, async |cx, (tenant, app_id, entry)| {
                 let store = &self.store;
                 Ok(store
                     .put_whitelist_entry(&cx, &tenant, &app_id, &entry)
@@ -378,8 +318,7 @@ impl AdminService for AdminApi {
         request: Request<DeleteWhitelistEntryRequest>,
     ) -> Result<Response<DeleteWhitelistEntryResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
+            .write(request, async |cx, (tenant, app_id)| {
                 Ok(self
                     .store
                     .delete_whitelist_entry(&cx, &tenant, &app_id)
@@ -393,14 +332,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListWhitelistEntriesRequest>,
     ) -> Result<Response<ListWhitelistEntriesResponse>, Status> {
-        let (_, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
         let (entries, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("whitelist").field(tenant.as_str()),
-                async |page| self.store.list_whitelist_entries(&tenant, &page).await,
-                |(app, entry)| cv::whitelist_entry_to_proto(&tenant, app, entry),
+                request,
+                async |tenant, page| self.store.list_whitelist_entries(tenant, page).await,
+                |tenant, (app, entry)| cv::whitelist_entry_to_proto(tenant, app, entry),
             )
             .await?;
         Ok(Response::new(ListWhitelistEntriesResponse {
@@ -416,15 +352,7 @@ impl AdminService for AdminApi {
         request: Request<CreatePermissionGroupRequest>,
     ) -> Result<Response<CreatePermissionGroupResponse>, Status> {
         let (written_at, group) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let spec = cv::group_spec_from_proto(
-                    &r.group_id,
-                    &r.name,
-                    &r.description,
-                    &r.managers,
-                    &r.grantors,
-                    &r.visible_to,
-                )?;
+            .write(request, async |cx, (tenant, spec)| {
                 let (revision, group) = self.store.create_group(&cx, &tenant, spec).await?;
                 Ok((revision, cv::group_to_proto(&tenant, &group, &[])))
             })
@@ -440,15 +368,7 @@ impl AdminService for AdminApi {
         request: Request<UpdatePermissionGroupRequest>,
     ) -> Result<Response<UpdatePermissionGroupResponse>, Status> {
         let (written_at, group) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let spec = cv::group_spec_from_proto(
-                    &r.group_id,
-                    &r.name,
-                    &r.description,
-                    &r.managers,
-                    &r.grantors,
-                    &r.visible_to,
-                )?;
+            .write(request, async |cx, (tenant, spec)| {
                 let (revision, g) = self.store.update_group(&cx, &tenant, spec).await?;
                 Ok((
                     revision,
@@ -467,8 +387,7 @@ impl AdminService for AdminApi {
         request: Request<DeletePermissionGroupRequest>,
     ) -> Result<Response<DeletePermissionGroupResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let group = GroupId::parse("group_id", &r.group_id)?;
+            .write(request, async |cx, (tenant, group)| {
                 Ok(self.store.delete_group(&cx, &tenant, &group).await?)
             })
             .await?;
@@ -479,17 +398,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListPermissionGroupsRequest>,
     ) -> Result<Response<ListPermissionGroupsResponse>, Status> {
-        let (cx, tenant) = self.tenant_context(&request).await?;
-        let r = request.get_ref();
-        let viewer = viewer(&cx);
         let (groups, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("groups")
-                    .field(tenant.as_str())
-                    .field(&viewer.principal().to_string()),
-                async |page| self.store.list_groups(&tenant, &viewer, &page).await,
-                |g| cv::group_to_proto(&tenant, &g.group, &g.permissions),
+                request,
+                async |(tenant, viewer), page| self.store.list_groups(tenant, viewer, page).await,
+                |(tenant, _), g| cv::group_to_proto(tenant, &g.group, &g.permissions),
             )
             .await?;
         Ok(Response::new(ListPermissionGroupsResponse {
@@ -503,8 +416,7 @@ impl AdminService for AdminApi {
         request: Request<CreateExternalPermissionRequest>,
     ) -> Result<Response<CreateExternalPermissionResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let permission = cv::external_permission_from_proto(&r)?;
+            .write(request, async |cx, (tenant, permission)| {
                 Ok(self
                     .store
                     .create_permission(&cx, &tenant, &permission)
@@ -521,8 +433,7 @@ impl AdminService for AdminApi {
         request: Request<DeleteExternalPermissionRequest>,
     ) -> Result<Response<DeleteExternalPermissionResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let permission = PermissionId::parse("permission_id", &r.permission_id)?;
+            .write(request, async |cx, (tenant, permission)| {
                 Ok(self
                     .store
                     .delete_permission(&cx, &tenant, &permission)
@@ -539,14 +450,10 @@ impl AdminService for AdminApi {
         request: Request<GrantExternalPermissionRequest>,
     ) -> Result<Response<GrantExternalPermissionResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let permission = PermissionId::parse("permission_id", &r.permission_id)?;
-                let expires_at =
-                    cv::optional_timestamp_from_proto("expires_at", r.expires_at.as_ref())?;
+            .write(request, async |cx, g: ExternalGrant| {
                 let store = &self.store;
                 Ok(store
-                    .grant_external(&cx, &tenant, &user, &permission, expires_at)
+                    .grant_external(&cx, &g.tenant, &g.user, &g.permission, g.expires_at)
                     .await?)
             })
             .await?;
@@ -560,9 +467,7 @@ impl AdminService for AdminApi {
         request: Request<RevokeExternalPermissionRequest>,
     ) -> Result<Response<RevokeExternalPermissionResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let user = UserId::parse("user_id", &r.user_id)?;
-                let permission = PermissionId::parse("permission_id", &r.permission_id)?;
+            .write(request, async |cx, (tenant, user, permission)| {
                 let store = &self.store;
                 Ok(store
                     .revoke_external(&cx, &tenant, &user, &permission)
@@ -581,22 +486,19 @@ impl AdminService for AdminApi {
         request: Request<CreateClientRequest>,
     ) -> Result<Response<CreateClientResponse>, Status> {
         let (written_at, (client_id, key)) = self
-            .write(request, async |cx, r| {
-                let client_id = ClientId::parse("client_id", &r.client_id)?;
-                let tenants = TenantBounds::parse("tenants", &r.tenants)?;
-                let capabilities = cv::capabilities_from_proto("capabilities", &r.capabilities)?;
+            .write(request, async |cx, c: NewClient| {
                 let key = generate_key().map_err(|e| ServiceError::Internal(e.to_string()))?;
                 let store = &self.store;
                 let revision = store
                     .create_client(
                         Some(&cx),
-                        &client_id,
-                        &tenants,
-                        capabilities,
+                        &c.client_id,
+                        &c.tenants,
+                        c.capabilities,
                         &hash_key(&key),
                     )
                     .await?;
-                Ok((revision, (client_id, key)))
+                Ok((revision, (c.client_id, key)))
             })
             .await?;
         Ok(Response::new(CreateClientResponse {
@@ -611,8 +513,7 @@ impl AdminService for AdminApi {
         request: Request<RevokeClientRequest>,
     ) -> Result<Response<RevokeClientResponse>, Status> {
         let (written_at, ()) = self
-            .write(request, async |cx, r| {
-                let client_id = ClientId::parse("client_id", &r.client_id)?;
+            .write(request, async |cx, client_id| {
                 Ok(self.store.revoke_client(Some(&cx), &client_id).await?)
             })
             .await?;
@@ -623,15 +524,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListClientsRequest>,
     ) -> Result<Response<ListClientsResponse>, Status> {
-        let cx = self.context(&request).await?;
-        cx.caller.require_all_tenants("listing clients")?;
-        let r = request.get_ref();
         let (clients, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &Listing::new("clients"),
-                async |page| self.store.list_clients(&page).await,
-                cv::client_to_proto,
+                request,
+                async |(), page| self.store.list_clients(page).await,
+                |(), client| cv::client_to_proto(client),
             )
             .await?;
         Ok(Response::new(ListClientsResponse {
@@ -644,41 +541,11 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
-        let cx = self.context(&request).await?;
-        let r = request.get_ref();
-        let tenant_id = TenantId::parse_optional("tenant_id", &r.tenant_id)?;
-        if let Some(t) = &tenant_id {
-            cx.caller.require_tenant(t)?;
-        }
-        let actor = match r.actor.as_str() {
-            "" => None,
-            actor => Some(Principal::parse("actor", actor)?),
-        };
-        let filter = AuditFilter {
-            tenant_id,
-            target: match r.target.as_str() {
-                "" => None,
-                target => Some(AuditTarget::parse("target", target)?),
-            },
-            actor,
-            since: cv::optional_timestamp_from_proto("since", r.since.as_ref())?,
-            visible_to: Some(cx.caller.tenants.clone()),
-        };
-        let since = filter.since.map(|t| t.as_micros().to_string());
-        let query = cx.caller.tenants.to_strings().iter().fold(
-            Listing::new("audit")
-                .field(&r.tenant_id)
-                .field(&r.target)
-                .field(&r.actor)
-                .optional(since.as_deref()),
-            |q, t| q.field(t),
-        );
         let (events, next_page_token) = self
             .list(
-                (r.page_size, &r.page_token),
-                &query,
-                async |page| self.store.list_audit_events(&filter, &page).await,
-                cv::audit_event_to_proto,
+                request,
+                async |filter, page| self.store.list_audit_events(filter, page).await,
+                |_, event| cv::audit_event_to_proto(event),
             )
             .await?;
         Ok(Response::new(ListAuditEventsResponse {
@@ -694,10 +561,7 @@ impl AdminService for AdminApi {
         request: Request<GrantAppRightRequest>,
     ) -> Result<Response<GrantAppRightResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = cv::right_from_proto("right", r.right)?;
+            .write(request, async |cx, (tenant, app_id, resource, right)| {
                 let store = &self.store;
                 Ok(store
                     .grant_app_right(&cx, &tenant, &app_id, &resource, right)
@@ -712,10 +576,7 @@ impl AdminService for AdminApi {
         request: Request<RevokeAppRightRequest>,
     ) -> Result<Response<RevokeAppRightResponse>, Status> {
         let (written_at, ()) = self
-            .tenant_write(request, async |cx, tenant, r| {
-                let app_id = AppId::parse("app_id", &r.app_id)?;
-                let resource = ResourcePath::parse("resource", &r.resource)?;
-                let right = cv::right_from_proto("right", r.right)?;
+            .write(request, async |cx, (tenant, app_id, resource, right)| {
                 let store = &self.store;
                 Ok(store
                     .revoke_app_right(&cx, &tenant, &app_id, &resource, right)

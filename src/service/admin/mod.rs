@@ -1,7 +1,8 @@
-//! `consentry.v1.AdminService`: thin handlers that authenticate, check capability and tenant
-//! bounds, validate (proto → domain, in `convert`), call the store, and map the answer back. Every
-//! write goes through `AdminApi::write`; every listing through `AdminApi::list`. The rules of
-//! DESIGN.md §6 run inside the store's write transactions, through the domain's rule functions.
+//! `consentry.v1.AdminService`: thin handlers that authenticate, parse the request into its
+//! command (`convert::Parse`: tenant bounds, then validation, proto → domain), call the store,
+//! and map the answer back. Every write goes through `AdminApi::write`; every listing through
+//! `AdminApi::list`. The rules of DESIGN.md §6 run inside the store's write transactions,
+//! through the domain's rule functions.
 
 mod handlers;
 
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::{Listing, Position, next_page_token, page_request};
+use super::paging::{Position, next_page_token};
 use super::status::ServiceError;
 use super::{Applied, Written};
-use crate::domain::{Capability, Revision, TenantId, Timestamp, Viewer};
-use crate::proto::*;
+use crate::convert::{Limits, Listed, Parse, Parsing};
+use crate::domain::{Capability, Revision, Timestamp};
 use crate::store::{Page, PageRequest, Store, StoreResult, WriteCtx};
 
 /// The AdminService over a store.
@@ -22,6 +23,7 @@ pub struct AdminApi {
     store: Arc<dyn Store>,
     auth: Authenticator,
     applied: Applied,
+    limits: Limits,
 }
 
 /// What a store write hands back: the revision it committed at, and anything else the reply
@@ -47,58 +49,20 @@ impl<X> Wrote for (Revision, X) {
     }
 }
 
-/// A request that names the one tenant it concerns.
-trait InTenant {
-    /// The tenant as sent.
-    fn tenant_id(&self) -> &str;
-}
-
-macro_rules! in_tenant {
-    ($($request:ty),+ $(,)?) => {
-        $(impl InTenant for $request {
-            fn tenant_id(&self) -> &str {
-                &self.tenant_id
-            }
-        })+
-    };
-}
-
-in_tenant!(
-    PutTenantRequest,
-    PutUserRequest,
-    DeleteUserRequest,
-    GrantUserRightRequest,
-    RevokeUserRightRequest,
-    ApproveConsentRequest,
-    RevokeConsentRequest,
-    PutWhitelistEntryRequest,
-    DeleteWhitelistEntryRequest,
-    CreatePermissionGroupRequest,
-    UpdatePermissionGroupRequest,
-    DeletePermissionGroupRequest,
-    CreateExternalPermissionRequest,
-    DeleteExternalPermissionRequest,
-    GrantExternalPermissionRequest,
-    RevokeExternalPermissionRequest,
-    ListUsersRequest,
-    ListConsentsRequest,
-    ListWhitelistEntriesRequest,
-    ListPermissionGroupsRequest,
-    ListUserRightsRequest,
-    GrantAppRightRequest,
-    RevokeAppRightRequest,
-    PutApiUserRequest,
-    DeleteApiUserRequest,
-    ListApiUsersRequest,
-);
-
 impl AdminApi {
-    /// The service over `store`; `applied` is told of every write before the reply leaves.
-    pub fn new(store: Arc<dyn Store>, auth: Authenticator, applied: Applied) -> Self {
+    /// The service over `store`, validating requests within `limits`; `applied` is told of
+    /// every write before the reply leaves.
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Authenticator,
+        applied: Applied,
+        limits: Limits,
+    ) -> Self {
         Self {
             store,
             auth,
             applied,
+            limits,
         }
     }
 
@@ -112,60 +76,54 @@ impl AdminApi {
         Ok(cx)
     }
 
-    /// Authenticates, then parses the request's tenant and checks it is within the caller's
-    /// bounds.
-    async fn tenant_context<T: InTenant>(
-        &self,
-        request: &Request<T>,
-    ) -> Result<(CallContext, TenantId), Status> {
-        let cx = self.context(request).await?;
-        let tenant = TenantId::parse("tenant_id", request.get_ref().tenant_id())?;
-        cx.caller.require_tenant(&tenant)?;
-        Ok((cx, tenant))
-    }
-
-    /// Every audited write: authenticates, lets `write` validate the request and call the store,
-    /// waits until this instance has applied the revision it wrote (so its next read sees it),
-    /// and answers with that revision's token and whatever else the write returned.
-    async fn write<T, W: Wrote>(
+    /// Authenticates, then parses the request into its command for that caller (the tenant
+    /// and its bounds first).
+    async fn accept<T: Parse>(
         &self,
         request: Request<T>,
-        write: impl AsyncFnOnce(WriteCtx, T) -> Result<W, ServiceError>,
-    ) -> Result<(String, W::Extra), Status> {
+    ) -> Result<(CallContext, T::Command), Status> {
         let cx = self.context(&request).await?;
-        let (revision, extra) = write(write_ctx(cx), request.into_inner()).await?.split();
+        let parsing = Parsing {
+            caller: &cx.caller,
+            acting_user: cx.acting_user.as_ref(),
+            limits: self.limits,
+            page_secret: self.applied.0.page_secret()?,
+        };
+        let command = request.into_inner().parse(&parsing)?;
+        Ok((cx, command))
+    }
+
+    /// Every audited write: authenticates and parses the request, lets `write` call the store
+    /// with the command, waits until this instance has applied the revision it wrote (so its
+    /// next read sees it), and answers with that revision's token and whatever else the write
+    /// returned.
+    async fn write<T: Parse, W: Wrote>(
+        &self,
+        request: Request<T>,
+        write: impl AsyncFnOnce(WriteCtx, T::Command) -> Result<W, ServiceError>,
+    ) -> Result<(String, W::Extra), Status> {
+        let (cx, command) = self.accept(request).await?;
+        let (revision, extra) = write(write_ctx(cx), command).await?.split();
         self.applied.wait_for(Written(revision)).await;
         Ok((revision.token(), extra))
     }
 
-    /// A write within the request's tenant, checked against the caller's bounds first.
-    async fn tenant_write<T: InTenant, W: Wrote>(
+    /// One page of a listing: authenticates and parses the request into what selects the
+    /// items (`Q`) and the page after the token's position `K`; `load` reads the page;
+    /// `to_proto` maps each item.
+    async fn list<T, Q, K: Position, I, O>(
         &self,
         request: Request<T>,
-        write: impl AsyncFnOnce(WriteCtx, TenantId, T) -> Result<W, ServiceError>,
-    ) -> Result<(String, W::Extra), Status> {
-        self.write(request, async |cx, r| {
-            let tenant = TenantId::parse("tenant_id", r.tenant_id())?;
-            cx.caller.require_tenant(&tenant)?;
-            write(cx, tenant, r).await
-        })
-        .await
-    }
-
-    /// One page of a listing: `query` names everything that selects the items (it binds the
-    /// page token); `load` reads the page after the token's position `K`; `to_proto` maps each
-    /// item.
-    async fn list<I, O, K: Position>(
-        &self,
-        (page_size, page_token): (i32, &str),
-        query: &Listing,
-        load: impl AsyncFnOnce(PageRequest<K>) -> StoreResult<Page<I, K>>,
-        to_proto: impl Fn(&I) -> O,
-    ) -> Result<(Vec<O>, String), Status> {
-        let secret = self.applied.0.page_secret()?;
-        let page = load(page_request(secret, page_size, page_token, query)?).await?;
-        let token = next_page_token(secret, &page, query);
-        Ok((page.items.iter().map(to_proto).collect(), token))
+        load: impl AsyncFnOnce(&Q, &PageRequest<K>) -> StoreResult<Page<I, K>>,
+        to_proto: impl Fn(&Q, &I) -> O,
+    ) -> Result<(Vec<O>, String), Status>
+    where
+        T: Parse<Command = Listed<Q, K>>,
+    {
+        let (_, Listed { of, page, listing }) = self.accept(request).await?;
+        let page = load(&of, &page).await?;
+        let token = next_page_token(self.applied.0.page_secret()?, &page, &listing);
+        Ok((page.items.iter().map(|i| to_proto(&of, i)).collect(), token))
     }
 }
 
@@ -174,13 +132,5 @@ fn write_ctx(cx: CallContext) -> WriteCtx {
         caller: (*cx.caller).clone(),
         acting_user: cx.acting_user,
         at: Timestamp::now(),
-    }
-}
-
-/// The viewer of an admin listing: the acting user, else the calling client.
-fn viewer(cx: &CallContext) -> Viewer {
-    match &cx.acting_user {
-        Some(user) => Viewer::User(user.clone()),
-        None => Viewer::Client(cx.caller.client_id.clone()),
     }
 }
