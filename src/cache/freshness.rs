@@ -45,7 +45,6 @@ struct Down {
 fn cause(e: &StoreError) -> String {
     match e {
         StoreError::Unavailable(db) => db.to_string(),
-        StoreError::Shared(inner) => cause(inner),
         e => e.to_string(),
     }
 }

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use tonic::{Request, Status};
+use tonic::Request;
+
+use super::status::ServiceError;
 
 use crate::cache::{At, Caches};
-use crate::domain::{Caller, Capability, KeyHash, UserId};
+use crate::domain::{Caller, Capability, KeyHash, UserId, ValidationError};
 
 /// The metadata header naming the acting user (or the viewer, for external permission queries).
 pub const USER_HEADER: &str = "x-consentry-user";
@@ -55,11 +57,18 @@ impl Authenticator {
 
     /// The client behind the request's key, as the cache knows it at `at`: `UNAUTHENTICATED` for
     /// a missing, unknown or revoked key.
-    pub async fn caller<T>(&self, request: &Request<T>, at: At) -> Result<Arc<Caller>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing `authorization: Bearer <key>`"))?;
+    pub async fn caller<T>(
+        &self,
+        request: &Request<T>,
+        at: At,
+    ) -> Result<Arc<Caller>, ServiceError> {
+        let header =
+            request
+                .metadata()
+                .get("authorization")
+                .ok_or(ServiceError::Unauthenticated(
+                    "missing `authorization: Bearer <key>`",
+                ))?;
         let key = header
             .to_str()
             .ok()
@@ -69,16 +78,16 @@ impl Authenticator {
             })
             .map(str::trim)
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                Status::unauthenticated("the authorization header must be `Bearer <key>`")
-            })?;
+            .ok_or(ServiceError::Unauthenticated(
+                "the authorization header must be `Bearer <key>`",
+            ))?;
         let hash = KeyHash::of(key);
         let caller = match self.caches.client_hit(at, &hash) {
             Some(caller) => Some(caller),
             // Boxed: only a miss needs the state of a read that waits.
             None => Box::pin(self.caches.load_client(&hash)).await?,
         };
-        caller.ok_or_else(|| Status::unauthenticated("unknown or revoked key"))
+        caller.ok_or(ServiceError::Unauthenticated("unknown or revoked key"))
     }
 
     /// Authenticates the request at `at`, requires `capability`, and reads the acting user.
@@ -87,7 +96,7 @@ impl Authenticator {
         request: &Request<T>,
         capability: Capability,
         at: At,
-    ) -> Result<CallContext, Status> {
+    ) -> Result<CallContext, ServiceError> {
         let caller = self.caller(request, at).await?;
         caller.require(capability)?;
         let acting_user = acting_user(request, &caller)?;
@@ -100,14 +109,14 @@ impl Authenticator {
 
 /// The acting user named in `x-consentry-user`: `PERMISSION_DENIED` from a client without
 /// `assert_user`, `INVALID_ARGUMENT` if it is not a user id.
-fn acting_user<T>(request: &Request<T>, caller: &Caller) -> Result<Option<UserId>, Status> {
+fn acting_user<T>(request: &Request<T>, caller: &Caller) -> Result<Option<UserId>, ServiceError> {
     let Some(value) = request.metadata().get(USER_HEADER) else {
         return Ok(None);
     };
     caller.require_may_assert_user()?;
     let text = value
         .to_str()
-        .map_err(|_| Status::invalid_argument(format!("{USER_HEADER}: is not text")))?;
+        .map_err(|_| ValidationError::new(USER_HEADER, "is not text"))?;
     Ok(Some(UserId::parse(USER_HEADER, text)?))
 }
 

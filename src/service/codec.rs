@@ -10,7 +10,7 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
-use super::status::{ServiceError, status};
+use super::status::ServiceError;
 
 /// A [`tonic::codec::Codec`] for prost messages whose decode errors are `INVALID_ARGUMENT`.
 #[derive(Debug)]
@@ -52,6 +52,6 @@ impl<U: Message + Default> Decoder for MessageDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         U::decode(buf)
             .map(Some)
-            .map_err(|e| status(ServiceError::Undecodable(e.to_string())))
+            .map_err(|e| Status::from(ServiceError::Undecodable(e.to_string())))
     }
 }

@@ -15,7 +15,7 @@ use tonic::body::Body;
 use tonic::codegen::Bytes;
 use tower::{Layer, Service};
 
-use super::status::{ServiceError, status, transport};
+use super::status::{ServiceError, transport};
 
 /// The bytes of a gRPC message header.
 const HEADER: usize = 5;
@@ -204,7 +204,7 @@ where
         };
         Poll::Ready(Some(checked.map_err(|e| {
             this.failed = true;
-            status(e)
+            Status::from(e)
         })))
     }
 

@@ -19,7 +19,7 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
-use super::status::{ServiceError, status, transport};
+use super::status::{ServiceError, transport};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
@@ -361,13 +361,13 @@ where
             return Poll::Ready(Err("an observed call was polled after it finished".into()));
         };
         let mut response = match outcome {
-            None => status(ServiceError::Overloaded {
+            None => Status::from(ServiceError::Overloaded {
                 limit: call.shared.max_in_flight,
             })
             .into_http(),
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(e))) => transport(e.into()).into_http(),
-            Some(Err(_)) => status(ServiceError::Deadline {
+            Some(Err(_)) => Status::from(ServiceError::Deadline {
                 by_caller: call.by_caller,
                 limit: call.limit,
             })

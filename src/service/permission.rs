@@ -251,7 +251,10 @@ impl PermissionService for PermissionApi {
         );
         let (jws, expires_at) = issuer
             .issue(&token, grant, revision, std::time::SystemTime::now())
-            .map_err(|e| ServiceError::Internal(format!("{e:#}")))?;
+            .map_err(|cause| ServiceError::Internal {
+                what: "signing the token",
+                cause,
+            })?;
         let issued = (jws, expires_at, message);
         Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
     }

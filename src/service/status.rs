@@ -1,6 +1,6 @@
-//! The service layer's errors ([`ServiceError`]) and their gRPC statuses, in exactly one place
-//! (the auth interceptor answers `UNAUTHENTICATED` itself). Database details never reach a
-//! caller: they are logged here and the caller sees a plain `UNAVAILABLE` or `INTERNAL`.
+//! The service layer's errors ([`ServiceError`]) and their gRPC statuses, in exactly one place.
+//! Database details never reach a caller: they are logged here and the caller sees a plain
+//! `UNAVAILABLE` or `INTERNAL`.
 
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ use crate::store::StoreError;
 /// Everything a call can fail with, typed until it leaves the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// No key, a malformed `authorization` header, or a key no active client holds
+    /// (`UNAUTHENTICATED`).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
     /// Input that does not validate (`INVALID_ARGUMENT`, naming the field).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -50,9 +54,16 @@ pub enum ServiceError {
         /// The deadline.
         limit: Duration,
     },
-    /// The server failed at something that is no fault of the caller's (`INTERNAL`).
-    #[error("{0}")]
-    Internal(String),
+    /// The server failed at something that is no fault of the caller's (`INTERNAL`): the caller
+    /// is told what failed, and the cause is logged, never answered.
+    #[error("{what} failed on the server")]
+    Internal {
+        /// What failed, in the caller's terms (e.g. "making a key").
+        what: &'static str,
+        /// Why, for the log.
+        #[source]
+        cause: anyhow::Error,
+    },
     /// A request message that does not decode as the RPC's request (`INVALID_ARGUMENT`).
     #[error("the request is not a valid message of this RPC: {0}")]
     Undecodable(String),
@@ -78,11 +89,6 @@ impl From<ServiceError> for Status {
     }
 }
 
-/// The status a service error answers with.
-pub fn status(e: ServiceError) -> Status {
-    e.into()
-}
-
 /// A failure below the services (a layer or the transport) as the status it answers with.
 pub fn transport(e: Box<dyn std::error::Error + Send + Sync>) -> Status {
     Status::from_error(e)
@@ -96,6 +102,7 @@ fn answer(e: ServiceError) -> (Code, String) {
         ServiceError::Store(s) => store(&s),
         ServiceError::Read(r) => read(&r),
         ServiceError::NotFound(m) => (Code::NotFound, m.to_string()),
+        ServiceError::Unauthenticated(m) => (Code::Unauthenticated, m.to_owned()),
         ServiceError::Item { index, source } => match *source {
             ServiceError::Invalid(v) => invalid(&v.within(format_args!("items[{index}]"))),
             other => {
@@ -110,9 +117,11 @@ fn answer(e: ServiceError) -> (Code, String) {
             (Code::InvalidArgument, e.to_string())
         }
         e @ ServiceError::Deadline { .. } => (Code::DeadlineExceeded, e.to_string()),
-        ServiceError::Internal(m) => {
-            tracing::error!(error = %m, "internal error");
-            (Code::Internal, m)
+        e @ ServiceError::Internal { .. } => {
+            if let ServiceError::Internal { what, cause } = &e {
+                tracing::error!(error = format!("{cause:#}"), what, "internal error");
+            }
+            (Code::Internal, e.to_string())
         }
     }
 }
@@ -138,7 +147,6 @@ fn store(e: &StoreError) -> (Code, String) {
         StoreError::Aborted(m) => (Code::Aborted, m.clone()),
         StoreError::Rule(r) => rule(r),
         StoreError::Invalid(v) => invalid(v),
-        StoreError::Shared(inner) => store(inner),
         StoreError::Unavailable(source) => {
             tracing::error!(error = %source, "store unavailable");
             (

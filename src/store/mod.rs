@@ -63,9 +63,6 @@ pub enum StoreError {
     /// A row could not be read back into the domain.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
-    /// One failure shared by every caller that waited on the same load.
-    #[error(transparent)]
-    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
@@ -75,7 +72,6 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             StoreError::Unavailable(e) => backend::is_connection_error(&e.0),
-            StoreError::Shared(inner) => inner.is_unreachable(),
             _ => false,
         }
     }
@@ -85,7 +81,6 @@ impl StoreError {
     pub fn is_pool_timeout(&self) -> bool {
         match self {
             StoreError::Unavailable(e) => matches!(e.0, sqlx::Error::PoolTimedOut),
-            StoreError::Shared(inner) => inner.is_pool_timeout(),
             _ => false,
         }
     }

@@ -239,7 +239,10 @@ fn the_checks_fail_on_what_they_look_for() {
     let fields = vec!["tenant_id".to_owned()];
     let stray = consentry::domain::ValidationError::new("nope", "x");
     assert!(harness::validation(&fields, stray).is_err());
-    let internal = ServiceError::Internal("x".to_owned());
+    let internal = ServiceError::Internal {
+        what: "x",
+        cause: anyhow::anyhow!("x"),
+    };
     assert!(harness::rejection(&fields, internal).is_err());
     let named = consentry::domain::ValidationError::new("tenant_id[0].x", "x");
     assert!(harness::validation(&fields, named).is_ok());

@@ -487,7 +487,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<CreateClientResponse>, Status> {
         let (written_at, (client_id, key)) = self
             .write(request, async |cx, c: NewClient| {
-                let key = generate_key().map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let key = generate_key().map_err(|cause| ServiceError::Internal {
+                    what: "making a key",
+                    cause,
+                })?;
                 let store = &self.store;
                 let revision = store
                     .create_client(

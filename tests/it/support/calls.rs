@@ -1,7 +1,6 @@
 //! Calling the services: who a request comes from ([`Who`], [`req`], [`boot`]) and what came
 //! back ([`ok`], [`fails`], and [`Cases`] for tables of status codes that report every mismatch).
 
-
 use std::fmt::{Debug, Display};
 use std::panic::Location;
 

@@ -15,7 +15,6 @@
 //! Every step is bounded: a program that does not finish in time fails the test with what it
 //! printed.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Once;

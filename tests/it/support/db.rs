@@ -17,7 +17,6 @@
 //! print its URL). Tests that need one backend otherwise call [`TestDb::new`] or
 //! [`TestDb::sqlite`] / [`TestDb::postgres`] themselves and [`TestDb::cleanup`] at the end.
 
-
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! Values shared by the service tests (proto types): request messages, manifests, capabilities
 //! and roles, timestamps, and the number in a revision token.
 
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use consentry::domain::Revision;

@@ -3,7 +3,6 @@
 //! kernel), [`Proxy::restore`] listens on the same port again; [`Proxy::delay_replies`] makes the
 //! database slow (every chunk it sends is held back a while).
 
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,6 @@
 //! real `consentry` binary as a child process ([`BinaryServer`]), each on a database of its own,
 //! with a bootstrap client whose key is [`BOOTSTRAP_KEY`].
 
-
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};

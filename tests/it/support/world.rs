@@ -1,7 +1,6 @@
 //! Writes through the AdminService that build a test's world: tenants, users, applications and
 //! clients, each as a call that must succeed.
 
-
 use consentry::proto::admin_service_client::AdminServiceClient;
 use consentry::proto::{AppKind, Capability, Manifest, Role, UpdateAppManifestRequest};
 use tonic::transport::Channel;
