@@ -1,4 +1,4 @@
-//! The runner (a case count or a time budget), the findings already known to be open, and the
+//! The runner (a case count or a time budget), the wrong answers a target can find, and the
 //! checks every target shares: a rejection is `INVALID_ARGUMENT`, names a field and says so
 //! briefly.
 
@@ -18,7 +18,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Kinds of wrong answers the checks tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Open {
+pub enum Finding {
     /// A string holding a NUL byte was accepted (and would reach the store).
     Nul,
     /// A rejection's message is longer than [`MAX_MESSAGE_BYTES`].
@@ -28,13 +28,6 @@ pub enum Open {
     /// A timestamp before year 1 or after year 9999 was accepted.
     TimestampRange,
 }
-
-/// Findings that issue 11 names and that other changes fix: reported, not failed. Remove an entry
-/// once its fix is merged; from then on the finding fails the target.
-pub const KNOWN_OPEN: &[(Open, &str)] = &[];
-
-/// Known findings seen, per target: how often, and the first example.
-static SEEN: Mutex<BTreeMap<(String, Open), (u64, String)>> = Mutex::new(BTreeMap::new());
 
 /// What the cases of each target came to (`rejected`, `accepted`, …), for the report.
 static TALLY: Mutex<BTreeMap<(String, &'static str), u64>> = Mutex::new(BTreeMap::new());
@@ -51,16 +44,10 @@ thread_local! {
     static TARGET: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// A wrong answer: recorded when it is known to be open, a failure otherwise.
-pub fn finding(open: Open, example: impl Debug) -> Result<(), TestCaseError> {
+/// A wrong answer: the case fails, saying what was found and an example.
+pub fn finding(kind: Finding, example: impl Debug) -> Result<(), TestCaseError> {
     let example = shorten(&format!("{example:?}"));
-    if !KNOWN_OPEN.iter().any(|(o, _)| *o == open) {
-        return Err(TestCaseError::fail(format!("{open:?}: {example}")));
-    }
-    let target = TARGET.with(|t| t.borrow().clone());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    seen.entry((target, open)).or_insert((0, example)).0 += 1;
-    Ok(())
+    Err(TestCaseError::fail(format!("{kind:?}: {example}")))
 }
 
 /// At most 200 characters of `text`, for reports.
@@ -166,16 +153,6 @@ fn report(target: &str, cases: u64, took: Duration) {
         took.as_secs_f64(),
         outcomes.join(", ")
     );
-    let seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    for ((t, open), (count, example)) in seen.iter() {
-        if t == target {
-            let why = KNOWN_OPEN
-                .iter()
-                .find(|(o, _)| o == open)
-                .map_or("", |(_, why)| why);
-            eprintln!("  {target}: known open {open:?} ({why}): {count} cases, e.g. {example}");
-        }
-    }
 }
 
 /// The field an error names: `items[i].` before a batch item's own field.
@@ -219,7 +196,7 @@ pub fn rejection(fields: &[String], e: ServiceError) -> Result<(), TestCaseError
         )));
     }
     if message.len() > MAX_MESSAGE_BYTES {
-        finding(Open::LongMessage, message)?;
+        finding(Finding::LongMessage, message)?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Leaf, Mutation, protos};
-use crate::harness::{self, Open, finding, fuzz};
+use crate::harness::{self, Finding, finding, fuzz};
 use crate::one_field;
 use crate::parsers::{self, PARSERS, Parser, Verdict, parsing};
 
@@ -87,13 +87,13 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<Outcome, Tes
         match leaf {
             Leaf::Str(field, value) if value.contains('\0') => {
                 finding(
-                    Open::Nul,
+                    Finding::Nul,
                     format!("{name}.{field} = {}", harness::shorten(&value)),
                 )?;
             }
             Leaf::Timestamp(field, seconds) if !TIMESTAMP_RANGE.contains(&seconds) => {
                 finding(
-                    Open::TimestampRange,
+                    Finding::TimestampRange,
                     format!("{name}.{field}.seconds = {seconds}"),
                 )?;
             }
@@ -246,7 +246,7 @@ fn the_checks_fail_on_what_they_look_for() {
     assert!(harness::rejection(&fields, internal).is_err());
     let named = consentry::domain::ValidationError::new("tenant_id[0].x", "x");
     assert!(harness::validation(&fields, named).is_ok());
-    // An accepted request with a NUL is found (known open, so recorded rather than failed).
+    // An accepted request with a NUL is found.
     let request = consentry::proto::DeleteUserRequest {
         tenant_id: "t\0".to_owned(),
         user_id: "u".to_owned(),

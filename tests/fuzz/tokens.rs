@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use crate::describe::{self, Choices, Mutation};
-use crate::harness::{self, Open, finding, fuzz};
+use crate::harness::{self, Finding, finding, fuzz};
 use crate::parsers::FUZZ_SECRET;
 
 fn b64(bytes: &[u8]) -> String {
@@ -140,7 +140,7 @@ fn check_page(size: i32, token: &Token, query: &str) -> Result<(), TestCaseError
                 "a token this deployment did not mint was accepted: {text:?}"
             );
             if after.as_str().contains('\0') {
-                finding(Open::PageTokenNul, after.as_str())?;
+                finding(Finding::PageTokenNul, after.as_str())?;
             }
             if let Token::Minted(c) = token {
                 let expected = describe::string(&mut Choices::new(c));
