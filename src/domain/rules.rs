@@ -198,8 +198,8 @@ pub struct KeyHash(pub [u8; 32]);
 impl KeyHash {
     /// The hash of `key`.
     pub fn of(key: &str) -> Self {
-        use sha2::Digest;
-        Self(sha2::Sha256::digest(key.as_bytes()).into())
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        Self(digest.as_ref().try_into().unwrap_or_default())
     }
 
     /// The hash in lower-case hex, as the store keeps it.
