@@ -248,10 +248,7 @@ impl GrantView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pr(s: &str) -> Principal {
-        Principal::parse("p", s).unwrap()
-    }
+    use crate::testing::principal as pr;
 
     fn acl() -> GroupAcl {
         GroupAcl::new(

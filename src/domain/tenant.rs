@@ -154,10 +154,7 @@ impl UserSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(s: &str) -> ResourcePath {
-        ResourcePath::parse("r", s).unwrap()
-    }
+    use crate::testing::path as p;
 
     #[test]
     fn general_admin_implies_every_role() {

@@ -153,10 +153,7 @@ mod tests {
     use super::*;
     use crate::domain::consent::ResolvedRequest;
     use crate::domain::{Policy, RoleSet, ScopeLevel};
-
-    fn p(s: &str) -> ResourcePath {
-        ResourcePath::parse("resource", s).unwrap()
-    }
+    use crate::testing::path as p;
 
     fn grant(rights: &[(&str, Right)]) -> EffectiveGrant {
         EffectiveGrant {
