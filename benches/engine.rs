@@ -27,64 +27,37 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use consentry::domain::{
-    AccessQuery, ApiUser, App, AppId, AppKind, AppSnapshot, Consent, ContentAccess, Environment,
-    Manifest, Name, PermissionRequest, Principal, RawAccessQuery, Reason, ResolvedRequest,
-    ResourcePath, Right, Role, RoleSet, ScopeLevel, Tenant, TenantId, Timestamp, UserFacts,
-    UserSnapshot, WhitelistEntry, check_access,
+    AccessQuery, ApiUser, AppKind, AppSnapshot, ContentAccess, RawAccessQuery, Reason,
+    ResourcePath, Right, Role, RoleSet, ScopeLevel, Timestamp, UserFacts, UserSnapshot,
+    WhitelistEntry, check_access,
 };
+use consentry::testing::{self, path};
 use criterion::{Criterion, criterion_group, criterion_main};
-
-fn path(s: &str) -> ResourcePath {
-    ResourcePath::parse("resource", s).unwrap()
-}
 
 /// The app snapshot described in the module documentation.
 fn app_snapshot() -> AppSnapshot {
     let scopes: Vec<String> = (0..20).map(|i| format!("api:{i:02}")).collect();
+    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let requests = [
         (ScopeLevel::Tenancy, Right::Read, "/"),
         (ScopeLevel::SiteCollection, Right::Write, "/s04"),
         (ScopeLevel::Web, Right::Manage, "/s04/w02"),
         (ScopeLevel::List, Right::FullControl, "/s04/w02/l01"),
     ];
-    let manifest = Manifest::parse(consentry::domain::ManifestParts {
-        scopes,
-        permission_requests: requests
+    let levels: Vec<(ScopeLevel, Right)> = requests.iter().map(|&(l, r, _)| (l, r)).collect();
+    let manifest = testing::manifest(&scopes, &levels);
+    let consent = testing::consent(
+        &manifest,
+        1,
+        requests
             .iter()
-            .map(|&(scope_level, right, _)| PermissionRequest { scope_level, right })
+            .map(|&(level, right, resource)| testing::resolved(level, right, resource))
             .collect(),
-        ..Default::default()
-    })
-    .unwrap();
-    let consent = Consent {
-        approved_by: Principal::parse("approved_by", "user:boss").unwrap(),
-        approved_at: Timestamp::from_micros(1_700_000_000_000_000),
-        approved_manifest_revision: 1,
-        approved_manifest: manifest.clone(),
-        resolved_requests: requests
-            .iter()
-            .map(|&(scope_level, right, resource)| ResolvedRequest {
-                scope_level,
-                right,
-                resource: path(resource),
-            })
-            .collect(),
-        app_rights: Vec::new(),
-        revoked_at: None,
-    };
+        Timestamp::from_micros(1_700_000_000_000_000),
+    );
     AppSnapshot::new(
-        Some(Tenant {
-            tenant_id: TenantId::parse("tenant_id", "acme").unwrap(),
-            environment: Environment::parse("environment", "production").unwrap(),
-            whitelisting_enabled: true,
-        }),
-        Some(App {
-            app_id: AppId::parse("app_id", "crm").unwrap(),
-            name: Name::parse("name", "CRM").unwrap(),
-            kind: AppKind::Standard,
-            manifest,
-            manifest_revision: 1,
-        }),
+        Some(testing::tenant("acme", "production", true)),
+        Some(testing::app("crm", AppKind::Standard, manifest, 1)),
         Some(consent),
         Some(WhitelistEntry {
             allowed_scopes: Default::default(),
@@ -127,10 +100,10 @@ fn bench_engine(c: &mut Criterion) {
     let rights = user_rights();
     assert_eq!(rights.len(), 200);
     let alice = UserSnapshot::new(RoleSet::EMPTY, rights.clone());
-    let bob = UserSnapshot::new(RoleSet::of([Role::Delegate]), []);
-    let erin = UserSnapshot::new(RoleSet::EMPTY, []).with_api_user(ApiUser {
+    let bob = testing::user(&[Role::Delegate], &[]);
+    let erin = testing::user(&[], &[]).with_api_user(ApiUser {
         scopes: (0..10)
-            .map(|i| consentry::domain::Scope::parse("scope", format!("api:{i:02}")).unwrap())
+            .map(|i| testing::scope(&format!("api:{i:02}")))
             .collect(),
         as_user: true,
     });
@@ -166,7 +139,7 @@ fn bench_engine(c: &mut Criterion) {
         ..Default::default()
     });
     let api_user_on_behalf = AccessQuery {
-        user_id: Some(consentry::domain::UserId::parse("user_id", "erin").unwrap()),
+        user_id: Some(testing::uid("erin")),
         ..on_behalf.clone()
     };
     let explained = AccessQuery {

@@ -18,5 +18,7 @@ pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 pub mod token;

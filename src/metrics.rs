@@ -1,17 +1,24 @@
 //! Prometheus metrics: one process-wide recorder, rendered at `GET /metrics` on
-//! `--metrics-listen` by a small HTTP/1.1 responder (nothing else is served there).
+//! `--metrics-listen`, served by hyper over HTTP/1.1 (nothing else is served there).
 //!
 //! Invariant: every metric the code records is described in [`METRICS`] (its `# HELP` text), and
 //! nothing else is; a unit test reads `src/` to hold both ways, and `tests/it/deploy/scrape.rs`
 //! puts a real scrape through `promtool check metrics`.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -178,6 +185,18 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How long a client may take to send a request's head, counted from when the connection
+/// waits for one: a client that never finishes its headers (a slow loris), or a kept-alive
+/// connection left idle, is closed then.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most a connection buffers of a request (its request line and headers; no body is read):
+/// a larger head is answered 431 and the connection closed.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Binds `addr` and serves `/metrics` until `stop` turns true; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
@@ -191,26 +210,14 @@ pub async fn serve(
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
     let bound = listener.local_addr()?;
     tracing::info!(listen = %bound, "serving Prometheus metrics at /metrics");
+    let connections_stop = stop.clone();
     tokio::spawn(async move {
         let mut upkeep = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((mut socket, _)) = accepted else { continue };
-                    let handle = handle.clone();
-                    tokio::spawn(async move {
-                        let mut buf = [0u8; 1024];
-                        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await.ok().and_then(Result::ok).unwrap_or(0);
-                        let request = String::from_utf8_lossy(&buf[..n]);
-                        let response = if request.starts_with("GET /metrics") {
-                            let body = handle.render();
-                            format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
-                        } else {
-                            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()
-                        };
-                        let _ = socket.write_all(response.as_bytes()).await;
-                        let _ = socket.shutdown().await;
-                    });
+                    let Ok((socket, _)) = accepted else { continue };
+                    tokio::spawn(connection(socket, handle.clone(), connections_stop.clone()));
                 }
                 _ = upkeep.tick() => handle.run_upkeep(),
                 _ = stop.changed() => return,
@@ -218,6 +225,54 @@ pub async fn serve(
         }
     });
     Ok(bound)
+}
+
+/// Serves one connection, keeping it alive between requests, until the client closes it, its
+/// head is late or too large, or `stop` turns true (then a request in progress is answered first).
+async fn connection(socket: TcpStream, handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let service = service_fn(move |request| {
+        let response = respond(&handle, &request);
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BYTES)
+        .keep_alive(true);
+    let connection = http.serve_connection(TokioIo::new(socket), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// The answer to one request: the Prometheus text for `GET` (or `HEAD`) `/metrics`, 405 for any
+/// other method there, 404 for any other path.
+fn respond(handle: &PrometheusHandle, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let answer = |status: StatusCode, body: Bytes| {
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = status;
+        response
+    };
+    if request.uri().path() != "/metrics" {
+        return answer(StatusCode::NOT_FOUND, Bytes::new());
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, Bytes::new());
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let mut response = answer(StatusCode::OK, Bytes::from(handle.render()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+    response
 }
 
 #[cfg(test)]

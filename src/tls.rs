@@ -17,7 +17,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -128,17 +127,17 @@ impl TlsFiles {
             return Err(TlsErrors(errors));
         };
         let client_ca = client_ca.flatten();
-        let mut digest = Sha256::new();
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
         for part in [Some(&cert), Some(&key), client_ca.as_ref()] {
             let part = part.map(Vec::as_slice).unwrap_or_default();
-            digest.update((part.len() as u64).to_be_bytes());
+            digest.update(&(part.len() as u64).to_be_bytes());
             digest.update(part);
         }
         Ok(Contents {
             cert,
             key,
             client_ca,
-            digest: digest.finalize().into(),
+            digest: digest.finish().as_ref().try_into().unwrap_or_default(),
         })
     }
 

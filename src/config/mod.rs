@@ -78,11 +78,6 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (write it like 5s or 250ms)"))
 }
 
-/// One of the `DEFAULT_*` durations above (a unit test parses each of them).
-fn default_duration(text: &str) -> Duration {
-    humantime::parse_duration(text).unwrap_or_default()
-}
-
 /// A secret that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -390,41 +385,35 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    /// A configuration with every default, serving on `listen` from `database_url`.
+    /// A configuration with every default of `consentry serve`, serving on `listen` from
+    /// `database_url`. The defaults are clap's own, from a parse of `consentry serve` with no
+    /// flags in which no argument reads the environment: a `CONSENTRY_*` variable (or
+    /// `DATABASE_URL`) of the calling process never changes what this returns.
     pub fn new(listen: SocketAddr, database_url: impl Into<String>) -> Self {
-        Self {
-            listen,
-            db: DatabaseArgs {
-                database_url: database_url.into(),
-            },
-            metrics_listen: None,
-            bootstrap_key: None,
-            bootstrap_key_on_command_line: false,
-            demo: false,
-            demo_allow_postgres: false,
-            log_json: false,
-            db_max_connections: DEFAULT_DB_MAX_CONNECTIONS,
-            max_batch: DEFAULT_MAX_BATCH,
-            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            cache_mib: DEFAULT_CACHE_MIB,
-            cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
-            max_staleness: default_duration(DEFAULT_MAX_STALENESS),
-            change_poll_interval: default_duration(DEFAULT_CHANGE_POLL_INTERVAL),
-            change_listener: DEFAULT_CHANGE_LISTENER,
-            shutdown_delay_ms: DEFAULT_SHUTDOWN_DELAY_MS,
-            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
-            migrate: DEFAULT_MIGRATE,
-            tls_cert: None,
-            tls_key: None,
-            tls_client_ca: None,
-            tls_reload_interval: default_duration(DEFAULT_TLS_RELOAD_INTERVAL),
-            health_listen: None,
-            signing_key_file: None,
-            token_issuer: DEFAULT_TOKEN_ISSUER.to_owned(),
-            signing_key_reload_interval: default_duration(DEFAULT_SIGNING_KEY_RELOAD_INTERVAL),
-        }
+        let mut config = Self::defaults();
+        config.listen = listen;
+        config.db.database_url = database_url.into();
+        config
+    }
+
+    /// The `serve` command as [`ServeConfig::new`] parses it: every argument's environment
+    /// variable unset, so that only its default can fill it.
+    fn without_environment() -> clap::Command {
+        <Cli as clap::CommandFactory>::command()
+            .mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None::<&str>)))
+    }
+
+    /// `consentry serve` with no flags and no environment.
+    fn defaults() -> Self {
+        use clap::FromArgMatches;
+        let matches = Self::without_environment()
+            .try_get_matches_from(["consentry", "serve"])
+            .and_then(|all| match all.subcommand_matches("serve") {
+                Some(serve) => ServeConfig::from_arg_matches(serve),
+                None => Err(clap::Error::new(clap::error::ErrorKind::MissingSubcommand)),
+            });
+        // Every flag of `serve` has a default or is optional; a unit test parses them.
+        matches.expect("`consentry serve` parses with no flags")
     }
 
     /// The TLS files, when TLS is configured.

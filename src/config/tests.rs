@@ -39,6 +39,167 @@ fn serve_defaults_are_documented_values_and_secrets_do_not_print() {
 }
 
 #[test]
+fn new_has_every_default_of_the_command_line() {
+    let listen: SocketAddr = ([127, 0, 0, 1], 7).into();
+    let cfg = ServeConfig::new(listen, "sqlite://elsewhere.db");
+    assert_eq!(cfg.listen, listen);
+    assert_eq!(cfg.db.database_url, "sqlite://elsewhere.db");
+    let counts = [
+        (
+            cfg.db_max_connections as u64,
+            DEFAULT_DB_MAX_CONNECTIONS as u64,
+        ),
+        (cfg.max_batch as u64, DEFAULT_MAX_BATCH as u64),
+        (cfg.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS),
+        (
+            cfg.max_concurrent_requests as u64,
+            DEFAULT_MAX_CONCURRENT_REQUESTS as u64,
+        ),
+        (
+            cfg.max_message_bytes as u64,
+            DEFAULT_MAX_MESSAGE_BYTES as u64,
+        ),
+        (cfg.cache_mib, DEFAULT_CACHE_MIB),
+        (cfg.cache_ttl_secs, DEFAULT_CACHE_TTL_SECS),
+        (cfg.shutdown_delay_ms, DEFAULT_SHUTDOWN_DELAY_MS),
+        (cfg.shutdown_grace_ms, DEFAULT_SHUTDOWN_GRACE_MS),
+    ];
+    for (i, (got, default)) in counts.into_iter().enumerate() {
+        assert_eq!(got, default, "count {i}");
+    }
+    let durations = [
+        (cfg.max_staleness, DEFAULT_MAX_STALENESS),
+        (cfg.change_poll_interval, DEFAULT_CHANGE_POLL_INTERVAL),
+        (cfg.tls_reload_interval, DEFAULT_TLS_RELOAD_INTERVAL),
+        (
+            cfg.signing_key_reload_interval,
+            DEFAULT_SIGNING_KEY_RELOAD_INTERVAL,
+        ),
+    ];
+    for (got, default) in durations {
+        assert_eq!(got, duration(default).unwrap(), "{default}");
+    }
+    assert_eq!(
+        (cfg.change_listener, cfg.migrate),
+        (DEFAULT_CHANGE_LISTENER, DEFAULT_MIGRATE)
+    );
+    assert_eq!(cfg.token_issuer, DEFAULT_TOKEN_ISSUER);
+    assert!(cfg.metrics_listen.is_none() && cfg.health_listen.is_none());
+    assert!(cfg.bootstrap_key.is_none() && !cfg.bootstrap_key_on_command_line);
+    assert!(!cfg.demo && !cfg.demo_allow_postgres && !cfg.log_json);
+    assert!(cfg.tls_cert.is_none() && cfg.tls_key.is_none() && cfg.tls_client_ca.is_none());
+    assert!(cfg.signing_key_file.is_none());
+    cfg.validate().unwrap();
+}
+
+/// Every variable `consentry serve` reads, with a value it accepts that is no default.
+const EVERY_VARIABLE: &[(&str, &str)] = &[
+    ("CONSENTRY_LISTEN", "127.0.0.1:7"),
+    ("DATABASE_URL", "postgres://elsewhere/db"),
+    ("CONSENTRY_METRICS_LISTEN", "127.0.0.1:8"),
+    (
+        "CONSENTRY_BOOTSTRAP_KEY",
+        "a-bootstrap-key-from-the-environment-0123",
+    ),
+    ("CONSENTRY_DEMO_ALLOW_POSTGRES", "true"),
+    ("CONSENTRY_LOG_JSON", "true"),
+    ("CONSENTRY_DB_MAX_CONNECTIONS", "7"),
+    ("CONSENTRY_MAX_BATCH", "7"),
+    ("CONSENTRY_REQUEST_TIMEOUT_MS", "7"),
+    ("CONSENTRY_MAX_CONCURRENT_REQUESTS", "7"),
+    ("CONSENTRY_MAX_MESSAGE_BYTES", "7"),
+    ("CONSENTRY_CACHE_MIB", "7"),
+    ("CONSENTRY_CACHE_TTL_SECS", "7"),
+    ("CONSENTRY_MAX_STALENESS", "7s"),
+    ("CONSENTRY_CHANGE_POLL_INTERVAL", "7s"),
+    ("CONSENTRY_CHANGE_LISTENER", "false"),
+    ("CONSENTRY_MIGRATE", "false"),
+    ("CONSENTRY_TLS_CERT", "/elsewhere/cert.pem"),
+    ("CONSENTRY_TLS_KEY", "/elsewhere/key.pem"),
+    ("CONSENTRY_TLS_CLIENT_CA", "/elsewhere/ca.pem"),
+    ("CONSENTRY_TLS_RELOAD_INTERVAL", "7s"),
+    ("CONSENTRY_SIGNING_KEY_FILE", "/elsewhere/keys.pem"),
+    ("CONSENTRY_TOKEN_ISSUER", "elsewhere"),
+    ("CONSENTRY_SIGNING_KEY_RELOAD_INTERVAL", "7s"),
+    ("CONSENTRY_HEALTH_LISTEN", "127.0.0.1:9"),
+    ("CONSENTRY_SHUTDOWN_DELAY_MS", "7"),
+    ("CONSENTRY_SHUTDOWN_GRACE_MS", "7"),
+];
+
+/// Set in the child process of [`no_variable_of_the_environment_reaches_new`]: what `new`
+/// returned in its parent, whose environment has none of [`EVERY_VARIABLE`].
+const EXPECTED_NEW: &str = "CONSENTRY_TEST_EXPECTED_NEW";
+
+/// `ServeConfig::new` as a test compares it.
+fn new_for_comparison() -> String {
+    format!(
+        "{:?}",
+        ServeConfig::new(([127, 0, 0, 1], 0).into(), "sqlite://x.db")
+    )
+}
+
+#[test]
+fn new_parses_a_command_whose_arguments_read_no_variable() {
+    let serve_args = |command: &mut clap::Command| -> Vec<(String, bool)> {
+        command
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .get_arguments()
+            .map(|a| (a.get_id().to_string(), a.get_env().is_some()))
+            .collect()
+    };
+    let real = serve_args(&mut <Cli as clap::CommandFactory>::command());
+    let env_names: Vec<String> = <Cli as clap::CommandFactory>::command()
+        .find_subcommand_mut("serve")
+        .unwrap()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    let listed: Vec<&str> = EVERY_VARIABLE.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        env_names, listed,
+        "EVERY_VARIABLE lists what serve reads, in order"
+    );
+    let without = serve_args(&mut ServeConfig::without_environment());
+    assert_eq!(real.len(), without.len());
+    assert!(without.iter().all(|(_, env)| !env), "{without:?}");
+}
+
+#[test]
+fn no_variable_of_the_environment_reaches_new() {
+    if let Some(expected) = std::env::var_os(EXPECTED_NEW) {
+        // The child: every variable of EVERY_VARIABLE is set, and the real command line reads
+        // them, but `new` does not.
+        let Command::Serve(real) = Cli::try_parse_from(["consentry", "serve"]).unwrap().command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(real.max_batch, 7, "the variables are set in the child");
+        assert_eq!(new_for_comparison(), expected.to_string_lossy());
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "config::tests::no_variable_of_the_environment_reaches_new",
+            "--nocapture",
+        ])
+        .env(EXPECTED_NEW, new_for_comparison());
+    for (name, value) in EVERY_VARIABLE {
+        child.env(name, value);
+    }
+    let out = child.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("1 passed"), "the child ran the test: {said}");
+}
+
+#[test]
 fn the_bootstrap_key_is_taken_from_the_environment_never_the_command_line() {
     let key = "0123456789abcdef-secret-0123456789";
     let serve = |cli: Cli| match cli.command {

@@ -1,81 +1,69 @@
 //! Applications and their manifests: what an application asks of a tenant.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use super::error::{Valid, ValidationError, quoted};
 use super::ids::{AppId, Name, Scope};
+use super::names::named_enum;
 use super::rights::Right;
 
 /// The most scopes a manifest or a whitelist entry may list.
 pub const MAX_SCOPES: usize = 256;
 
-/// How an application is distributed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AppKind {
-    /// An app-store application: approved only by a tenant administrator.
-    Standard,
-    /// A custom application: its first activation may be done by an app manager.
-    Custom,
-}
-
-impl AppKind {
+named_enum! {
+    /// How an application is distributed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum AppKind {
+        /// An app-store application: approved only by a tenant administrator.
+        Standard = "STANDARD",
+        /// A custom application: its first activation may be done by an app manager.
+        Custom = "CUSTOM",
+    }
+    /// Every kind.
+    const ALL;
     /// The kind's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::Standard => "STANDARD",
-            AppKind::Custom => "CUSTOM",
-        }
+    fn as_str;
+    /// The kind named `name` (`STANDARD`, `CUSTOM`), if any.
+    fn from_name;
+}
+
+named_enum! {
+    /// Whose identity an application runs under.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum RunAs {
+        /// The signed-in user (the default).
+        #[default]
+        UserContext = "USER_CONTEXT",
+        /// The system user: full access to everything in the tenant.
+        SystemUser = "SYSTEM_USER",
     }
-}
-
-/// Whose identity an application runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RunAs {
-    /// The signed-in user (the default).
-    #[default]
-    UserContext,
-    /// The system user: full access to everything in the tenant.
-    SystemUser,
-}
-
-impl RunAs {
     /// Every value.
-    pub const ALL: [RunAs; 2] = [RunAs::UserContext, RunAs::SystemUser];
-
-    /// The value named `name` (`USER_CONTEXT`, `SYSTEM_USER`), if any.
-    pub fn from_name(name: &str) -> Option<RunAs> {
-        RunAs::ALL.into_iter().find(|v| v.as_str() == name)
-    }
-
+    const ALL;
     /// The value's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunAs::UserContext => "USER_CONTEXT",
-            RunAs::SystemUser => "SYSTEM_USER",
-        }
-    }
+    fn as_str;
+    /// The value named `name` (`USER_CONTEXT`, `SYSTEM_USER`), if any.
+    fn from_name;
 }
 
-/// The authorization policy a manifest asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Policy {
-    /// Both the user and the application must hold a permission (the default; the stricter).
-    #[default]
-    UserAndApp,
-    /// Only the user must hold a permission.
-    UserOnly,
+named_enum! {
+    /// The authorization policy a manifest asks for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum Policy {
+        /// Both the user and the application must hold a permission (the default; the stricter).
+        #[default]
+        UserAndApp = "USER_AND_APP",
+        /// Only the user must hold a permission.
+        UserOnly = "USER_ONLY",
+    }
+    /// Every policy a manifest may ask for.
+    const ALL;
+    /// The value's name.
+    fn as_str;
+    /// The policy named `name` (`USER_AND_APP`, `USER_ONLY`), if any.
+    fn from_name;
 }
 
 impl Policy {
-    /// Every policy a manifest may ask for.
-    pub const ALL: [Policy; 2] = [Policy::UserAndApp, Policy::UserOnly];
-
-    /// The policy named `name` (`USER_AND_APP`, `USER_ONLY`), if any.
-    pub fn from_name(name: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|v| v.as_str() == name)
-    }
-
     /// The stricter of two policies: USER_AND_APP unless both are USER_ONLY.
     pub fn stricter(self, other: Policy) -> Policy {
         if self == Policy::UserOnly && other == Policy::UserOnly {
@@ -84,38 +72,30 @@ impl Policy {
             Policy::UserAndApp
         }
     }
-
-    /// The value's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::UserAndApp => "USER_AND_APP",
-            Policy::UserOnly => "USER_ONLY",
-        }
-    }
 }
 
-/// A level of the resource hierarchy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ScopeLevel {
-    /// The whole tenant: `/`.
-    Tenancy,
-    /// A site collection: depth 1.
-    SiteCollection,
-    /// A web: depth 2.
-    Web,
-    /// A list: depth 3.
-    List,
+named_enum! {
+    /// A level of the resource hierarchy.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum ScopeLevel {
+        /// The whole tenant: `/`.
+        Tenancy = "TENANCY",
+        /// A site collection: depth 1.
+        SiteCollection = "SITE_COLLECTION",
+        /// A web: depth 2.
+        Web = "WEB",
+        /// A list: depth 3.
+        List = "LIST",
+    }
+    /// Every level, from the top.
+    const ALL;
+    /// The level's name.
+    fn as_str;
+    /// The level named `name` (`TENANCY`, …), if any.
+    fn from_name;
 }
 
 impl ScopeLevel {
-    /// Every level, from the top.
-    pub const ALL: [ScopeLevel; 4] = [
-        ScopeLevel::Tenancy,
-        ScopeLevel::SiteCollection,
-        ScopeLevel::Web,
-        ScopeLevel::List,
-    ];
-
     /// The depth of a path at this level.
     pub fn depth(self) -> usize {
         match self {
@@ -124,27 +104,6 @@ impl ScopeLevel {
             ScopeLevel::Web => 2,
             ScopeLevel::List => 3,
         }
-    }
-
-    /// The level named `name` (`TENANCY`, …), if any.
-    pub fn from_name(name: &str) -> Option<ScopeLevel> {
-        ScopeLevel::ALL.into_iter().find(|l| l.as_str() == name)
-    }
-
-    /// The level's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScopeLevel::Tenancy => "TENANCY",
-            ScopeLevel::SiteCollection => "SITE_COLLECTION",
-            ScopeLevel::Web => "WEB",
-            ScopeLevel::List => "LIST",
-        }
-    }
-}
-
-impl fmt::Display for ScopeLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

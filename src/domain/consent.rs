@@ -250,26 +250,11 @@ pub fn resolve_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::app::ManifestParts;
-    use crate::domain::app::PermissionRequest;
+    use crate::testing::resolved as rr;
 
+    /// A manifest with `requests` and no scopes.
     fn manifest(requests: &[(ScopeLevel, Right)]) -> Manifest {
-        Manifest::parse(ManifestParts {
-            permission_requests: requests
-                .iter()
-                .map(|&(scope_level, right)| PermissionRequest { scope_level, right })
-                .collect(),
-            ..ManifestParts::default()
-        })
-        .unwrap()
-    }
-
-    fn rr(scope_level: ScopeLevel, right: Right, path: &str) -> ResolvedRequest {
-        ResolvedRequest {
-            scope_level,
-            right,
-            resource: ResourcePath::parse("r", path).unwrap(),
-        }
+        crate::testing::manifest(&[], requests)
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! CheckAccess: the ordered steps of DESIGN.md §3. The first failing step decides; with
 //! `explain`, every evaluated step is traced. Pure: facts in, a [`Decision`] out.
 
+use super::names::named_enum;
 use super::{Entity, NotFound};
-use std::fmt;
 
 use super::app::Policy;
 use super::effective::{AppSnapshot, ConsentState};
@@ -12,96 +12,62 @@ use super::rights::{PermissionName, Right};
 use super::tenant::{Role, UserSnapshot};
 use super::whitelist::ContentAccess;
 
-/// One step of the decision, in evaluation order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Step {
-    /// The tenant exists.
-    Tenant,
-    /// The application is registered.
-    App,
-    /// Whitelisting lets the application in.
-    Whitelist,
-    /// The consent is in force.
-    Consent,
-    /// The scope asked for is effective.
-    Scope,
-    /// A user is present, or the application may act app-only.
-    User,
-    /// Acting on behalf of another user is allowed.
-    OnBehalfOf,
-    /// The permission is held at the resource.
-    Permission,
-}
-
-impl Step {
+named_enum! {
+    /// One step of the decision, in evaluation order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Step {
+        /// The tenant exists.
+        Tenant = "TENANT",
+        /// The application is registered.
+        App = "APP",
+        /// Whitelisting lets the application in.
+        Whitelist = "WHITELIST",
+        /// The consent is in force.
+        Consent = "CONSENT",
+        /// The scope asked for is effective.
+        Scope = "SCOPE",
+        /// A user is present, or the application may act app-only.
+        User = "USER",
+        /// Acting on behalf of another user is allowed.
+        OnBehalfOf = "ON_BEHALF_OF",
+        /// The permission is held at the resource.
+        Permission = "PERMISSION",
+    }
     /// Every step, in evaluation order.
-    pub const ALL: [Step; 8] = [
-        Step::Tenant,
-        Step::App,
-        Step::Whitelist,
-        Step::Consent,
-        Step::Scope,
-        Step::User,
-        Step::OnBehalfOf,
-        Step::Permission,
-    ];
-
+    const ALL;
     /// The fixed token a trace names the step by.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Tenant => "TENANT",
-            Step::App => "APP",
-            Step::Whitelist => "WHITELIST",
-            Step::Consent => "CONSENT",
-            Step::Scope => "SCOPE",
-            Step::User => "USER",
-            Step::OnBehalfOf => "ON_BEHALF_OF",
-            Step::Permission => "PERMISSION",
-        }
-    }
+    fn as_str;
+    /// The step named by its token, if any.
+    fn from_name;
 }
 
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Why a check was decided as it was.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[allow(missing_docs)] // each variant is documented by DESIGN.md §3 and the proto enum
+    pub enum Reason {
+        Allowed = "ALLOWED",
+        UnknownTenant = "UNKNOWN_TENANT",
+        UnknownApp = "UNKNOWN_APP",
+        AppNotWhitelisted = "APP_NOT_WHITELISTED",
+        NoConsent = "NO_CONSENT",
+        ConsentRevoked = "CONSENT_REVOKED",
+        ReapprovalRequired = "REAPPROVAL_REQUIRED",
+        ScopeNotGranted = "SCOPE_NOT_GRANTED",
+        ImpersonationNotAllowed = "IMPERSONATION_NOT_ALLOWED",
+        UserRequired = "USER_REQUIRED",
+        AppPermissionInsufficient = "APP_PERMISSION_INSUFFICIENT",
+        UserPermissionInsufficient = "USER_PERMISSION_INSUFFICIENT",
     }
-}
-
-/// Why a check was decided as it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // each variant is documented by DESIGN.md §3 and the proto enum
-pub enum Reason {
-    Allowed,
-    UnknownTenant,
-    UnknownApp,
-    AppNotWhitelisted,
-    NoConsent,
-    ConsentRevoked,
-    ReapprovalRequired,
-    ScopeNotGranted,
-    ImpersonationNotAllowed,
-    UserRequired,
-    AppPermissionInsufficient,
-    UserPermissionInsufficient,
+    /// Every reason.
+    const ALL;
+    /// The reason's name without the proto prefix, for logs and metrics.
+    fn as_str;
+    /// The reason named `name` (without the proto prefix), if any.
+    fn from_name;
 }
 
 impl Reason {
-    /// Every reason.
-    pub const ALL: [Reason; 12] = [
-        Reason::Allowed,
-        Reason::UnknownTenant,
-        Reason::UnknownApp,
-        Reason::AppNotWhitelisted,
-        Reason::NoConsent,
-        Reason::ConsentRevoked,
-        Reason::ReapprovalRequired,
-        Reason::ScopeNotGranted,
-        Reason::ImpersonationNotAllowed,
-        Reason::UserRequired,
-        Reason::AppPermissionInsufficient,
-        Reason::UserPermissionInsufficient,
-    ];
-
     /// The step that fails with this reason; `None` for ALLOWED.
     pub fn step(self) -> Option<Step> {
         Some(match self {
@@ -119,24 +85,6 @@ impl Reason {
                 Step::Permission
             }
         })
-    }
-
-    /// The reason's name without the proto prefix, for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Allowed => "ALLOWED",
-            Reason::UnknownTenant => "UNKNOWN_TENANT",
-            Reason::UnknownApp => "UNKNOWN_APP",
-            Reason::AppNotWhitelisted => "APP_NOT_WHITELISTED",
-            Reason::NoConsent => "NO_CONSENT",
-            Reason::ConsentRevoked => "CONSENT_REVOKED",
-            Reason::ReapprovalRequired => "REAPPROVAL_REQUIRED",
-            Reason::ScopeNotGranted => "SCOPE_NOT_GRANTED",
-            Reason::ImpersonationNotAllowed => "IMPERSONATION_NOT_ALLOWED",
-            Reason::UserRequired => "USER_REQUIRED",
-            Reason::AppPermissionInsufficient => "APP_PERMISSION_INSUFFICIENT",
-            Reason::UserPermissionInsufficient => "USER_PERMISSION_INSUFFICIENT",
-        }
     }
 }
 

@@ -3,44 +3,35 @@
 //! (DESIGN.md §2, §4).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use super::app::{App, Manifest, PermissionRequest, Policy, RunAs, ScopeLevel};
 use super::consent::{Consent, ResolvedRequest};
 use super::external::Principal;
 use super::ids::Scope;
+use super::names::named_enum;
 use super::path::ResourcePath;
 use super::rights::Right;
 use super::tenant::Tenant;
 use super::time::Timestamp;
 use super::whitelist::{ContentAccess, WhitelistEntry};
 
-/// An escalation since approval that takes everything away until an administrator re-approves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ReapprovalReason {
-    /// USER_CONTEXT → SYSTEM_USER.
-    RunAsSystemUser,
-    /// Webhooks added.
-    WebhooksAdded,
-    /// Database mirroring added.
-    DatabaseMirroringAdded,
-}
-
-impl ReapprovalReason {
+named_enum! {
+    /// An escalation since approval that takes everything away until an administrator re-approves.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum ReapprovalReason {
+        /// USER_CONTEXT → SYSTEM_USER.
+        RunAsSystemUser = "RUN_AS_SYSTEM_USER",
+        /// Webhooks added.
+        WebhooksAdded = "WEBHOOKS_ADDED",
+        /// Database mirroring added.
+        DatabaseMirroringAdded = "DATABASE_MIRRORING_ADDED",
+    }
+    /// Every trigger.
+    const ALL;
     /// The fixed token callers see.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReapprovalReason::RunAsSystemUser => "RUN_AS_SYSTEM_USER",
-            ReapprovalReason::WebhooksAdded => "WEBHOOKS_ADDED",
-            ReapprovalReason::DatabaseMirroringAdded => "DATABASE_MIRRORING_ADDED",
-        }
-    }
-}
-
-impl fmt::Display for ReapprovalReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    fn as_str;
+    /// The trigger named by its token, if any.
+    fn from_name;
 }
 
 /// The mandatory re-approval triggers between the approved and the current manifest.
@@ -243,15 +234,24 @@ impl AppSnapshot {
     }
 }
 
-/// The policy GetAppScopes reports: a manifest policy, or APP_ONLY for a system-user application.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReportedPolicy {
-    /// Both user and application must hold a permission.
-    UserAndApp,
-    /// Only the user must.
-    UserOnly,
-    /// Only the application must (an effective SYSTEM_USER application).
-    AppOnly,
+named_enum! {
+    /// The policy GetAppScopes reports: a manifest policy, or APP_ONLY for a system-user
+    /// application.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ReportedPolicy {
+        /// Both user and application must hold a permission.
+        UserAndApp = "USER_AND_APP",
+        /// Only the user must.
+        UserOnly = "USER_ONLY",
+        /// Only the application must (an effective SYSTEM_USER application).
+        AppOnly = "APP_ONLY",
+    }
+    /// Every policy reported.
+    const ALL;
+    /// The policy's token, as `pol` and GetAppScopes spell it.
+    fn as_str;
+    /// The policy named by its token, if any.
+    fn from_name;
 }
 
 impl From<Policy> for ReportedPolicy {

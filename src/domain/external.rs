@@ -5,6 +5,7 @@ use std::fmt;
 
 use super::error::{Valid, ValidationError, quoted};
 use super::ids::{AppId, ClientId, Description, ExternalId, GroupId, Name, PermissionId, UserId};
+use super::names::named_enum;
 use super::time::Timestamp;
 
 /// The most principals a group's managers, grantors or visible-to list may hold.
@@ -58,23 +59,21 @@ impl fmt::Display for Principal {
     }
 }
 
-/// What a group manager may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ManagerAccess {
-    /// See the group and its permissions.
-    Read,
-    /// Also change and delete them.
-    ReadWrite,
-}
-
-impl ManagerAccess {
-    /// The value's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManagerAccess::Read => "READ",
-            ManagerAccess::ReadWrite => "READ_WRITE",
-        }
+named_enum! {
+    /// What a group manager may do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum ManagerAccess {
+        /// See the group and its permissions.
+        Read = "READ",
+        /// Also change and delete them.
+        ReadWrite = "READ_WRITE",
     }
+    /// Every access.
+    const ALL;
+    /// The value's name.
+    fn as_str;
+    /// The access named `name`, if any.
+    fn from_name;
 }
 
 /// Who manages, grants and sees one group.
@@ -249,10 +248,7 @@ impl GrantView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pr(s: &str) -> Principal {
-        Principal::parse("p", s).unwrap()
-    }
+    use crate::testing::principal as pr;
 
     fn acl() -> GroupAcl {
         GroupAcl::new(

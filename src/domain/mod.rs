@@ -12,6 +12,7 @@ pub mod effective;
 pub mod error;
 pub mod external;
 pub mod ids;
+mod names;
 pub mod path;
 pub mod prompt;
 pub mod revision;

@@ -133,10 +133,7 @@ impl Borrow<str> for ResourcePath {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(s: &str) -> ResourcePath {
-        ResourcePath::parse("resource", s).unwrap()
-    }
+    use crate::testing::path as p;
 
     #[test]
     fn accepts_well_formed_paths() {

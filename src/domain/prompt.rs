@@ -2,11 +2,10 @@
 //! manifest, whether approval is mandatory, who may approve, and each difference from the
 //! consent in force, in plain words (the SuperOffice consent dialog's "from … to …").
 
-use std::fmt;
-
 use super::app::{AppKind, Manifest, PermissionRequest, Policy, RunAs, ScopeLevel};
 use super::effective::{AppSnapshot, ConsentState, ReapprovalReason};
 use super::ids::{AppId, Name, Scope};
+use super::names::named_enum;
 use super::rights::Right;
 use super::rules;
 
@@ -15,54 +14,36 @@ pub const SYSTEM_USER_FROM: &str = "sentry prevents a user from seeing what they
 /// The `to` of RUN_AS_SYSTEM_USER: an app running as the system user, in the seed's words.
 pub const SYSTEM_USER_TO: &str = "full access to everything in a customer database";
 
-/// The kind of a difference between the consent in force and the current manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ChangeKind {
-    /// USER_CONTEXT → SYSTEM_USER.
-    RunAsSystemUser,
-    /// Webhooks added.
-    WebhooksAdded,
-    /// Database mirroring added.
-    DatabaseMirroringAdded,
-    /// API scopes requested that are not approved.
-    ScopesAdded,
-    /// Rights requested at levels where none are approved.
-    PermissionRequestsAdded,
-    /// A higher right requested at a level than the one approved.
-    RightRaised,
-    /// App-only access requested and not approved.
-    AppOnlyAdded,
-    /// USER_AND_APP → USER_ONLY.
-    PolicyRelaxed,
+named_enum! {
+    /// The kind of a difference between the consent in force and the current manifest.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum ChangeKind {
+        /// USER_CONTEXT → SYSTEM_USER.
+        RunAsSystemUser = "RUN_AS_SYSTEM_USER",
+        /// Webhooks added.
+        WebhooksAdded = "WEBHOOKS_ADDED",
+        /// Database mirroring added.
+        DatabaseMirroringAdded = "DATABASE_MIRRORING_ADDED",
+        /// API scopes requested that are not approved.
+        ScopesAdded = "SCOPES_ADDED",
+        /// Rights requested at levels where none are approved.
+        PermissionRequestsAdded = "PERMISSION_REQUESTS_ADDED",
+        /// A higher right requested at a level than the one approved.
+        RightRaised = "RIGHT_RAISED",
+        /// App-only access requested and not approved.
+        AppOnlyAdded = "APP_ONLY_ADDED",
+        /// USER_AND_APP → USER_ONLY.
+        PolicyRelaxed = "POLICY_RELAXED",
+    }
+    /// Every kind, in the order a prompt lists them.
+    const ALL;
+    /// The fixed token callers see.
+    fn as_str;
+    /// The kind named by its token, if any.
+    fn from_name;
 }
 
 impl ChangeKind {
-    /// Every kind, in the order a prompt lists them.
-    pub const ALL: [ChangeKind; 8] = [
-        ChangeKind::RunAsSystemUser,
-        ChangeKind::WebhooksAdded,
-        ChangeKind::DatabaseMirroringAdded,
-        ChangeKind::ScopesAdded,
-        ChangeKind::PermissionRequestsAdded,
-        ChangeKind::RightRaised,
-        ChangeKind::AppOnlyAdded,
-        ChangeKind::PolicyRelaxed,
-    ];
-
-    /// The fixed token callers see.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeKind::RunAsSystemUser => "RUN_AS_SYSTEM_USER",
-            ChangeKind::WebhooksAdded => "WEBHOOKS_ADDED",
-            ChangeKind::DatabaseMirroringAdded => "DATABASE_MIRRORING_ADDED",
-            ChangeKind::ScopesAdded => "SCOPES_ADDED",
-            ChangeKind::PermissionRequestsAdded => "PERMISSION_REQUESTS_ADDED",
-            ChangeKind::RightRaised => "RIGHT_RAISED",
-            ChangeKind::AppOnlyAdded => "APP_ONLY_ADDED",
-            ChangeKind::PolicyRelaxed => "POLICY_RELAXED",
-        }
-    }
-
     /// The re-approval trigger this change is, for the three that take everything away.
     pub fn reapproval_reason(self) -> Option<ReapprovalReason> {
         match self {
@@ -71,12 +52,6 @@ impl ChangeKind {
             ChangeKind::DatabaseMirroringAdded => Some(ReapprovalReason::DatabaseMirroringAdded),
             _ => None,
         }
-    }
-}
-
-impl fmt::Display for ChangeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -4,39 +4,30 @@
 use std::fmt;
 
 use super::error::{Valid, ValidationError, quoted};
+use super::names::named_enum;
 
-/// A cumulative right level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Right {
-    /// View pages, list items, and download documents.
-    Read,
-    /// READ plus add, update and delete items.
-    Write,
-    /// WRITE plus manage lists and customise pages.
-    Manage,
-    /// Every permission.
-    FullControl,
+named_enum! {
+    /// A cumulative right level.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Right {
+        /// View pages, list items, and download documents.
+        Read = "READ",
+        /// READ plus add, update and delete items.
+        Write = "WRITE",
+        /// WRITE plus manage lists and customise pages.
+        Manage = "MANAGE",
+        /// Every permission.
+        FullControl = "FULL_CONTROL",
+    }
+    /// Every level, lowest first.
+    const ALL;
+    /// The level's name in upper case, as a check names it.
+    fn as_str;
+    /// The level named `name` (`READ`, …), if any.
+    fn from_name;
 }
 
 impl Right {
-    /// Every level, lowest first.
-    pub const ALL: [Right; 4] = [Right::Read, Right::Write, Right::Manage, Right::FullControl];
-
-    /// The level named `name` (`READ`, …), if any.
-    pub fn from_name(name: &str) -> Option<Right> {
-        Right::ALL.into_iter().find(|r| r.as_str() == name)
-    }
-
-    /// The level's name in upper case, as a check names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Right::Read => "READ",
-            Right::Write => "WRITE",
-            Right::Manage => "MANAGE",
-            Right::FullControl => "FULL_CONTROL",
-        }
-    }
-
     /// The fine-grained permissions this level includes.
     pub fn permissions(self) -> impl Iterator<Item = FinePermission> {
         FinePermission::ALL
@@ -45,90 +36,40 @@ impl Right {
     }
 }
 
-impl fmt::Display for Right {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// A fine-grained permission of the seed table.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    #[allow(missing_docs)] // the names are the documentation
+    pub enum FinePermission {
+        ViewItems = "VIEW_ITEMS",
+        OpenItems = "OPEN_ITEMS",
+        ViewVersions = "VIEW_VERSIONS",
+        CreateAlerts = "CREATE_ALERTS",
+        UseSelfServiceSiteCreation = "USE_SELF_SERVICE_SITE_CREATION",
+        ViewPages = "VIEW_PAGES",
+        AddItems = "ADD_ITEMS",
+        EditItems = "EDIT_ITEMS",
+        DeleteItems = "DELETE_ITEMS",
+        DeleteVersions = "DELETE_VERSIONS",
+        BrowseDirectories = "BROWSE_DIRECTORIES",
+        EditPersonalUserInformation = "EDIT_PERSONAL_USER_INFORMATION",
+        ManagePersonalViews = "MANAGE_PERSONAL_VIEWS",
+        AddRemovePersonalWebParts = "ADD_REMOVE_PERSONAL_WEB_PARTS",
+        UpdatePersonalWebParts = "UPDATE_PERSONAL_WEB_PARTS",
+        ManageLists = "MANAGE_LISTS",
+        AddAndCustomizePages = "ADD_AND_CUSTOMIZE_PAGES",
+        ApplyThemesAndBorders = "APPLY_THEMES_AND_BORDERS",
+        ApplyStyleSheets = "APPLY_STYLE_SHEETS",
     }
-}
-
-/// A fine-grained permission of the seed table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[allow(missing_docs)] // the names are the documentation
-pub enum FinePermission {
-    ViewItems,
-    OpenItems,
-    ViewVersions,
-    CreateAlerts,
-    UseSelfServiceSiteCreation,
-    ViewPages,
-    AddItems,
-    EditItems,
-    DeleteItems,
-    DeleteVersions,
-    BrowseDirectories,
-    EditPersonalUserInformation,
-    ManagePersonalViews,
-    AddRemovePersonalWebParts,
-    UpdatePersonalWebParts,
-    ManageLists,
-    AddAndCustomizePages,
-    ApplyThemesAndBorders,
-    ApplyStyleSheets,
+    /// All 19 permissions, in the order of the seed table.
+    const ALL;
+    /// The permission's name in upper case, as a check names it.
+    fn as_str;
+    /// The permission named `name` (`EDIT_ITEMS`, …), if any.
+    fn from_name;
 }
 
 impl FinePermission {
-    /// All 19 permissions, in the order of the seed table.
-    pub const ALL: [FinePermission; 19] = {
-        use FinePermission::*;
-        [
-            ViewItems,
-            OpenItems,
-            ViewVersions,
-            CreateAlerts,
-            UseSelfServiceSiteCreation,
-            ViewPages,
-            AddItems,
-            EditItems,
-            DeleteItems,
-            DeleteVersions,
-            BrowseDirectories,
-            EditPersonalUserInformation,
-            ManagePersonalViews,
-            AddRemovePersonalWebParts,
-            UpdatePersonalWebParts,
-            ManageLists,
-            AddAndCustomizePages,
-            ApplyThemesAndBorders,
-            ApplyStyleSheets,
-        ]
-    };
-
-    /// The permission's name in upper case, as a check names it.
-    pub fn as_str(self) -> &'static str {
-        use FinePermission::*;
-        match self {
-            ViewItems => "VIEW_ITEMS",
-            OpenItems => "OPEN_ITEMS",
-            ViewVersions => "VIEW_VERSIONS",
-            CreateAlerts => "CREATE_ALERTS",
-            UseSelfServiceSiteCreation => "USE_SELF_SERVICE_SITE_CREATION",
-            ViewPages => "VIEW_PAGES",
-            AddItems => "ADD_ITEMS",
-            EditItems => "EDIT_ITEMS",
-            DeleteItems => "DELETE_ITEMS",
-            DeleteVersions => "DELETE_VERSIONS",
-            BrowseDirectories => "BROWSE_DIRECTORIES",
-            EditPersonalUserInformation => "EDIT_PERSONAL_USER_INFORMATION",
-            ManagePersonalViews => "MANAGE_PERSONAL_VIEWS",
-            AddRemovePersonalWebParts => "ADD_REMOVE_PERSONAL_WEB_PARTS",
-            UpdatePersonalWebParts => "UPDATE_PERSONAL_WEB_PARTS",
-            ManageLists => "MANAGE_LISTS",
-            AddAndCustomizePages => "ADD_AND_CUSTOMIZE_PAGES",
-            ApplyThemesAndBorders => "APPLY_THEMES_AND_BORDERS",
-            ApplyStyleSheets => "APPLY_STYLE_SHEETS",
-        }
-    }
-
     /// The lowest level that includes this permission.
     pub fn minimum_right(self) -> Right {
         use FinePermission::*;
@@ -170,10 +111,7 @@ impl PermissionName {
         if let Some(level) = Right::from_name(value) {
             return Ok(Self::Level(level));
         }
-        if let Some(p) = FinePermission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == value)
-        {
+        if let Some(p) = FinePermission::from_name(value) {
             return Ok(Self::Fine(p));
         }
         Err(ValidationError::new(

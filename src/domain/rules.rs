@@ -9,66 +9,48 @@ use super::consent::Consent;
 use super::error::{Valid, ValidationError, quoted};
 use super::external::{GroupAcl, Principal};
 use super::ids::{AppId, ClientId, Environment, TenantId, UserId};
+use super::names::named_enum;
 use super::path::ResourcePath;
 use super::rights::Right;
 use super::tenant::{Role, RoleSet, Tenant};
 
-/// What a calling client may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Capability {
-    /// Call PermissionService.
-    Query,
-    /// Call AdminService.
-    Admin,
-    /// Register applications and activate custom applications.
-    AppManager,
-    /// Name the acting user in `x-consentry-user`, or an application viewer.
-    AssertUser,
+named_enum! {
+    /// What a calling client may do.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Capability {
+        /// Call PermissionService.
+        Query = "query",
+        /// Call AdminService.
+        Admin = "admin",
+        /// Register applications and activate custom applications.
+        AppManager = "app_manager",
+        /// Name the acting user in `x-consentry-user`, or an application viewer.
+        AssertUser = "assert_user",
+    }
+    /// Every capability.
+    const ALL;
+    /// The capability's name, in lower case as API.md and the CLI spell it.
+    fn as_str;
+    /// The capability named `name` (lower case), if any.
+    fn from_name;
 }
 
 impl Capability {
-    /// Every capability.
-    pub const ALL: [Capability; 4] = [
-        Capability::Query,
-        Capability::Admin,
-        Capability::AppManager,
-        Capability::AssertUser,
-    ];
-
-    /// The capability's name, in lower case as API.md and the CLI spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capability::Query => "query",
-            Capability::Admin => "admin",
-            Capability::AppManager => "app_manager",
-            Capability::AssertUser => "assert_user",
-        }
-    }
-
     /// Parses a lower-case name.
     pub fn parse(field: &str, value: &str) -> Valid<Self> {
-        Capability::ALL
-            .into_iter()
-            .find(|c| c.as_str() == value)
-            .ok_or_else(|| {
-                ValidationError::new(
-                    field,
-                    format_args!(
-                        "{} is not a capability; use query, admin, app_manager or assert_user",
-                        quoted(value)
-                    ),
-                )
-            })
+        Capability::from_name(value).ok_or_else(|| {
+            ValidationError::new(
+                field,
+                format_args!(
+                    "{} is not a capability; use query, admin, app_manager or assert_user",
+                    quoted(value)
+                ),
+            )
+        })
     }
 
     fn bit(self) -> u8 {
         1 << self as u8
-    }
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -198,8 +180,8 @@ pub struct KeyHash(pub [u8; 32]);
 impl KeyHash {
     /// The hash of `key`.
     pub fn of(key: &str) -> Self {
-        use sha2::Digest;
-        Self(sha2::Sha256::digest(key.as_bytes()).into())
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        Self(digest.as_ref().try_into().unwrap_or_default())
     }
 
     /// The hash in lower-case hex, as the store keeps it.

@@ -1,10 +1,10 @@
 //! Tenants, their users, roles and the rights users hold at resources.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use super::api_user::ApiUser;
 use super::ids::{Environment, TenantId};
+use super::names::named_enum;
 use super::path::ResourcePath;
 use super::rights::Right;
 
@@ -19,51 +19,30 @@ pub struct Tenant {
     pub whitelisting_enabled: bool,
 }
 
-/// A role a tenant user holds. Roles grant no resource rights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// An administrator; implies every other role.
-    GeneralAdmin,
-    /// An administrator.
-    UserAdmin,
-    /// May create external permission groups ("Manage External Permissions").
-    PermissionManager,
-    /// May act on behalf of managed users.
-    Delegate,
+named_enum! {
+    /// A role a tenant user holds. Roles grant no resource rights.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub enum Role {
+        /// An administrator; implies every other role.
+        GeneralAdmin = "GENERAL_ADMIN",
+        /// An administrator.
+        UserAdmin = "USER_ADMIN",
+        /// May create external permission groups ("Manage External Permissions").
+        PermissionManager = "PERMISSION_MANAGER",
+        /// May act on behalf of managed users.
+        Delegate = "DELEGATE",
+    }
+    /// Every role.
+    const ALL;
+    /// The role's name, as audit records and messages spell it.
+    fn as_str;
+    /// The role named `name` (`GENERAL_ADMIN`, …), if any.
+    fn from_name;
 }
 
 impl Role {
-    /// Every role.
-    pub const ALL: [Role; 4] = [
-        Role::GeneralAdmin,
-        Role::UserAdmin,
-        Role::PermissionManager,
-        Role::Delegate,
-    ];
-
     fn bit(self) -> u8 {
         1 << self as u8
-    }
-
-    /// The role named `name` (`GENERAL_ADMIN`, …), if any.
-    pub fn from_name(name: &str) -> Option<Role> {
-        Role::ALL.into_iter().find(|r| r.as_str() == name)
-    }
-
-    /// The role's name, as audit records and messages spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::GeneralAdmin => "GENERAL_ADMIN",
-            Role::UserAdmin => "USER_ADMIN",
-            Role::PermissionManager => "PERMISSION_MANAGER",
-            Role::Delegate => "DELEGATE",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -175,10 +154,7 @@ impl UserSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(s: &str) -> ResourcePath {
-        ResourcePath::parse("r", s).unwrap()
-    }
+    use crate::testing::path as p;
 
     #[test]
     fn general_admin_implies_every_role() {

@@ -45,24 +45,6 @@ pub struct TokenGrant {
     pub rights: Vec<RightAt>,
 }
 
-impl ReportedPolicy {
-    /// The policy's token, as `pol` and GetAppScopes spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReportedPolicy::UserAndApp => "USER_AND_APP",
-            ReportedPolicy::UserOnly => "USER_ONLY",
-            ReportedPolicy::AppOnly => "APP_ONLY",
-        }
-    }
-
-    /// The policy named by its token, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Self::UserAndApp, Self::UserOnly, Self::AppOnly]
-            .into_iter()
-            .find(|p| p.as_str() == name)
-    }
-}
-
 static UNKNOWN_USER: std::sync::LazyLock<UserSnapshot> =
     std::sync::LazyLock::new(UserSnapshot::default);
 
@@ -171,10 +153,7 @@ mod tests {
     use super::*;
     use crate::domain::consent::ResolvedRequest;
     use crate::domain::{Policy, RoleSet, ScopeLevel};
-
-    fn p(s: &str) -> ResourcePath {
-        ResourcePath::parse("resource", s).unwrap()
-    }
+    use crate::testing::path as p;
 
     fn grant(rights: &[(&str, Right)]) -> EffectiveGrant {
         EffectiveGrant {

@@ -3,25 +3,25 @@
 use std::collections::BTreeSet;
 
 use super::ids::Scope;
+use super::names::named_enum;
 
-/// What content a whitelisted application may reach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum ContentAccess {
-    /// Only the signed-in user's own content (the default, and the only access without whitelisting).
-    #[default]
-    OwnContent,
-    /// Also content of managed users, acting on their behalf.
-    OnBehalfOfManagedUsers,
-}
-
-impl ContentAccess {
-    /// The value's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContentAccess::OwnContent => "OWN_CONTENT",
-            ContentAccess::OnBehalfOfManagedUsers => "ON_BEHALF_OF_MANAGED_USERS",
-        }
+named_enum! {
+    /// What content a whitelisted application may reach.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+    pub enum ContentAccess {
+        /// Only the signed-in user's own content (the default, and the only access without
+        /// whitelisting).
+        #[default]
+        OwnContent = "OWN_CONTENT",
+        /// Also content of managed users, acting on their behalf.
+        OnBehalfOfManagedUsers = "ON_BEHALF_OF_MANAGED_USERS",
     }
+    /// Every value.
+    const ALL;
+    /// The value's name.
+    fn as_str;
+    /// The value named `name`, if any.
+    fn from_name;
 }
 
 /// A tenant's whitelist entry for an application. It takes effect only while the tenant's

@@ -14,12 +14,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rustls_pki_types::pem::{PemObject, SectionKind};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::pkcs8::{self, PrivateKeyInfo};
 use super::{Jwk, Jwks};
 use crate::tls::Reload;
 
@@ -34,16 +34,27 @@ pub struct KeyFileError {
 }
 
 /// The RFC 7638 thumbprint of an Ed25519 public key: the `kid` it is published under.
-pub fn kid(key: &VerifyingKey) -> String {
-    let x = URL_SAFE_NO_PAD.encode(key.as_bytes());
+pub fn kid(public_key: &[u8; 32]) -> String {
+    let x = URL_SAFE_NO_PAD.encode(public_key);
     // The required members in lexicographic order, no whitespace (RFC 7638 §3.2).
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    URL_SAFE_NO_PAD.encode(sha256(canonical.as_bytes()))
+}
+
+/// The SHA-256 digest of `bytes`.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().try_into().unwrap_or_default()
+}
+
+/// The public key of a key pair, as the 32 bytes it always is.
+fn public_key(key: &Ed25519KeyPair) -> [u8; 32] {
+    key.public_key().as_ref().try_into().unwrap_or_default()
 }
 
 /// A set of signing keys, in file order: the first signs.
 pub struct SigningKeys {
-    keys: Vec<(String, SigningKey)>,
+    keys: Vec<(String, Ed25519KeyPair)>,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -69,9 +80,8 @@ impl SigningKeys {
                     section_name(kind)
                 ));
             }
-            let key = SigningKey::from_pkcs8_der(&der)
-                .map_err(|e| format!("PEM section {n} {}", not_ed25519(&der, &e)))?;
-            let id = kid(&key.verifying_key());
+            let key = ed25519_key(&der).map_err(|problem| format!("PEM section {n} {problem}"))?;
+            let id = kid(&public_key(&key));
             if keys.iter().any(|(k, _)| *k == id) {
                 return Err(format!("PEM section {n} repeats the key {id}"));
             }
@@ -100,7 +110,7 @@ impl SigningKeys {
             problem,
         };
         let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read it ({e})")))?;
-        let digest = Sha256::digest(&bytes).into();
+        let digest = sha256(&bytes);
         Ok((Self::parse(&bytes).map_err(fail)?, digest))
     }
 
@@ -116,7 +126,12 @@ impl SigningKeys {
 
     /// Signs `message` with the first key.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.keys[0].1.sign(message).to_bytes()
+        self.keys[0]
+            .1
+            .sign(message)
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 64])
     }
 
     /// The public keys as a JWK set, in file order.
@@ -125,7 +140,7 @@ impl SigningKeys {
             keys: self
                 .keys
                 .iter()
-                .map(|(kid, key)| Jwk::ed25519(kid, &key.verifying_key()))
+                .map(|(kid, key)| Jwk::ed25519(kid, &public_key(key)))
                 .collect(),
         }
     }
@@ -148,16 +163,24 @@ fn section_name(kind: SectionKind) -> &'static str {
     }
 }
 
-/// Why a PKCS#8 private key is no Ed25519 key, in words: the algorithm it is for when it is
+/// The Ed25519 key of a PKCS#8 document (v1, as `openssl genpkey` writes, or v2 with the public
+/// key, as `consentry keygen` writes); else why not, in words: the algorithm it is for when it is
 /// another one, else what is malformed.
-fn not_ed25519(der: &[u8], error: &ed25519_dalek::pkcs8::Error) -> String {
-    use ed25519_dalek::pkcs8::PrivateKeyInfo;
-    let Ok(info) = PrivateKeyInfo::try_from(der) else {
-        return format!("is not a well-formed PKCS#8 private key ({error})");
-    };
-    let oid = info.algorithm.oid.to_string();
-    let algorithm = match oid.as_str() {
-        "1.3.101.112" => return format!("is an Ed25519 key whose key data is malformed ({error})"),
+fn ed25519_key(der: &[u8]) -> Result<Ed25519KeyPair, String> {
+    let info = PrivateKeyInfo::read(der)
+        .map_err(|why| format!("is not a well-formed PKCS#8 private key ({why})"))?;
+    let algorithm = match info.algorithm.as_str() {
+        pkcs8::ED25519 => {
+            let malformed =
+                |why: &str| format!("is an Ed25519 key whose key data is malformed ({why})");
+            if info.parameters {
+                return Err(malformed("PKCS#8 algorithm parameters malformed"));
+            }
+            // ring checks the nested OCTET STRING of the seed and, in a v2 document, that the
+            // public key is the seed's.
+            return Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                .map_err(|_| malformed("PKCS#8 cryptographic key data malformed"));
+        }
         "1.2.840.10045.2.1" => "an EC key".to_owned(),
         "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => "an RSA key".to_owned(),
         "1.3.101.113" => "an Ed448 key".to_owned(),
@@ -165,19 +188,21 @@ fn not_ed25519(der: &[u8], error: &ed25519_dalek::pkcs8::Error) -> String {
         "1.3.101.111" => "an X448 key".to_owned(),
         other => format!("a key of the algorithm {other}"),
     };
-    format!("is {algorithm}, not an Ed25519 key")
+    Err(format!("is {algorithm}, not an Ed25519 key"))
 }
 
-/// A new Ed25519 private key as a PKCS#8 PEM text (what `consentry keygen` writes).
+/// A new Ed25519 private key as a PKCS#8 v2 PEM text (what `consentry keygen` writes).
 pub fn generate_pem() -> anyhow::Result<String> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
-    let key = SigningKey::from_bytes(&seed);
-    seed.fill(0);
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|e| anyhow::anyhow!("cannot encode the key: {e}"))?;
-    Ok(pem.to_string())
+    let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map_err(|_| anyhow::anyhow!("no randomness for a key"))?;
+    let text = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in text.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem)
 }
 
 /// The signing keys in use: the key file's, re-read while serving, or (for `--demo`) a
@@ -246,9 +271,7 @@ impl KeyRing {
             Err(e) => {
                 let mut held = self.digest.lock().unwrap_or_else(|p| p.into_inner());
                 // Report an unusable file once per change of its contents, not on every look.
-                let digest: [u8; 32] = std::fs::read(path)
-                    .map(|b| Sha256::digest(b).into())
-                    .unwrap_or_default();
+                let digest: [u8; 32] = std::fs::read(path).map(|b| sha256(&b)).unwrap_or_default();
                 if *held == digest {
                     return Reload::Unchanged;
                 }
@@ -300,8 +323,10 @@ mod tests {
         let x = URL_SAFE_NO_PAD
             .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
             .unwrap();
-        let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
-        assert_eq!(kid(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            kid(&x.try_into().unwrap()),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]
@@ -411,5 +436,202 @@ mod tests {
             assert!(!bytes_listed, "{problem}");
             assert!(!problem.contains(body), "the key never appears: {problem}");
         }
+    }
+
+    /// A DER value: `tag`, a DER length, `contents`.
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        if contents.len() >= 0x80 {
+            out.push(0x81);
+        }
+        out.push(contents.len() as u8);
+        out.extend_from_slice(contents);
+        out
+    }
+
+    /// `der` as a PEM `PRIVATE KEY` section.
+    fn pem_of(der: &[u8]) -> String {
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN PRIVATE KEY-----\n{text}\n-----END PRIVATE KEY-----\n")
+    }
+
+    /// A key written by `openssl genpkey -algorithm ed25519` (PKCS#8 v1).
+    const OPENSSL_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIGyqZWOG/0iK3JOhv6xaQeMzz2+/TXUY5niwmgPsCo/o
+-----END PRIVATE KEY-----
+";
+    /// A key written by `consentry keygen` before it signed with ring (PKCS#8 v2, ed25519-dalek).
+    const EARLIER_KEYGEN_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MFECAQEwBQYDK2VwBCIEII9zZ+WqYGvMMsqLuICR1Ah5q1lnqQ0WRE03LIHPdpXE
+gSEABOUdGFaK9E15ceaBO3xAP+ImMDMYhF8ZX2yy3NUJaTA=
+-----END PRIVATE KEY-----
+";
+    /// RFC 8410 §10.3: a key in PKCS#8 v1, then the same key in v2 with an attribute.
+    const RFC_8410_V1: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC
+-----END PRIVATE KEY-----
+";
+    const RFC_8410_V2: &str = "-----BEGIN PRIVATE KEY-----
+MHICAQEwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC
+oB8wHQYKKoZIhvcNAQkJFDEPDA1DdXJkbGUgQ2hhaXJzgSEAGb9ECWmEzf6FQbrB
+Z9w7lshQhqowtrbLDFw4rXAxZuE=
+-----END PRIVATE KEY-----
+";
+    /// Keys of OpenSSL's other algorithms of RFC 8410.
+    const ED448_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MEcCAQAwBQYDK2VxBDsEOVaaCuF0pEMgf/ufOO+GBZmclfP8B/XaBv2rs0H4dTOr
+hVJDm0QoKnHegGcUQC0EU5hHd6ye44kI3Q==
+-----END PRIVATE KEY-----
+";
+    const X448_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MEYCAQAwBQYDK2VvBDoEOIigaDSGTvpk9F22hb5oKHC8nuEFCtmjQ8fYyBCYxaZe
+tvd8S3RcJHwU/25dU3MU2GOGvvTO71fs
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn key_files_of_every_writer_and_form_read_as_they_always_have() {
+        // The kids and refusals below are what the reader said when it was ed25519-dalek's.
+        let seed = [7u8; 32];
+        let public = URL_SAFE_NO_PAD
+            .decode("6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw")
+            .unwrap();
+        let mut other_public = public.clone();
+        other_public[3] ^= 1;
+        let ed25519 = tlv(0x30, &tlv(0x06, &[0x2b, 0x65, 0x70]));
+        let private = tlv(0x04, &tlv(0x04, &seed));
+        let (v1, v2) = (tlv(0x02, &[0]), tlv(0x02, &[1]));
+        let bits = |key: &[u8]| [&[0u8][..], key].concat();
+        let public_field = tlv(0x81, &bits(&public));
+        let attribute = tlv(
+            0xa0,
+            &tlv(
+                0x30,
+                &[tlv(0x06, &[0x2a, 0x03]), tlv(0x31, &tlv(0x0c, b"x"))].concat(),
+            ),
+        );
+        let key = |fields: &[&[u8]]| pem_of(&tlv(0x30, &fields.concat()));
+        let seven = "--6IM5l0OosLj9yWskISYhUA3n_3CURQkmrYMSha_ck";
+        let rfc = "3YZxBJ12jO3n_mXt_q-j_Z-TFP1vt-NiI3OCf-fEnHQ";
+        let not_pkcs8 = "is not a well-formed PKCS#8 private key";
+        let malformed = "is an Ed25519 key whose key data is malformed (PKCS#8 cryptographic key data malformed)";
+        let cases: Vec<(String, Result<&str, &str>)> = vec![
+            (
+                OPENSSL_KEY.into(),
+                Ok("kIdj3t5ifxg2EZBYst_as8DxtCeBz5LYJ0VojICda8U"),
+            ),
+            (
+                EARLIER_KEYGEN_KEY.into(),
+                Ok("zZz4yOXEj9nTKBVaGCTUH4-viKS3rFD_gp7HBAxwfc0"),
+            ),
+            (RFC_8410_V1.into(), Ok(rfc)),
+            (RFC_8410_V2.into(), Ok(rfc)),
+            (key(&[&v1, &ed25519, &private]), Ok(seven)),
+            (key(&[&v2, &ed25519, &private, &public_field]), Ok(seven)),
+            (key(&[&v1, &ed25519, &private, &attribute]), Ok(seven)),
+            (
+                key(&[&v2, &ed25519, &private, &attribute, &public_field]),
+                Ok(seven),
+            ),
+            (ED448_KEY.into(), Err("is an Ed448 key, not an Ed25519 key")),
+            (X448_KEY.into(), Err("is an X448 key, not an Ed25519 key")),
+            (
+                key(&[
+                    &v1,
+                    &tlv(
+                        0x30,
+                        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01]),
+                    ),
+                    &private,
+                ]),
+                Err("is a key of the algorithm 1.2.840.10040.4.1, not an Ed25519 key"),
+            ),
+            (
+                key(&[&v2, &ed25519, &private, &tlv(0x81, &bits(&other_public))]),
+                Err(malformed),
+            ),
+            (
+                key(&[&v2, &ed25519, &private, &tlv(0x81, &bits(&public[..31]))]),
+                Err(malformed),
+            ),
+            (
+                key(&[&v1, &ed25519, &tlv(0x04, &tlv(0x04, &seed[..31]))]),
+                Err(malformed),
+            ),
+            (key(&[&v1, &ed25519, &tlv(0x04, &seed)]), Err(malformed)),
+            (
+                key(&[
+                    &v1,
+                    &tlv(0x30, &[tlv(0x06, &[0x2b, 0x65, 0x70]), vec![5, 0]].concat()),
+                    &private,
+                ]),
+                Err(
+                    "is an Ed25519 key whose key data is malformed (PKCS#8 algorithm parameters malformed)",
+                ),
+            ),
+            // The early v2 form that tagged the public key as a constructed field.
+            (
+                key(&[
+                    &v2,
+                    &ed25519,
+                    &private,
+                    &tlv(0xa1, &tlv(0x03, &bits(&public))),
+                ]),
+                Err(not_pkcs8),
+            ),
+            (key(&[&v2, &ed25519, &private]), Err(not_pkcs8)),
+            (
+                key(&[&v1, &ed25519, &private, &public_field]),
+                Err(not_pkcs8),
+            ),
+            (key(&[&tlv(0x02, &[2]), &ed25519, &private]), Err(not_pkcs8)),
+            (key(&[&[2, 2, 0, 0], &ed25519, &private]), Err(not_pkcs8)),
+            (key(&[&v1, &ed25519, &private, &[5, 0]]), Err(not_pkcs8)),
+            (key(&[&v1, &tlv(0x30, &[]), &private]), Err(not_pkcs8)),
+            (
+                pem_of(
+                    &[
+                        tlv(
+                            0x30,
+                            &[v1.clone(), ed25519.clone(), private.clone()].concat(),
+                        ),
+                        vec![0],
+                    ]
+                    .concat(),
+                ),
+                Err(not_pkcs8),
+            ),
+            (
+                pem_of(&[&[0x30, 0x81, 0x2e][..], &v1, &ed25519, &private].concat()),
+                Err(not_pkcs8),
+            ),
+            (pem_of(b"hello world"), Err(not_pkcs8)),
+        ];
+        for (pem, expected) in cases {
+            let got = SigningKeys::parse(pem.as_bytes());
+            match (got, expected) {
+                (Ok(keys), Ok(kid)) => assert_eq!(keys.signing_kid(), kid, "{pem}"),
+                (Err(problem), Err(says)) => {
+                    assert!(problem.contains(says), "{problem:?} should say {says:?}");
+                    assert!(!problem.contains('['), "in words: {problem}");
+                }
+                (got, expected) => panic!(
+                    "{pem}: {:?}, expected {expected:?}",
+                    got.map(|k| k.signing_kid().to_owned())
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_generated_key_is_pkcs8_v2_with_its_public_key() {
+        let pem = generate_pem().unwrap();
+        let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let info = PrivateKeyInfo::read(der.secret_pkcs8_der()).unwrap();
+        assert_eq!(info.algorithm, pkcs8::ED25519);
+        let keys = SigningKeys::parse(pem.as_bytes()).unwrap();
+        let public = URL_SAFE_NO_PAD.decode(&keys.jwks().keys[0].x).unwrap();
+        assert_eq!(info.public_key, Some(&public[..]));
+        assert!(pem.lines().all(|line| line.len() <= 64), "{pem}");
     }
 }

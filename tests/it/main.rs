@@ -17,6 +17,7 @@ mod deploy;
 mod hostile_bodies;
 mod hostile_strings;
 mod limits;
+mod metrics_endpoint;
 mod model;
 mod operations;
 mod overload;

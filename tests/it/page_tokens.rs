@@ -8,7 +8,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use consentry::proto::consistency::Requirement;
 use consentry::proto::*;
-use sha2::{Digest, Sha256};
 use tonic::Code;
 
 use crate::support::calls::{Cases, Who, ok, req};
@@ -27,7 +26,8 @@ postgres_tests!(page_tokens_work_across_the_instances_of_one_deployment_only);
 /// A token in the form page tokens used to have (base64 JSON of a truncated SHA-256 of the query
 /// text and a position), as anyone could forge it.
 fn legacy_token(query: &str, position: &str) -> String {
-    let fingerprint: String = Sha256::digest(query.as_bytes())[..8]
+    let fingerprint: String = ring::digest::digest(&ring::digest::SHA256, query.as_bytes())
+        .as_ref()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();

@@ -12,18 +12,6 @@ use super::strategies::{ask, consented_world, right, stored_app_rights, world};
 use super::*;
 use crate::domain::consent::app_right;
 
-/// The decision for `query` in `w`, with `snapshot` in place of the world's own.
-fn decide_with(w: &World, snapshot: &AppSnapshot, query: &AccessQuery) -> Decision {
-    let users = UserFacts {
-        user: query.user_id.as_ref().and_then(|u| w.users.get(u.as_str())),
-        target: query
-            .on_behalf_of
-            .as_ref()
-            .and_then(|u| w.users.get(u.as_str())),
-    };
-    check_access(query, snapshot, users)
-}
-
 /// The world's snapshot with its consent's app rights changed by `change`.
 fn with_app_rights(w: &World, change: impl FnOnce(&Consent) -> Consent) -> AppSnapshot {
     let s = w.snapshot();

@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::consent::resolve_requests;
 use super::*;
+use crate::testing::{self, path, scope};
 
 mod app_rights;
 mod decision;
@@ -76,14 +76,6 @@ const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
 /// Users a query may name: the known ones and one the tenant never knows.
 const QUERY_USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "ghost"];
 
-fn path(s: &str) -> ResourcePath {
-    ResourcePath::parse("resource", s).unwrap()
-}
-
-fn scope(s: &str) -> Scope {
-    Scope::parse("scope", s).unwrap()
-}
-
 fn paths_at_depth(depth: usize) -> Vec<&'static str> {
     PATHS
         .iter()
@@ -121,29 +113,21 @@ struct World {
 
 impl World {
     fn snapshot(&self) -> AppSnapshot {
-        let tenant = self.tenant_exists.then(|| Tenant {
-            tenant_id: TenantId::parse("tenant_id", "acme").unwrap(),
-            environment: Environment::parse("environment", "production").unwrap(),
-            whitelisting_enabled: self.whitelisting,
-        });
-        let app = self.app_exists.then(|| App {
-            app_id: AppId::parse("app_id", "crm").unwrap(),
-            name: Name::parse("name", "CRM").unwrap(),
-            kind: self.kind,
-            manifest: self.current.clone(),
-            manifest_revision: 2,
-        });
+        let tenant = self
+            .tenant_exists
+            .then(|| testing::tenant("acme", "production", self.whitelisting));
+        let app = self
+            .app_exists
+            .then(|| testing::app("crm", self.kind, self.current.clone(), 2));
         let consent = self.consent.as_ref().map(|c| {
-            let consent = Consent {
-                approved_by: Principal::parse("approved_by", "user:boss").unwrap(),
-                approved_at: Timestamp::from_micros(1),
-                approved_manifest_revision: 1,
-                approved_manifest: c.approved.clone(),
-                // The strategies only build consistent consents; this re-checks them.
-                resolved_requests: resolve_requests(&c.approved, c.resolved.clone()).unwrap(),
-                app_rights: Vec::new(),
-                revoked_at: c.revoked.then(|| Timestamp::from_micros(5)),
-            };
+            // The strategies only build consistent consents; this re-checks them.
+            let mut consent = testing::consent(
+                &c.approved,
+                1,
+                c.resolved.clone(),
+                Timestamp::from_micros(1),
+            );
+            consent.revoked_at = c.revoked.then(|| Timestamp::from_micros(5));
             // Stored as GrantAppRight stores them: one per resource, the later replacing.
             c.app_rights
                 .iter()
@@ -195,6 +179,11 @@ impl Ask {
 }
 
 fn decide_query(w: &World, query: &AccessQuery) -> Decision {
+    decide_with(w, &w.snapshot(), query)
+}
+
+/// The decision for `query` in `w`, with `snapshot` in place of the world's own.
+fn decide_with(w: &World, snapshot: &AppSnapshot, query: &AccessQuery) -> Decision {
     let users = UserFacts {
         user: query.user_id.as_ref().and_then(|u| w.users.get(u.as_str())),
         target: query
@@ -202,7 +191,7 @@ fn decide_query(w: &World, query: &AccessQuery) -> Decision {
             .as_ref()
             .and_then(|u| w.users.get(u.as_str())),
     };
-    check_access(query, &w.snapshot(), users)
+    check_access(query, snapshot, users)
 }
 
 fn decide(w: &World, ask: &Ask) -> Decision {

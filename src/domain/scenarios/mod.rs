@@ -24,6 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::consent::{carried_app_rights, resolve_requests};
 use super::*;
+use crate::testing::{self, manifest, path, principal, resolved, scope, scopes, uid, user};
 
 mod admin;
 mod api_users;
@@ -44,55 +45,8 @@ mod whitelist;
 const TENANT: &str = "acme";
 const APP: &str = "crm";
 
-fn path(s: &str) -> ResourcePath {
-    ResourcePath::parse("resource", s).unwrap()
-}
-
-fn scope(s: &str) -> Scope {
-    Scope::parse("scope", s).unwrap()
-}
-
-fn scopes(list: &[&str]) -> BTreeSet<Scope> {
-    list.iter().map(|s| scope(s)).collect()
-}
-
-fn uid(s: &str) -> UserId {
-    UserId::parse("user_id", s).unwrap()
-}
-
-fn principal(s: &str) -> Principal {
-    Principal::parse("principal", s).unwrap()
-}
-
-fn manifest(scope_list: &[&str], requests: &[(ScopeLevel, Right)]) -> Manifest {
-    Manifest::parse(ManifestParts {
-        scopes: scope_list.iter().map(|s| s.to_string()).collect(),
-        permission_requests: requests
-            .iter()
-            .map(|&(scope_level, right)| PermissionRequest { scope_level, right })
-            .collect(),
-        ..ManifestParts::default()
-    })
-    .unwrap()
-}
-
-fn resolved(scope_level: ScopeLevel, right: Right, resource: &str) -> ResolvedRequest {
-    ResolvedRequest {
-        scope_level,
-        right,
-        resource: path(resource),
-    }
-}
-
 fn request(scope_level: ScopeLevel, right: Right) -> PermissionRequest {
     PermissionRequest { scope_level, right }
-}
-
-fn user(roles: &[Role], rights: &[(&str, Right)]) -> UserSnapshot {
-    UserSnapshot::new(
-        RoleSet::of(roles.iter().copied()),
-        rights.iter().map(|&(p, r)| (path(p), r)),
-    )
 }
 
 /// One tenant, one application and its consent, an optional whitelist entry, and the tenant's
@@ -120,19 +74,12 @@ impl World {
             &["documents:read", "documents:write"],
             &[(ScopeLevel::SiteCollection, Right::Manage)],
         );
-        let consent = Consent {
-            approved_by: principal("user:boss"),
-            approved_at: Timestamp::from_micros(1_000),
-            approved_manifest_revision: 1,
-            approved_manifest: current.clone(),
-            resolved_requests: resolve_requests(
-                &current,
-                vec![resolved(ScopeLevel::SiteCollection, Right::Write, "/hr")],
-            )
-            .unwrap(),
-            app_rights: Vec::new(),
-            revoked_at: None,
-        };
+        let consent = testing::consent(
+            &current,
+            1,
+            vec![resolved(ScopeLevel::SiteCollection, Right::Write, "/hr")],
+            Timestamp::from_micros(1_000),
+        );
         let users = [
             ("boss", user(&[Role::GeneralAdmin], &[])),
             ("uma", user(&[Role::UserAdmin], &[])),
@@ -144,18 +91,8 @@ impl World {
             ("nobody", user(&[], &[])),
         ];
         Self {
-            tenant: Some(Tenant {
-                tenant_id: TenantId::parse("tenant_id", TENANT).unwrap(),
-                environment: Environment::parse("environment", "production").unwrap(),
-                whitelisting_enabled: false,
-            }),
-            app: Some(App {
-                app_id: AppId::parse("app_id", APP).unwrap(),
-                name: Name::parse("name", "CRM").unwrap(),
-                kind: AppKind::Standard,
-                manifest: current,
-                manifest_revision: 1,
-            }),
+            tenant: Some(testing::tenant(TENANT, "production", false)),
+            app: Some(testing::app(APP, AppKind::Standard, current, 1)),
             consent: Some(consent),
             whitelist: None,
             users: users

@@ -12,9 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use consentry::domain::{
     AppId, AppKind, AppSnapshot, Caller, Capabilities, Capability, ClientId, Consent, ConsentState,
     ContentAccess, Description, ExternalId, ExternalPermission, GrantView, GroupAcl, GroupId,
-    ManagerAccess, Manifest, ManifestParts, Name, PermissionGroup, PermissionId, PermissionRequest,
-    Principal, ReapprovalReason, ResolvedRequest, ResourcePath, Revision, Right, Role, RoleSet,
-    RuleError, Scope, ScopeLevel, Tag, Tenant, TenantBounds, TenantId, Timestamp, UserId, Viewer,
+    ManagerAccess, Manifest, Name, PermissionGroup, PermissionId, ReapprovalReason, Revision,
+    Right, Role, RoleSet, RuleError, ScopeLevel, Tag, TenantBounds, TenantId, Timestamp, Viewer,
     WhitelistEntry,
 };
 use consentry::store::change::ChangeKey;
@@ -22,6 +21,7 @@ use consentry::store::{
     AuditEvent, AuditFilter, BootstrapOutcome, GrantQuery, GroupSpec, PageRequest, PermissionRef,
     Store, StoreError, WriteCtx,
 };
+use consentry::testing::{manifest, path, principal, resolved as rr, scopes, tenant, uid};
 use serde_json::{Value, json};
 
 mod apps;
@@ -42,10 +42,6 @@ fn tid(s: &str) -> TenantId {
     TenantId::parse("tenant_id", s).unwrap()
 }
 
-fn uid(s: &str) -> UserId {
-    UserId::parse("user_id", s).unwrap()
-}
-
 fn aid(s: &str) -> AppId {
     AppId::parse("app_id", s).unwrap()
 }
@@ -62,18 +58,6 @@ fn pid(s: &str) -> PermissionId {
     PermissionId::parse("permission_id", s).unwrap()
 }
 
-fn path(s: &str) -> ResourcePath {
-    ResourcePath::parse("resource", s).unwrap()
-}
-
-fn scope(s: &str) -> Scope {
-    Scope::parse("scope", s).unwrap()
-}
-
-fn principal(s: &str) -> Principal {
-    Principal::parse("principal", s).unwrap()
-}
-
 fn name(s: &str) -> Name {
     Name::parse("name", s).unwrap()
 }
@@ -85,14 +69,6 @@ fn roles(r: &[Role]) -> RoleSet {
 /// A point in time `secs` seconds after a fixed instant (the tests never read the clock).
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_micros(1_700_000_000_000_000 + secs * 1_000_000)
-}
-
-fn tenant(id: &str, environment: &str, whitelisting_enabled: bool) -> Tenant {
-    Tenant {
-        tenant_id: tid(id),
-        environment: consentry::domain::Environment::parse("environment", environment).unwrap(),
-        whitelisting_enabled,
-    }
 }
 
 fn only(tenants: &[&str]) -> TenantBounds {
@@ -130,28 +106,6 @@ fn by(user: &str) -> WriteCtx {
     ctx(&root(), Some(user), 0)
 }
 
-/// A manifest in domain terms asking for `scopes` and `requests` (the service tests build the
-/// proto one with `support::fixtures::manifest`).
-fn manifest(scopes: &[&str], requests: &[(ScopeLevel, Right)]) -> Manifest {
-    Manifest::parse(ManifestParts {
-        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        permission_requests: requests
-            .iter()
-            .map(|&(scope_level, right)| PermissionRequest { scope_level, right })
-            .collect(),
-        ..ManifestParts::default()
-    })
-    .unwrap()
-}
-
-fn rr(scope_level: ScopeLevel, right: Right, resource: &str) -> ResolvedRequest {
-    ResolvedRequest {
-        scope_level,
-        right,
-        resource: path(resource),
-    }
-}
-
 fn acl(managers: &[(&str, ManagerAccess)], grantors: &[&str], visible_to: &[&str]) -> GroupAcl {
     GroupAcl::new(
         managers.iter().map(|(p, a)| (principal(p), *a)).collect(),
@@ -178,10 +132,6 @@ fn permission(id: &str, group: &str, external_id: &str) -> ExternalPermission {
         description: Description::parse("description", "what it allows").unwrap(),
         external_id: ExternalId::parse("external_id", external_id).unwrap(),
     }
-}
-
-fn scopes(items: &[&str]) -> BTreeSet<Scope> {
-    items.iter().map(|s| scope(s)).collect()
 }
 
 fn first_page<K>(limit: u32) -> PageRequest<K> {

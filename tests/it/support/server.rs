@@ -189,14 +189,15 @@ where
     }
 }
 
-/// Reads `GET /metrics` from `addr`.
+/// Reads `GET /metrics` from `addr`: the whole response, head and body (the request asks the
+/// server to close the connection after it, so the response ends there).
 pub async fn scrape(addr: SocketAddr) -> String {
     use tokio::io::AsyncWriteExt;
     let mut socket = tokio::net::TcpStream::connect(addr)
         .await
         .expect("metrics connects");
     socket
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut body = String::new();
