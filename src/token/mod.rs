@@ -100,10 +100,10 @@ impl Jwk {
         format!("a key of kty {} (kid {})", member("kty"), member("kid"))
     }
 
-    /// The Ed25519 public key of `x`, if it is one (32 bytes encoding a curve point).
+    /// The Ed25519 public key of `x`, if it is one's size (32 bytes; whether they encode a point
+    /// is for the signature check to find).
     fn public_key(&self) -> Option<[u8; 32]> {
-        let x: [u8; 32] = URL_SAFE_NO_PAD.decode(&self.x).ok()?.try_into().ok()?;
-        ed25519::is_point(&x).then_some(x)
+        URL_SAFE_NO_PAD.decode(&self.x).ok()?.try_into().ok()
     }
 }
 
@@ -117,7 +117,7 @@ pub struct Jwks {
 impl Jwks {
     /// Parses the JSON text of a JWK set, key by key: a key that is not an Ed25519 signing key
     /// (another `kty` such as RSA or EC, another curve, algorithm or use, a missing `kid` or an
-    /// `x` that is not an Ed25519 point) is skipped, as RFC 7517 §5 asks, so a set shared with
+    /// `x` that is not 32 bytes) is skipped, as RFC 7517 §5 asks, so a set shared with
     /// other issuers still works. Text that is not a JWK set, or a set left with no usable key,
     /// is [`VerifyError::BadJwks`] saying which.
     pub fn parse(json: &str) -> Result<Self, VerifyError> {
