@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Decode, Row, Transaction, Type};
-use subtle::ConstantTimeEq;
 
 #[cfg(doc)]
 use super::Store;
