@@ -2,63 +2,48 @@
 //! field with hostile values, byte-level mutations, and a walk over an accepted request's strings
 //! and timestamps.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use prost::Message;
-use prost_types::field_descriptor_proto::{Label, Type};
-use prost_types::{DescriptorProto, FileDescriptorSet};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 
-/// The messages of the descriptor set by full name (`.consentry.v1.CheckAccessRequest`), and
-/// each service's request types by short name.
-pub struct Protos {
-    messages: HashMap<String, DescriptorProto>,
-    services: HashMap<String, Vec<String>>,
-}
+/// The package of the services and their messages.
+const PACKAGE: &str = "consentry.v1";
 
-/// The descriptor set the server's reflection serves, indexed once.
+/// The descriptor set the server's reflection serves: its services and their messages.
+pub struct Protos(DescriptorPool);
+
+/// The descriptor set, decoded once.
 pub fn protos() -> &'static Protos {
     static PROTOS: OnceLock<Protos> = OnceLock::new();
     PROTOS.get_or_init(|| {
-        let set = FileDescriptorSet::decode(consentry::proto::FILE_DESCRIPTOR_SET)
+        let pool = DescriptorPool::decode(consentry::proto::FILE_DESCRIPTOR_SET)
             .expect("the descriptor set decodes");
-        let mut messages = HashMap::new();
-        let mut services = HashMap::new();
-        for file in &set.file {
-            let package = file.package();
-            for m in &file.message_type {
-                messages.insert(format!(".{package}.{}", m.name()), m.clone());
-            }
-            for s in &file.service {
-                let inputs = s
-                    .method
-                    .iter()
-                    .map(|m| m.input_type().rsplit('.').next().unwrap_or("").to_owned())
-                    .collect();
-                services.insert(s.name().to_owned(), inputs);
-            }
-        }
-        Protos { messages, services }
+        Protos(pool)
     })
 }
 
 impl Protos {
     /// The request types of a service (`AdminService`), in the order of its rpcs.
     pub fn requests(&self, service: &str) -> Vec<String> {
-        self.services.get(service).cloned().unwrap_or_default()
+        self.0
+            .get_service_by_name(&format!("{PACKAGE}.{service}"))
+            .map(|s| s.methods().map(|m| m.input().name().to_owned()).collect())
+            .unwrap_or_default()
     }
 
     /// A `consentry.v1` message by its short name.
-    pub fn message(&self, name: &str) -> &DescriptorProto {
-        self.messages
-            .get(&format!(".consentry.v1.{name}"))
+    pub fn message(&self, name: &str) -> MessageDescriptor {
+        self.0
+            .get_message_by_name(&format!("{PACKAGE}.{name}"))
             .unwrap_or_else(|| panic!("no message {name} in the descriptor set"))
     }
 
     /// The names of a message's top-level fields.
     pub fn fields(&self, name: &str) -> Vec<String> {
         let m = self.message(name);
-        m.field.iter().map(|f| f.name().to_owned()).collect()
+        m.fields().map(|f| f.name().to_owned()).collect()
     }
 }
 
@@ -212,8 +197,8 @@ pub fn string(ch: &mut Choices) -> String {
     }
 }
 
-/// A hostile integer for a field of type `ty`: small, boundary, negative, or extreme.
-fn integer(ch: &mut Choices, ty: Type) -> i64 {
+/// A hostile integer for a field of kind `kind`: small, boundary, negative, or extreme.
+fn integer(ch: &mut Choices, kind: &Kind) -> i64 {
     const SMALL: &[i64] = &[0, 1, 2, 3, 4, 5, 6, 7, 99, -1];
     const WIDE: &[i64] = &[
         -62_135_596_801, // a second before year 1
@@ -227,9 +212,9 @@ fn integer(ch: &mut Choices, ty: Type) -> i64 {
         i64::MIN,
     ];
     const INT32: &[i64] = &[i32::MAX as i64, i32::MIN as i64, 500, 501, 86_400, 86_401];
-    match (ch.below(3), ty) {
+    match (ch.below(3), kind) {
         (0 | 1, _) => ch.pick(SMALL),
-        (_, Type::Int64 | Type::Uint64 | Type::Sint64 | Type::Sfixed64 | Type::Fixed64) => {
+        (_, Kind::Int64 | Kind::Uint64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Fixed64) => {
             ch.pick(WIDE)
         }
         _ => ch.pick(INT32),
@@ -244,64 +229,62 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn key(out: &mut Vec<u8>, number: i32, wire: u64) {
+fn key(out: &mut Vec<u8>, number: u32, wire: u64) {
     varint(out, ((number as u64) << 3) | wire);
 }
 
-fn delimited(out: &mut Vec<u8>, number: i32, bytes: &[u8]) {
+fn delimited(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
     key(out, number, 2);
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
-/// The encoding of a `name` message whose fields are hostile values chosen from `ch`; nested
-/// messages down to `depth`.
+/// The encoding of a `name` message (a short name in `consentry.v1`) whose fields are hostile
+/// values chosen from `ch`; nested messages down to `depth`.
 pub fn generate(protos: &Protos, name: &str, ch: &mut Choices, depth: usize) -> Vec<u8> {
-    let full = if name.starts_with('.') {
-        name.to_owned()
-    } else {
-        format!(".consentry.v1.{name}")
-    };
-    let Some(message) = protos.messages.get(&full) else {
-        return Vec::new();
-    };
+    encoding(&protos.message(name), ch, depth)
+}
+
+/// The encoding of a `message` whose fields are hostile values chosen from `ch`, field by field
+/// in the order of their numbers; nested messages down to `depth`.
+fn encoding(message: &MessageDescriptor, ch: &mut Choices, depth: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    for field in &message.field {
-        let count = if field.label() == Label::Repeated {
+    for field in message.fields() {
+        let count = if field.is_list() {
             ch.pick(&[0, 0, 1, 1, 2, 3, 5, 33])
         } else {
             usize::from(ch.below(4) != 0)
         };
+        let (number, kind) = (field.number(), field.kind());
         for _ in 0..count {
-            let number = field.number();
-            match field.r#type() {
-                Type::String | Type::Bytes => {
+            match &kind {
+                Kind::String | Kind::Bytes => {
                     if ch.below(40) == 0 {
                         delimited(&mut out, number, &[b'a', 0xff, 0xfe]);
                     } else {
                         delimited(&mut out, number, field_string(ch, field.name()).as_bytes());
                     }
                 }
-                Type::Message if depth > 0 => {
-                    let inner = generate(protos, field.type_name(), ch, depth - 1);
+                Kind::Message(inner) if depth > 0 => {
+                    let inner = encoding(inner, ch, depth - 1);
                     delimited(&mut out, number, &inner);
                 }
-                Type::Message | Type::Group => {}
-                Type::Bool => {
+                Kind::Message(_) => {}
+                Kind::Bool => {
                     key(&mut out, number, 0);
                     varint(&mut out, ch.pick(&[0, 1, 1, 2]));
                 }
-                Type::Double | Type::Fixed64 | Type::Sfixed64 => {
+                Kind::Double | Kind::Fixed64 | Kind::Sfixed64 => {
                     key(&mut out, number, 1);
-                    out.extend_from_slice(&(integer(ch, field.r#type()) as u64).to_le_bytes());
+                    out.extend_from_slice(&(integer(ch, &kind) as u64).to_le_bytes());
                 }
-                Type::Float | Type::Fixed32 | Type::Sfixed32 => {
+                Kind::Float | Kind::Fixed32 | Kind::Sfixed32 => {
                     key(&mut out, number, 5);
-                    out.extend_from_slice(&(integer(ch, field.r#type()) as u32).to_le_bytes());
+                    out.extend_from_slice(&(integer(ch, &kind) as u32).to_le_bytes());
                 }
-                ty => {
+                _ => {
                     key(&mut out, number, 0);
-                    varint(&mut out, integer(ch, ty) as u64);
+                    varint(&mut out, integer(ch, &kind) as u64);
                 }
             }
         }
@@ -335,7 +318,8 @@ pub fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
-/// A string or timestamp found in a request, with its field path.
+/// A string or timestamp found in a request, with its field path (`items.app_id`: the elements
+/// of a repeated field share its path).
 pub enum Leaf {
     /// A string field's value.
     Str(String, String),
@@ -343,68 +327,38 @@ pub enum Leaf {
     Timestamp(String, i64),
 }
 
-fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
+/// The strings and timestamps of a well-formed encoding (prost's own) of the message `name` (a
+/// short name in `consentry.v1`), each with its field path.
+pub fn leaves(protos: &Protos, name: &str, bytes: &[u8]) -> Vec<Leaf> {
+    let message = DynamicMessage::decode(protos.message(name), bytes)
+        .unwrap_or_else(|e| panic!("prost's encoding of {name} does not decode: {e}"));
+    let mut out = Vec::new();
+    walk(&message, "", &mut out);
+    out
 }
 
-/// The strings and timestamps of an encoded `name` message (re-encoded by prost, so
-/// well-formed), each with its field path.
-pub fn leaves(protos: &Protos, name: &str, bytes: &[u8], path: &str, out: &mut Vec<Leaf>) {
-    let Some(message) = protos.messages.get(name) else {
-        return;
-    };
-    let mut at = 0;
-    while at < bytes.len() {
-        let Some(k) = read_varint(bytes, &mut at) else {
-            return;
+/// The leaves of the fields `message` holds, below `path`.
+fn walk(message: &DynamicMessage, path: &str, out: &mut Vec<Leaf>) {
+    let timestamp = message.descriptor().full_name() == "google.protobuf.Timestamp";
+    for (field, value) in message.fields() {
+        let here = if path.is_empty() {
+            field.name().to_owned()
+        } else {
+            format!("{path}.{}", field.name())
         };
-        let (number, wire) = ((k >> 3) as i32, k & 7);
-        let field = message.field.iter().find(|f| f.number() == number);
-        let here = field.map_or(String::new(), |f| {
-            if path.is_empty() {
-                f.name().to_owned()
-            } else {
-                format!("{path}.{}", f.name())
-            }
-        });
-        match wire {
-            0 => {
-                let Some(v) = read_varint(bytes, &mut at) else {
-                    return;
-                };
-                if name == ".google.protobuf.Timestamp" && number == 1 {
-                    out.push(Leaf::Timestamp(path.to_owned(), v as i64));
+        let values = match value {
+            Value::List(items) => items.as_slice(),
+            one => std::slice::from_ref(one),
+        };
+        for value in values {
+            match value {
+                Value::String(s) => out.push(Leaf::Str(here.clone(), s.clone())),
+                Value::Message(inner) => walk(inner, &here, out),
+                Value::I64(seconds) if timestamp && field.name() == "seconds" => {
+                    out.push(Leaf::Timestamp(path.to_owned(), *seconds));
                 }
+                _ => {}
             }
-            1 => at += 8,
-            5 => at += 4,
-            2 => {
-                let Some(len) = read_varint(bytes, &mut at) else {
-                    return;
-                };
-                let end = at.saturating_add(len as usize).min(bytes.len());
-                let inner = &bytes[at..end];
-                at = end;
-                match field.map(|f| (f.r#type(), f.type_name())) {
-                    Some((Type::String, _)) => {
-                        out.push(Leaf::Str(here, String::from_utf8_lossy(inner).into_owned()));
-                    }
-                    Some((Type::Message, type_name)) => {
-                        leaves(protos, type_name, inner, &here, out);
-                    }
-                    _ => {}
-                }
-            }
-            _ => return,
         }
     }
 }

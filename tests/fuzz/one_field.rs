@@ -5,12 +5,12 @@
 //! whose parse is missing is then found from any accepted request, not only from the rare
 //! generated one that is hostile in that very field and well-formed in all the others.
 
-use prost_types::field_descriptor_proto::{Label, Type};
+use prost_reflect::Kind;
 
 use crate::describe::protos;
 
-/// The package of the request messages, as type names in the descriptor spell it.
-const PACKAGE: &str = ".consentry.v1.";
+/// The package of the request messages, as full names in the descriptor spell it.
+const PACKAGE: &str = "consentry.v1.";
 
 /// An enum number that no enum of the contract has.
 const UNKNOWN_ENUM: u64 = 1000;
@@ -21,7 +21,7 @@ const YEAR_10000: u64 = 253_402_300_800;
 /// One top-level record of an encoding: its field number and, for a length-delimited record,
 /// its payload.
 struct Record<'a> {
-    number: i32,
+    number: u32,
     whole: &'a [u8],
     payload: Option<&'a [u8]>,
 }
@@ -46,7 +46,7 @@ fn records(bytes: &[u8]) -> Option<Vec<Record<'_>>> {
     while at < bytes.len() {
         let start = at;
         let key = read_varint(bytes, &mut at)?;
-        let number = i32::try_from(key >> 3).ok()?;
+        let number = u32::try_from(key >> 3).ok()?;
         let mut payload = None;
         match key & 7 {
             0 => {
@@ -80,7 +80,7 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A length-delimited record.
-fn delimited(number: i32, payload: &[u8]) -> Vec<u8> {
+fn delimited(number: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     varint(&mut out, ((number as u64) << 3) | 2);
     varint(&mut out, payload.len() as u64);
@@ -89,7 +89,7 @@ fn delimited(number: i32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A varint record.
-fn scalar(number: i32, value: u64) -> Vec<u8> {
+fn scalar(number: u32, value: u64) -> Vec<u8> {
     let mut out = Vec::new();
     varint(&mut out, (number as u64) << 3);
     varint(&mut out, value);
@@ -122,24 +122,30 @@ pub fn one_field_at_a_time(name: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let Some(records) = records(bytes) else {
         return out;
     };
-    for field in &protos().message(name).field {
+    for field in protos().message(name).fields() {
         let present: Vec<usize> = records
             .iter()
             .enumerate()
             .filter(|(_, r)| r.number == field.number() && r.payload.is_some())
             .map(|(i, _)| i)
             .collect();
-        let path = |k: usize| match field.label() {
-            Label::Repeated => format!("{}[{k}]", field.name()),
-            _ => field.name().to_owned(),
+        let path = |k: usize| {
+            if field.is_list() {
+                format!("{}[{k}]", field.name())
+            } else {
+                field.name().to_owned()
+            }
         };
         // What an appended record sets: the field, or a repeated field's new last element.
-        let last = || match field.label() {
-            Label::Repeated => format!("{}[last]", field.name()),
-            _ => field.name().to_owned(),
+        let last = || {
+            if field.is_list() {
+                format!("{}[last]", field.name())
+            } else {
+                field.name().to_owned()
+            }
         };
-        match field.r#type() {
-            Type::String => {
+        match field.kind() {
+            Kind::String => {
                 for (k, &at) in present.iter().enumerate() {
                     let mut value = records[at].payload.unwrap_or_default().to_vec();
                     value.push(0);
@@ -151,16 +157,16 @@ pub fn one_field_at_a_time(name: &str, bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
                     out.push((path(0), appended(bytes, &with)));
                 }
             }
-            Type::Enum => {
+            Kind::Enum(_) => {
                 let with = scalar(field.number(), UNKNOWN_ENUM);
                 out.push((last(), appended(bytes, &with)));
             }
-            Type::Message if field.type_name() == ".google.protobuf.Timestamp" => {
+            Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
                 let with = delimited(field.number(), &scalar(1, YEAR_10000));
                 out.push((last(), appended(bytes, &with)));
             }
-            Type::Message => {
-                let Some(inner_name) = field.type_name().strip_prefix(PACKAGE) else {
+            Kind::Message(m) => {
+                let Some(inner_name) = m.full_name().strip_prefix(PACKAGE) else {
                     continue;
                 };
                 for (k, &at) in present.iter().enumerate() {

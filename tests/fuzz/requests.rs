@@ -75,15 +75,7 @@ fn check(name: &str, fields: &[String], verdict: Verdict) -> Result<Outcome, Tes
         harness::rejection(fields, e)?;
         return Ok(Outcome::Rejected);
     }
-    let mut leaves = Vec::new();
-    describe::leaves(
-        protos(),
-        &format!(".consentry.v1.{name}"),
-        &canonical,
-        "",
-        &mut leaves,
-    );
-    for leaf in leaves {
+    for leaf in describe::leaves(protos(), name, &canonical) {
         match leaf {
             Leaf::Str(field, value) if value.contains('\0') => {
                 finding(
@@ -251,15 +243,8 @@ fn the_checks_fail_on_what_they_look_for() {
         tenant_id: "t\0".to_owned(),
         user_id: "u".to_owned(),
     };
-    let mut leaves = Vec::new();
     let bytes = prost::Message::encode_to_vec(&request);
-    describe::leaves(
-        protos(),
-        ".consentry.v1.DeleteUserRequest",
-        &bytes,
-        "",
-        &mut leaves,
-    );
+    let leaves = describe::leaves(protos(), "DeleteUserRequest", &bytes);
     assert!(
         leaves
             .iter()

@@ -5,15 +5,14 @@
 //! Timestamps before year 1 or after year 9999, or with nanos outside the second, are
 //! `INVALID_ARGUMENT` naming the field too; the first and last instants are accepted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use consentry::domain::time::{MAX_SECONDS, MIN_SECONDS};
 use consentry::proto::admin_service_client::AdminServiceClient;
 use consentry::proto::consistency::Requirement;
 use consentry::proto::permission_service_client::PermissionServiceClient;
 use consentry::proto::*;
-use prost::Message;
-use prost_types::field_descriptor_proto::{Label, Type};
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -312,69 +311,54 @@ async fn call_with_each_field_hostile(
 // ---------------------------------------------------------------------------------------------
 // Every string and timestamp field of every request, from the descriptor set the server reflects.
 
-/// The fields of each RPC's request (of both services) whose type is `wanted`, by RPC name, as
-/// paths: `a.b` into a message, `a[0]` into a repeated field.
-fn request_fields(
-    wanted: fn(&prost_types::FieldDescriptorProto) -> bool,
-) -> BTreeSet<(String, String)> {
-    let set = prost_types::FileDescriptorSet::decode(consentry::proto::FILE_DESCRIPTOR_SET)
+/// The package of the services and their messages.
+const PACKAGE: &str = "consentry.v1";
+
+/// The fields of each RPC's request (of both services) that are `wanted`, by RPC name, as
+/// paths: `a.b` into a message of the package, `a[0]` into a repeated field.
+fn request_fields(wanted: fn(&FieldDescriptor) -> bool) -> BTreeSet<(String, String)> {
+    let pool = DescriptorPool::decode(consentry::proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set decodes");
-    let files: Vec<_> = set
-        .file
-        .iter()
-        .filter(|f| f.package() == "consentry.v1")
-        .collect();
-    let messages: BTreeMap<String, &prost_types::DescriptorProto> = files
-        .iter()
-        .flat_map(|f| &f.message_type)
-        .map(|m| (format!(".consentry.v1.{}", m.name()), m))
-        .collect();
     fn walk(
-        messages: &BTreeMap<String, &prost_types::DescriptorProto>,
-        message: &prost_types::DescriptorProto,
+        message: &MessageDescriptor,
         prefix: &str,
-        wanted: fn(&prost_types::FieldDescriptorProto) -> bool,
+        wanted: fn(&FieldDescriptor) -> bool,
         out: &mut Vec<String>,
     ) {
         assert!(
             prefix.len() < 200,
             "the request messages nest too deep: {prefix}"
         );
-        for field in &message.field {
-            let repeated = field.label() == Label::Repeated;
-            let path = format!(
-                "{prefix}{}{}",
-                field.name(),
-                if repeated { "[0]" } else { "" }
-            );
-            if wanted(field) {
+        for field in message.fields() {
+            let index = if field.is_list() { "[0]" } else { "" };
+            let path = format!("{prefix}{}{index}", field.name());
+            if wanted(&field) {
                 out.push(path.clone());
             }
-            if field.r#type() == Type::Message
-                && let Some(inner) = messages.get(field.type_name())
+            if let Kind::Message(inner) = field.kind()
+                && inner.package_name() == PACKAGE
             {
-                walk(messages, inner, &format!("{path}."), wanted, out);
+                walk(&inner, &format!("{path}."), wanted, out);
             }
         }
     }
     let mut out = BTreeSet::new();
-    for service in files.iter().flat_map(|f| &f.service) {
-        for method in &service.method {
-            let input = messages[method.input_type()];
+    for service in pool.services().filter(|s| s.package_name() == PACKAGE) {
+        for method in service.methods() {
             let mut paths = Vec::new();
-            walk(&messages, input, "", wanted, &mut paths);
+            walk(&method.input(), "", wanted, &mut paths);
             out.extend(paths.into_iter().map(|p| (method.name().to_owned(), p)));
         }
     }
     out
 }
 
-fn is_string(f: &prost_types::FieldDescriptorProto) -> bool {
-    f.r#type() == Type::String
+fn is_string(f: &FieldDescriptor) -> bool {
+    f.kind() == Kind::String
 }
 
-fn is_timestamp(f: &prost_types::FieldDescriptorProto) -> bool {
-    f.type_name() == ".google.protobuf.Timestamp"
+fn is_timestamp(f: &FieldDescriptor) -> bool {
+    matches!(f.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use consentry::proto::*;
-use prost::Message;
+use prost_reflect::DescriptorPool;
 use serde_json::Value;
 use tonic::Code;
 
@@ -37,15 +37,12 @@ mod writes;
 
 /// The methods of `consentry.v1.AdminService`, from the descriptor set the server reflects.
 fn admin_methods() -> BTreeSet<String> {
-    let set = prost_types::FileDescriptorSet::decode(consentry::proto::FILE_DESCRIPTOR_SET)
+    let pool = DescriptorPool::decode(consentry::proto::FILE_DESCRIPTOR_SET)
         .expect("the descriptor set decodes");
-    let methods: BTreeSet<String> = set
-        .file
-        .iter()
-        .filter(|f| f.package() == "consentry.v1")
-        .flat_map(|f| &f.service)
-        .filter(|s| s.name() == "AdminService")
-        .flat_map(|s| &s.method)
+    let methods: BTreeSet<String> = pool
+        .get_service_by_name("consentry.v1.AdminService")
+        .expect("the descriptor set has the AdminService")
+        .methods()
         .map(|m| m.name().to_owned())
         .collect();
     assert!(
