@@ -14,6 +14,7 @@ pub mod domain;
 pub mod health;
 pub mod metrics;
 pub mod proto;
+pub mod reload;
 pub mod service;
 pub mod startup;
 pub mod store;

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::pkcs8::{self, PrivateKeyInfo};
 use super::{Jwk, Jwks};
-use crate::tls::Reload;
+use crate::reload::Reload;
 
 /// Why a key file cannot be used; the message names the flag and the file.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ impl SigningKeys {
         for (i, section) in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem).enumerate() {
             let n = i + 1;
             let (kind, der) = section
-                .map_err(|e| format!("is not valid PEM: {}", crate::tls::pem_problem(&e)))?;
+                .map_err(|e| format!("is not valid PEM: {}", crate::reload::pem_problem(&e)))?;
             if kind != SectionKind::PrivateKey {
                 return Err(format!(
                     "PEM section {n} is {}; only PRIVATE KEY sections (PKCS#8) of Ed25519 keys \
@@ -295,7 +295,7 @@ impl KeyRing {
         stop: watch::Receiver<bool>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         self.path.as_ref()?;
-        Some(crate::tls::reread_every(interval, stop, move || {
+        Some(crate::reload::reread_every(interval, stop, move || {
             self.reload()
         }))
     }

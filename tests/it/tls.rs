@@ -9,7 +9,8 @@ use std::time::Duration;
 use consentry::config::{LIVENESS_SERVICE, ServeConfig};
 use consentry::proto::GetAppScopesRequest;
 use consentry::proto::permission_service_client::PermissionServiceClient;
-use consentry::tls::{Reload, Tls, TlsFiles};
+use consentry::reload::Reload;
+use consentry::tls::{Tls, TlsFiles};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
