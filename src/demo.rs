@@ -5,12 +5,11 @@ use serde::Deserialize;
 
 use crate::domain::{
     ApiUser, AppId, AppKind, Caller, Capabilities, Capability, ClientId, ContentAccess,
-    Description, Environment, ExternalId, ExternalPermission, GroupAcl, GroupId, ManagerAccess,
-    Manifest, ManifestParts, Name, PermissionId, PermissionRequest, Policy, Principal,
-    ResolvedRequest, ResourcePath, Right, Role, RoleSet, RunAs, ScopeLevel, Tenant, TenantBounds,
-    TenantId, Timestamp, UserId, WhitelistEntry,
+    Description, Environment, ExternalId, ExternalPermission, GroupAcl, GroupId, KeyHash,
+    ManagerAccess, Manifest, ManifestParts, Name, PermissionId, PermissionRequest, Policy,
+    Principal, ResolvedRequest, ResourcePath, Right, Role, RoleSet, RunAs, ScopeLevel, Tenant,
+    TenantBounds, TenantId, Timestamp, UserId, WhitelistEntry,
 };
-use crate::service::auth::hash_key;
 use crate::store::occupancy::Occupancy;
 use crate::store::{GroupSpec, Store, StoreError, WriteCtx};
 
@@ -227,7 +226,7 @@ pub fn may_load(occupancy: &Occupancy, database: &str) -> anyhow::Result<()> {
         Occupancy::Written(first)
             if first.action == "CreateClient" && first.target == own_target =>
         {
-            if first.live_key_hash.as_deref() == Some(hash_key(&world.key).as_str()) {
+            if first.live_key_hash.as_deref() == Some(KeyHash::of(&world.key).hex().as_str()) {
                 return Ok(());
             }
             format!(
@@ -277,14 +276,14 @@ pub async fn load_json(store: &dyn Store, json: &str) -> anyhow::Result<String> 
             &client_id,
             &caller.tenants,
             caller.capabilities,
-            &hash_key(&world.key),
+            &KeyHash::of(&world.key).hex(),
         )
         .await
     {
         Ok(_) => {}
         Err(StoreError::AlreadyExists(_)) => {
             if store
-                .client_by_key_hash(&hash_key(&world.key))
+                .client_by_key_hash(&KeyHash::of(&world.key).hex())
                 .await?
                 .is_none()
             {
@@ -504,7 +503,7 @@ mod tests {
                 action: action.to_owned(),
                 target: target.to_owned(),
                 actor: "(cli)".to_owned(),
-                live_key_hash: key.map(hash_key),
+                live_key_hash: key.map(|k| KeyHash::of(k).hex()),
             })
         };
         let demo_key = key().unwrap();
