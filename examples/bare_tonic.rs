@@ -1,7 +1,8 @@
 //! The floor that `scripts/bench` measures consentry against: a bare tonic server answering
 //! consentry's `PermissionService` RPCs with fixed answers, and nothing else (no authentication,
 //! cache, engine, metrics, logs or layers). It uses the same tonic, the same generated code, the
-//! same runtime and the same transport settings as `consentry serve`, so the difference between
+//! same runtime, tonic's default server settings and the same socket settings
+//! (`consentry::startup::incoming`) as `consentry serve`, so the difference between
 //! the two is what consentry adds to a call.
 //!
 //! Usage: `cargo run --release --example bare_tonic [ADDR]` (default `127.0.0.1:0`); it prints
@@ -125,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("listening on {}", listener.local_addr()?);
     let max = consentry::config::DEFAULT_MAX_MESSAGE_BYTES;
-    consentry::startup::transport()
+    tonic::transport::Server::builder()
         .add_service(
             PermissionServiceServer::new(Bare)
                 .max_decoding_message_size(max)

@@ -236,7 +236,7 @@ impl App {
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             ],
         );
-        let router = transport()
+        let router = Server::builder()
             .layer(observe)
             // Inside it: request bodies whose framing is broken or too long, refused as such.
             .layer(FramingLayer::new(max_message))
@@ -460,12 +460,6 @@ async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> any
     Ok(())
 }
 
-/// The tonic server with consentry's transport settings, before any layer or service: shared with
-/// the bare baseline that `scripts/bench` measures consentry against.
-pub fn transport() -> Server {
-    Server::builder()
-}
-
 /// Accepted connections of `listener`, with consentry's socket settings: small unary answers
 /// must leave at once, so there is no Nagle delay.
 pub fn incoming(listener: TcpListener) -> TcpIncoming {
@@ -484,7 +478,7 @@ fn serve_health_only(
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let server = transport()
+    let server = Server::builder()
         .layer(FramingLayer::new(max_message))
         .add_service(HealthServer::new(HealthService::from_health_reporter(
             health.clone(),
