@@ -1,8 +1,10 @@
-//! The invariants of ARCHITECTURE.md that reading the source can decide: every source file is
-//! on the code map; the domain does no I/O and no async; sqlx stays in the store; `Status` is
-//! built in one place; generated types stay at the edge; the cache knows no database and holds
-//! only the store's reads; every store write goes through the write transaction; admin handlers
-//! go through the write helper. Each failure names the file and line.
+//! The invariants of ARCHITECTURE.md that reading the source can decide: modules use only the
+//! layers below them (and every module is placed and mapped); the domain does no I/O and no
+//! async; sqlx stays in the store; `Status` is built in one place; generated types stay at the
+//! edge; the cache knows no database and holds only the store's reads; every function that
+//! writes to the store does so inside the audited write transaction; admin handlers go through
+//! the write helper. Each failure names the file and line, and each check is tried on a source
+//! made to break it.
 
 use std::path::{Path, PathBuf};
 
@@ -108,23 +110,165 @@ fn lines_with(
     }
 }
 
+/// The crate's top-level modules from the bottom layer up: a module may use modules of lower
+/// layers only, or of its own layer where [`SAME_LAYER`] says why. Every module is placed here,
+/// and named in ARCHITECTURE.md.
+const LAYERS: &[&[&str]] = &[
+    // The pure core.
+    &["domain"],
+    // Leaves beside it: fixtures built from the domain (test code and the `testing` feature),
+    // the generated protobuf types, files re-read while serving, metrics and logging set-up.
+    &["testing", "proto", "reload", "metrics", "telemetry"],
+    // The store, context tokens and TLS, each over the domain alone.
+    &["store", "token", "tls"],
+    // The caches in front of the store.
+    &["cache"],
+    // The command line: it names the store's, the tokens' and TLS's settings.
+    &["config"],
+    // The gRPC edge: requests parsed into commands, the services, health.
+    &["convert", "service", "health"],
+    // The demo world, written through the store.
+    &["demo"],
+    // Everything put together.
+    &["startup"],
+];
+
+/// Dependencies within one layer, each with its reason.
+const SAME_LAYER: &[(&str, &str, &str)] = &[
+    (
+        "convert",
+        "service",
+        "a parse fails with the service's ServiceError and reads page tokens with service::paging",
+    ),
+    (
+        "service",
+        "convert",
+        "handlers parse requests into commands and convert answers back",
+    ),
+];
+
+/// The top-level module a source path belongs to (`cache/reader.rs` → `cache`).
+fn module_of(path: &str) -> &str {
+    let first = path.split('/').next().unwrap_or(path);
+    first.strip_suffix(".rs").unwrap_or(first)
+}
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// Every use of another top-level module that goes up a layer, or sideways without a reason.
+fn dependency_violations(sources: &[Source]) -> Vec<String> {
+    let mut found = Vec::new();
+    for s in sources.iter().filter(|s| !is_test_file(&s.path)) {
+        let from = module_of(&s.path);
+        if ["lib", "main"].contains(&from) {
+            continue;
+        }
+        let Some(from_layer) = layer_of(from) else {
+            found.push(format!("src/{}: module `{from}` is in no layer", s.path));
+            continue;
+        };
+        for (n, line) in &s.code {
+            for (at, _) in line.match_indices("crate::") {
+                let rest = &line[at + "crate::".len()..];
+                let to: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if to.is_empty() || to == from {
+                    continue;
+                }
+                let allowed = match layer_of(&to) {
+                    Some(l) if l < from_layer => true,
+                    Some(l) if l == from_layer => {
+                        SAME_LAYER.iter().any(|(a, b, _)| *a == from && *b == to)
+                    }
+                    _ => false,
+                };
+                if !allowed {
+                    found.push(format!(
+                        "src/{}:{n}: `{from}` uses `{to}`, which is not below it: {}",
+                        s.path,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
 #[test]
-fn every_source_file_is_on_the_code_map() {
+fn modules_depend_only_on_the_layers_below() {
+    let found = dependency_violations(&sources());
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn every_module_is_layered_and_on_the_map() {
     let map = std::fs::read_to_string(Path::new(ROOT).join("ARCHITECTURE.md"))
         .expect("reads ARCHITECTURE.md");
-    let missing: Vec<_> = sources()
-        .into_iter()
-        .map(|s| s.path)
-        .filter(|p| {
-            let dir_named = ["domain/scenarios/", "domain/proptests/"]
-                .iter()
-                .any(|d| p.starts_with(d) && map.contains(&format!("`{d}`")));
-            !dir_named && !map.contains(&format!("`{p}`"))
-        })
+    let mut modules: Vec<String> = sources()
+        .iter()
+        .map(|s| module_of(&s.path).to_owned())
+        .filter(|m| !["lib", "main"].contains(&m.as_str()))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "ARCHITECTURE.md does not name: {missing:?}"
+    modules.dedup();
+    let mut problems = Vec::new();
+    for m in &modules {
+        if layer_of(m).is_none() {
+            problems.push(format!("`{m}` is in no layer of LAYERS"));
+        }
+        let dir = std::path::Path::new(ROOT).join("src").join(m).is_dir();
+        let named = if dir {
+            format!("`{m}/`")
+        } else {
+            format!("`{m}.rs`")
+        };
+        if !map.contains(&named) {
+            problems.push(format!("ARCHITECTURE.md does not name {named}"));
+        }
+    }
+    for layer in LAYERS {
+        for m in *layer {
+            if !modules.iter().any(|x| x == m) {
+                problems.push(format!("LAYERS names `{m}`, which is not a module"));
+            }
+        }
+    }
+    assert!(modules.len() >= 15, "only {} modules found", modules.len());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A source made of `lines`, as if read from `path`.
+fn synthetic(path: &str, lines: &[&str]) -> Source {
+    Source {
+        path: path.to_owned(),
+        code: code_lines(&lines.join("\n")),
+    }
+}
+
+#[test]
+fn the_dependency_check_catches_a_use_that_goes_up_or_sideways() {
+    let upward = synthetic(
+        "cache/reader.rs",
+        &["use crate::service::status::ServiceError;"],
+    );
+    let sideways = synthetic("token/keys.rs", &["use crate::tls::Reload;"]);
+    let down = synthetic(
+        "service/auth.rs",
+        &["use crate::cache::At;", "use crate::domain::Caller;"],
+    );
+    let reasoned = synthetic(
+        "convert/parse/mod.rs",
+        &["use crate::service::paging::Listing;"],
+    );
+    assert_eq!(dependency_violations(&[upward]).len(), 1);
+    assert_eq!(dependency_violations(&[sideways]).len(), 1);
+    assert_eq!(
+        dependency_violations(&[down, reasoned]),
+        Vec::<String>::new()
     );
 }
 
@@ -225,8 +369,8 @@ fn sqlx_is_used_only_in_the_store_and_never_by_the_cache() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-#[test]
-fn status_is_constructed_only_in_the_mapping_module_and_the_interceptor() {
+/// Every line outside `service/status.rs` that builds a `tonic::Status`.
+fn status_outside_the_mapping(sources: &[Source]) -> Vec<String> {
     let constructors = [
         "new(",
         "with_details(",
@@ -253,13 +397,29 @@ fn status_is_constructed_only_in_the_mapping_module_and_the_interceptor() {
     let words: Vec<&str> = constructors.iter().map(String::as_str).collect();
     let mut found = Vec::new();
     lines_with(
-        &sources(),
+        sources,
         |p| p != "service/status.rs",
         &words,
         "errors become a Status only in service/status.rs",
         &mut found,
     );
+    found
+}
+
+#[test]
+fn status_is_constructed_only_in_the_mapping_module() {
+    let found = status_outside_the_mapping(&sources());
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_status_check_catches_a_status_built_in_authentication() {
+    let auth = synthetic(
+        "service/auth.rs",
+        &[r#"return Err(Status::unauthenticated("missing `authorization: Bearer <key>`"));"#],
+    );
+    let mapping = synthetic("service/status.rs", &[r#"Status::new(code, message)"#]);
+    assert_eq!(status_outside_the_mapping(&[auth, mapping]).len(), 1);
 }
 
 #[test]
@@ -280,13 +440,25 @@ fn generated_types_stay_in_convert_the_services_and_startup() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// The functions of a file, as (name, first line, body text), split at `async fn` headers.
-fn functions(s: &Source) -> Vec<(String, usize, String)> {
+/// The name of the function a line declares, if it is a function header.
+fn fn_header(line: &str) -> Option<String> {
+    let mut rest = line.trim_start();
+    for prefix in ["pub(super) ", "pub(crate) ", "pub "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    rest = rest.strip_prefix("async ").unwrap_or(rest);
+    let rest = rest.strip_prefix("fn ")?;
+    Some(rest.split(['(', '<']).next().unwrap_or(rest).to_owned())
+}
+
+/// The functions of a file, as (name, first line, header and body text): each runs to the
+/// next function header. With `async_only`, only `async fn` headers split.
+fn functions_of(s: &Source, async_only: bool) -> Vec<(String, usize, String)> {
     let mut out: Vec<(String, usize, String)> = Vec::new();
     for (n, line) in &s.code {
-        if let Some(rest) = line.trim_start().split("async fn ").nth(1) {
-            let name = rest.split(['(', '<']).next().unwrap_or(rest).to_owned();
-            out.push((name, *n, String::new()));
+        let header = fn_header(line).filter(|_| !async_only || line.contains("async fn "));
+        if let Some(name) = header {
+            out.push((name, *n, format!("{line}\n")));
         } else if let Some(last) = out.last_mut() {
             last.2.push_str(line);
             last.2.push('\n');
@@ -295,42 +467,93 @@ fn functions(s: &Source) -> Vec<(String, usize, String)> {
     out
 }
 
-#[test]
-fn every_store_write_runs_in_the_audited_write_transaction() {
-    let sources = sources();
+/// The async functions of a file (the handlers and store operations).
+fn functions(s: &Source) -> Vec<(String, usize, String)> {
+    functions_of(s, true)
+}
+
+/// Store functions that write outside the audited write transaction, each with its reason.
+const UNAUDITED_WRITES: &[(&str, &str)] = &[
+    (
+        "begin_write",
+        "bumps the revision: this is what takes the write lock",
+    ),
+    (
+        "commit",
+        "appends the audit event and the change-log keys of a write",
+    ),
+    (
+        "prune_changes",
+        "drops change-log rows older than any instance reads: housekeeping",
+    ),
+    (
+        "page_token_secret",
+        "stores the deployment's page-token secret once: a setting",
+    ),
+];
+
+/// Every store function that writes must open the write transaction and commit through it,
+/// or be a step that takes the open transaction's connection and is called only from such
+/// functions (or from other steps), or be one of [`UNAUDITED_WRITES`].
+fn write_violations(sources: &[Source]) -> (usize, Vec<String>) {
     let writes = ["INSERT INTO", "UPDATE ", "DELETE FROM"];
-    let mut found = Vec::new();
-    let families = [
-        "store/sql/tenants.rs",
-        "store/sql/apps.rs",
-        "store/sql/external.rs",
-        "store/sql/clients.rs",
-        "store/sql/app_rights.rs",
-    ];
-    let mut checked = 0;
-    for s in sources
+    let store: Vec<(String, String, usize, String)> = sources
         .iter()
-        .filter(|s| families.contains(&s.path.as_str()))
-    {
-        for (name, line, body) in functions(s) {
-            if !writes.iter().any(|w| body.contains(w)) {
-                continue;
-            }
-            checked += 1;
-            if !body.contains("self.begin_write()") {
+        .filter(|s| s.path.starts_with("store/"))
+        .flat_map(|s| {
+            functions_of(s, false)
+                .into_iter()
+                .map(|(name, line, body)| (s.path.clone(), name, line, body))
+        })
+        .collect();
+    let opens = |body: &str| {
+        body.contains("self.begin_write()")
+            && (body.contains(".commit_as(") || body.contains(".commit("))
+    };
+    let is_step = |body: &str| body.contains("&mut AnyConnection") || body.contains("&mut WriteTx");
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for (path, name, line, body) in &store {
+        if !writes.iter().any(|w| body.contains(w)) {
+            continue;
+        }
+        checked += 1;
+        if UNAUDITED_WRITES.iter().any(|(n, _)| n == name) || opens(body) {
+            continue;
+        }
+        if !is_step(body) {
+            found.push(format!(
+                "src/{path}:{line}: {name} writes outside begin_write, or does not commit \
+                 through WriteTx (audit and change keys)"
+            ));
+            continue;
+        }
+        let call = format!("{name}(");
+        let callers: Vec<_> = store
+            .iter()
+            .filter(|(_, caller, _, b)| caller != name && b.contains(&call))
+            .collect();
+        if callers.is_empty() {
+            found.push(format!(
+                "src/{path}:{line}: {name} writes and no write calls it"
+            ));
+        }
+        for (cpath, caller, cline, cbody) in callers {
+            if !opens(cbody) && !is_step(cbody) {
                 found.push(format!(
-                    "src/{}:{line}: {name} writes outside begin_write",
-                    s.path
-                ));
-            }
-            if !body.contains(".commit_as(") && !body.contains(".commit(") {
-                found.push(format!(
-                    "src/{}:{line}: {name} does not commit through WriteTx (audit and change keys)",
-                    s.path
+                    "src/{cpath}:{cline}: {caller} calls the writing step {name} outside a \
+                     write transaction"
                 ));
             }
         }
     }
+    (checked, found)
+}
+
+#[test]
+fn every_store_write_runs_in_the_audited_write_transaction() {
+    let sources = sources();
+    let (checked, mut found) = write_violations(&sources);
     assert!(
         checked >= 20,
         "only {checked} writing functions found: the check lost track of the write modules"
@@ -338,11 +561,43 @@ fn every_store_write_runs_in_the_audited_write_transaction() {
     lines_with(
         &sources,
         |p| p == "store/sql/snapshots.rs" || p == "store/sql/lists.rs",
-        &writes,
+        &["INSERT INTO", "UPDATE ", "DELETE FROM"],
         "snapshot and list reads write nothing",
         &mut found,
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_write_check_judges_each_function_on_its_own() {
+    // A function that writes, after one that opens a write in the same file: judged alone.
+    let file = synthetic(
+        "store/sql/tenants.rs",
+        &[
+            "async fn put(&self) {",
+            "    let mut w = self.begin_write().await?;",
+            "    sqlx::query(\"INSERT INTO tenants VALUES ($1)\");",
+            "    w.commit_as(ctx, audit).await",
+            "}",
+            "async fn sneak(&self) {",
+            "    sqlx::query(\"DELETE FROM tenants\").execute(&self.pool);",
+            "}",
+            "async fn step(conn: &mut AnyConnection) {",
+            "    sqlx::query(\"UPDATE tenants SET x = 1\");",
+            "}",
+            "async fn loose(&self) {",
+            "    step(&mut *self.conn().await?).await",
+            "}",
+        ],
+    );
+    let (checked, found) = write_violations(&[file]);
+    assert_eq!(checked, 3);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("sneak"), "{found:?}");
+    assert!(
+        found[1].contains("loose calls the writing step step"),
+        "{found:?}"
+    );
 }
 
 #[test]
