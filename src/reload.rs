@@ -21,6 +21,18 @@ pub enum Reload {
     Refused,
 }
 
+impl Reload {
+    /// The `result` label of a look that found a change (`applied` or `refused`); `None` when
+    /// nothing changed, which is not counted.
+    pub fn result(self) -> Option<&'static str> {
+        match self {
+            Reload::Unchanged => None,
+            Reload::Applied => Some("applied"),
+            Reload::Refused => Some("refused"),
+        }
+    }
+}
+
 /// Runs `reload` every `interval` (not at once) until `stop`, off the runtime's workers: the
 /// timer behind re-reading files that change while serving (the TLS files, the signing keys).
 pub fn reread_every(

@@ -294,11 +294,9 @@ impl Tls {
                 Reload::Refused
             }
         };
-        let result = match outcome {
-            Reload::Applied => "applied",
-            _ => "refused",
-        };
-        metrics::counter!("consentry_tls_reloads_total", "result" => result).increment(1);
+        if let Some(result) = outcome.result() {
+            metrics::counter!("consentry_tls_reloads_total", "result" => result).increment(1);
+        }
         outcome
     }
 

@@ -280,11 +280,10 @@ impl KeyRing {
                 Reload::Refused
             }
         };
-        let result = match outcome {
-            Reload::Applied => "applied",
-            _ => "refused",
-        };
-        metrics::counter!("consentry_signing_key_reloads_total", "result" => result).increment(1);
+        if let Some(result) = outcome.result() {
+            metrics::counter!("consentry_signing_key_reloads_total", "result" => result)
+                .increment(1);
+        }
         outcome
     }
 
