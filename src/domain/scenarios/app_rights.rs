@@ -102,38 +102,22 @@ fn an_administrator_or_a_site_owner_may_grant_and_nobody_else() {
     // FULL_CONTROL at the site itself, or inherited from `/`.
     assert!(w.grant_app_right("fin", "/fin", Right::Read).is_ok());
     assert!(w.grant_app_right("owner", "/fin", Right::Read).is_ok());
-    // Less than FULL_CONTROL, FULL_CONTROL only below the site, another site, or no user.
-    refused(
-        w.grant_app_right("alice", "/hr", Right::Read),
-        "PERMISSION_DENIED",
-        "user alice is neither",
-    );
-    refused(
-        w.grant_app_right("teamlead", "/fin", Right::Read),
-        "PERMISSION_DENIED",
-        "FULL_CONTROL there",
-    );
-    refused(
-        w.grant_app_right("fin", "/hr", Right::Read),
-        "PERMISSION_DENIED",
-        "user fin",
-    );
-    refused(
-        w.grant_app_right("ghost", "/fin", Right::Read),
-        "PERMISSION_DENIED",
-        "user ghost",
-    );
-    refused(
-        w.grant_app_right("", "/fin", Right::Read),
-        "PERMISSION_DENIED",
-        "x-consentry-user",
-    );
+    // Less than FULL_CONTROL, FULL_CONTROL only below the site, another site, or no user; and
     // DELEGATE and PERMISSION_MANAGER are no administrators.
-    refused(
-        w.grant_app_right("dora", "/fin", Right::Read),
-        "PERMISSION_DENIED",
-        "user dora",
-    );
+    for (user, site, words) in [
+        ("alice", "/hr", "user alice is neither"),
+        ("teamlead", "/fin", "FULL_CONTROL there"),
+        ("fin", "/hr", "user fin"),
+        ("ghost", "/fin", "user ghost"),
+        ("", "/fin", "x-consentry-user"),
+        ("dora", "/fin", "user dora"),
+    ] {
+        refused(
+            w.grant_app_right(user, site, Right::Read),
+            "PERMISSION_DENIED",
+            words,
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

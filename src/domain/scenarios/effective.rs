@@ -322,31 +322,27 @@ fn removals_and_downgrades_take_effect_at_once() {
 
 #[test]
 fn the_app_holds_the_lower_of_the_resolved_and_the_currently_requested_right() {
+    // The app holds `held` at /hr and not `above`, and that is its one grant.
+    fn holds(w: &World, held: Right, above: &'static str) {
+        assert_allowed(&w.check(perm("owner", held.as_str(), "/hr")));
+        assert_denied(
+            &w.check(perm("owner", above, "/hr")),
+            Reason::AppPermissionInsufficient,
+        );
+        assert_eq!(
+            w.report().app_grants,
+            [resolved(ScopeLevel::SiteCollection, held, "/hr")]
+        );
+    }
     // Resolved WRITE under a MANAGE request: WRITE.
     let w = World::new();
-    assert_allowed(&w.check(perm("owner", "WRITE", "/hr")));
-    assert_denied(
-        &w.check(perm("owner", "MANAGE", "/hr")),
-        Reason::AppPermissionInsufficient,
-    );
-    assert_eq!(
-        w.report().app_grants,
-        [resolved(ScopeLevel::SiteCollection, Right::Write, "/hr")]
-    );
+    holds(&w, Right::Write, "MANAGE");
     // The request lowered to READ: READ.
     let w = w.with_manifest(|m| {
         m.permission_requests
             .insert(ScopeLevel::SiteCollection, Right::Read);
     });
-    assert_allowed(&w.check(perm("owner", "READ", "/hr")));
-    assert_denied(
-        &w.check(perm("owner", "WRITE", "/hr")),
-        Reason::AppPermissionInsufficient,
-    );
-    assert_eq!(
-        w.report().app_grants,
-        [resolved(ScopeLevel::SiteCollection, Right::Read, "/hr")]
-    );
+    holds(&w, Right::Read, "WRITE");
     // Raised again to FULL_CONTROL: back to the resolved WRITE, and the raise is pending.
     let w = w.with_manifest(|m| {
         m.permission_requests
