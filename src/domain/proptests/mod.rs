@@ -112,6 +112,17 @@ struct World {
 }
 
 impl World {
+    /// The users the engine gets for `q`: the acting user and the one acted for, if known.
+    fn users(&self, q: &AccessQuery) -> UserFacts<'_> {
+        UserFacts {
+            user: q.user_id.as_ref().and_then(|u| self.users.get(u.as_str())),
+            target: q
+                .on_behalf_of
+                .as_ref()
+                .and_then(|u| self.users.get(u.as_str())),
+        }
+    }
+
     fn snapshot(&self) -> AppSnapshot {
         let tenant = self
             .tenant_exists
@@ -226,10 +237,15 @@ fn counted<S>(
         panic!("{name}: {e}");
     }
     let (cases, reached) = (cases.into_inner(), reached.into_inner());
+    assert_share(name, "reached the comparison", reached, cases, min_share);
+}
+
+/// Fails when fewer than `min_share` of `cases` did `what` (`reached` of them did).
+fn assert_share(name: &str, what: &str, reached: u32, cases: u32, min_share: f64) {
     let share = f64::from(reached) / f64::from(cases.max(1));
     assert!(
         share >= min_share,
-        "{name}: only {reached} of {cases} cases reached the comparison ({:.1}%, want at least {:.0}%)",
+        "{name}: only {reached} of {cases} cases {what} ({:.1}%, want at least {:.0}%)",
         share * 100.0,
         min_share * 100.0
     );

@@ -428,17 +428,6 @@ fn model<'w>(
     v
 }
 
-/// The facts the engine gets for `q` in `w`.
-fn facts<'w>(w: &'w World, q: &AccessQuery) -> UserFacts<'w> {
-    UserFacts {
-        user: q.user_id.as_ref().and_then(|u| w.users.get(u.as_str())),
-        target: q
-            .on_behalf_of
-            .as_ref()
-            .and_then(|u| w.users.get(u.as_str())),
-    }
-}
-
 /// Least share of cases of [`the_engine_decides_as_the_model`] whose check reaches step 7 with
 /// a permission (steps 1 to 6 passed). The generators shape worlds and queries so that 62–64%
 /// do (measured at 4 × 1,024 cases; over `world()` and `ask()` it is 19%); at 256 cases the
@@ -458,7 +447,7 @@ fn the_engine_decides_as_the_model() {
         |(w, a)| {
             let query = Ask { explain: true, ..a }.query();
             let snapshot = w.snapshot();
-            let users = facts(&w, &query);
+            let users = w.users(&query);
             let got = check_access(&query, &snapshot, users);
             let want = model(&query, &snapshot, users.user, users.target);
             let trace: Vec<(Step, bool)> = got.trace.iter().map(|t| (t.step, t.passed)).collect();
@@ -555,7 +544,7 @@ fn a_tokens_claims_are_the_models() {
             }
             .query();
             let snapshot = w.snapshot();
-            let users = facts(&w, &query);
+            let users = w.users(&query);
             let want = model(&query, &snapshot, users.user, users.target);
             let token = match context_grant(&query, &snapshot, users) {
                 Err(refused) => {

@@ -62,12 +62,12 @@ pub(super) fn monotone<S>(
         panic!("{name}: {e}");
     }
     let (cases, allowed) = (cases.into_inner(), allowed.into_inner());
-    let share = f64::from(allowed) / f64::from(cases.max(1));
-    assert!(
-        share >= MIN_ALLOW_SHARE,
-        "{name}: only {allowed} of {cases} cases started from an ALLOW ({:.1}%, want at least {:.0}%)",
-        share * 100.0,
-        MIN_ALLOW_SHARE * 100.0
+    assert_share(
+        name,
+        "started from an ALLOW",
+        allowed,
+        cases,
+        MIN_ALLOW_SHARE,
     );
 }
 

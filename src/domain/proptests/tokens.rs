@@ -31,16 +31,6 @@ fn token_query(ask: &Ask, resource: &'static str) -> AccessQuery {
     .query()
 }
 
-fn users_of<'w>(w: &'w World, q: &AccessQuery) -> UserFacts<'w> {
-    UserFacts {
-        user: q.user_id.as_ref().and_then(|u| w.users.get(u.as_str())),
-        target: q
-            .on_behalf_of
-            .as_ref()
-            .and_then(|u| w.users.get(u.as_str())),
-    }
-}
-
 /// Least share of cases of [`the_rights_of_a_token_are_the_engines_decisions_under_its_resource`]
 /// and [`a_token_is_issued_exactly_when_the_check_allows`] where the token is issued, so that its
 /// `rights` or `scp` are compared with the engine. Over random worlds and queries (`world()`,
@@ -61,7 +51,7 @@ fn the_rights_of_a_token_are_the_engines_decisions_under_its_resource() {
         |((w, a), resource)| {
             let query = token_query(&a, resource);
             let snapshot = w.snapshot();
-            let Ok(grant) = context_grant(&query, &snapshot, users_of(&w, &query)) else {
+            let Ok(grant) = context_grant(&query, &snapshot, w.users(&query)) else {
                 return Ok(false);
             };
             let resource = path(resource);
@@ -75,7 +65,7 @@ fn the_rights_of_a_token_are_the_engines_decisions_under_its_resource() {
                     let mut asked = query.clone();
                     asked.permission = Some(permission);
                     asked.resource = q.clone();
-                    let d = check_access(&asked, &snapshot, users_of(&w, &asked));
+                    let d = check_access(&asked, &snapshot, w.users(&asked));
                     prop_assert_eq!(
                         d.allowed,
                         allows_in(&grant.rights, &q, permission),
@@ -125,8 +115,8 @@ fn a_token_is_issued_exactly_when_the_check_allows() {
         |((w, a), resource)| {
             let query = token_query(&a, resource);
             let snapshot = w.snapshot();
-            let decision = check_access(&query, &snapshot, users_of(&w, &query));
-            let grant = match context_grant(&query, &snapshot, users_of(&w, &query)) {
+            let decision = check_access(&query, &snapshot, w.users(&query));
+            let grant = match context_grant(&query, &snapshot, w.users(&query)) {
                 Ok(grant) => grant,
                 Err(refusal) => {
                     prop_assert_eq!(refusal, decision);
@@ -140,7 +130,7 @@ fn a_token_is_issued_exactly_when_the_check_allows() {
             for scope in &report.effective_scopes {
                 let mut asking = query.clone();
                 asking.scope = Some(scope.clone());
-                let admitted = check_access(&asking, &snapshot, users_of(&w, &asking)).allowed;
+                let admitted = check_access(&asking, &snapshot, w.users(&asking)).allowed;
                 prop_assert_eq!(grant.scopes.contains(scope), admitted, "scope {}", scope);
             }
             prop_assert!(
