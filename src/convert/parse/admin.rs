@@ -157,23 +157,24 @@ tenant_listing! {
     ListWhitelistEntriesRequest => "whitelist", AppId;
 }
 
-/// Requests about a user's right at a resource.
-macro_rules! user_right {
-    ($($request:ty),+) => {
+/// Requests about a user's or an app's right at a resource: the tenant, who holds the right
+/// (the field named first), the resource and the right.
+macro_rules! right_at {
+    ($holder:ident: $id:ty => $($request:ty),+) => {
         $(impl Parse for $request {
-            type Command = (TenantId, UserId, ResourcePath, Right);
+            type Command = (TenantId, $id, ResourcePath, Right);
             fn parse(self, cx: &Parsing<'_>) -> Result<Self::Command, ServiceError> {
                 let tenant = cx.tenant(self.tenant_id)?;
-                let user = UserId::parse("user_id", self.user_id)?;
+                let holder = <$id>::parse(stringify!($holder), self.$holder)?;
                 let resource = ResourcePath::parse("resource", &self.resource)?;
                 let right = right_from_proto("right", self.right)?;
-                Ok((tenant, user, resource, right))
+                Ok((tenant, holder, resource, right))
             }
         })+
     };
 }
 
-user_right!(GrantUserRightRequest, RevokeUserRightRequest);
+right_at!(user_id: UserId => GrantUserRightRequest, RevokeUserRightRequest);
 
 impl Parse for ListUserRightsRequest {
     type Command = Listed<(TenantId, UserId), ResourcePath>;
@@ -455,20 +456,4 @@ impl Parse for ListAuditEventsRequest {
 
 // Site-level app rights (DESIGN.md §8).
 
-/// Requests about an app's site-level right at a resource.
-macro_rules! app_right {
-    ($($request:ty),+) => {
-        $(impl Parse for $request {
-            type Command = (TenantId, AppId, ResourcePath, Right);
-            fn parse(self, cx: &Parsing<'_>) -> Result<Self::Command, ServiceError> {
-                let tenant = cx.tenant(self.tenant_id)?;
-                let app_id = AppId::parse("app_id", self.app_id)?;
-                let resource = ResourcePath::parse("resource", &self.resource)?;
-                let right = right_from_proto("right", self.right)?;
-                Ok((tenant, app_id, resource, right))
-            }
-        })+
-    };
-}
-
-app_right!(GrantAppRightRequest, RevokeAppRightRequest);
+right_at!(app_id: AppId => GrantAppRightRequest, RevokeAppRightRequest);
