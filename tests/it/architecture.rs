@@ -506,14 +506,22 @@ fn write_violations(sources: &[Source]) -> (usize, Vec<String>) {
                 .map(|(name, line, body)| (s.path.clone(), name, line, body))
         })
         .collect();
+    // `begin_write` itself, or a `begin_write_*` that calls it and checks what the write is
+    // about first.
     let opens = |body: &str| {
-        body.contains("self.begin_write()")
-            && (body.contains(".commit_as(") || body.contains(".commit("))
+        let compact: String = body.split_whitespace().collect();
+        compact.contains("self.begin_write")
+            && (compact.contains(".commit_as(") || compact.contains(".commit("))
     };
     let is_step = |body: &str| body.contains("&mut AnyConnection") || body.contains("&mut WriteTx");
     let mut found = Vec::new();
     let mut checked = 0;
     for (path, name, line, body) in &store {
+        if name.starts_with("begin_write_") && !body.contains("self.begin_write()") {
+            found.push(format!(
+                "src/{path}:{line}: {name} is named as opening a write but does not call begin_write"
+            ));
+        }
         if !writes.iter().any(|w| body.contains(w)) {
             continue;
         }
@@ -588,14 +596,21 @@ fn the_write_check_judges_each_function_on_its_own() {
             "async fn loose(&self) {",
             "    step(&mut *self.conn().await?).await",
             "}",
+            "async fn begin_write_on_nothing(&self) -> StoreResult<WriteTx> {",
+            "    self.pool.begin().await",
+            "}",
         ],
     );
     let (checked, found) = write_violations(&[file]);
     assert_eq!(checked, 3);
-    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found.len(), 3, "{found:?}");
     assert!(found[0].contains("sneak"), "{found:?}");
     assert!(
         found[1].contains("loose calls the writing step step"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].contains("begin_write_on_nothing is named"),
         "{found:?}"
     );
 }

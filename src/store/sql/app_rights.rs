@@ -14,15 +14,10 @@ impl AppRightWrites for SqlStore {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        let app = require_app(w.conn(), app_id).await?;
-        let consent = consent_in(w.conn(), tenant, app_id).await?;
-        let acting = acting_roles(w.conn(), ctx, tenant).await?;
-        let owner = owner_right(w.conn(), ctx, tenant, resource).await?;
-        rules::manage_app_right(&actor(ctx, acting), resource, owner)?;
+        let (mut w, app, consent) = self
+            .begin_write_on_app_right(ctx, tenant, app_id, resource)
+            .await?;
         let granted = app_right(&app.manifest, resource.clone(), right)?;
-        let consent = rules::consent_in_force(consent.as_ref(), tenant, app_id)?;
         let granted = consent.admit_app_right(granted)?;
         let before = consent.app_right_at(resource).cloned();
         let updated = consent.with_app_right(granted.clone());
@@ -46,14 +41,9 @@ impl AppRightWrites for SqlStore {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        require_app(w.conn(), app_id).await?;
-        let consent = consent_in(w.conn(), tenant, app_id).await?;
-        let acting = acting_roles(w.conn(), ctx, tenant).await?;
-        let owner = owner_right(w.conn(), ctx, tenant, resource).await?;
-        rules::manage_app_right(&actor(ctx, acting), resource, owner)?;
-        let consent = rules::consent_in_force(consent.as_ref(), tenant, app_id)?;
+        let (mut w, _, consent) = self
+            .begin_write_on_app_right(ctx, tenant, app_id, resource)
+            .await?;
         let missing = |r| {
             StoreError::NotFound(Entity::AppRight(
                 tenant.clone(),
@@ -77,6 +67,28 @@ impl AppRightWrites for SqlStore {
         let audit = Audit::new("RevokeAppRight", Touched::app_in(tenant, app_id))
             .before(Some(json::app_right_value(app_id.as_str(), &held)));
         w.commit_as(ctx, audit).await
+    }
+}
+
+impl SqlStore {
+    /// The write transaction for a change to `app_id`'s right at `resource` in `tenant`, with
+    /// the app and its consent in force, once the acting user may manage app rights there.
+    async fn begin_write_on_app_right(
+        &self,
+        ctx: &WriteCtx,
+        tenant: &TenantId,
+        app_id: &AppId,
+        resource: &ResourcePath,
+    ) -> StoreResult<(WriteTx, App, Consent)> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        let app = require_app(w.conn(), app_id).await?;
+        let consent = consent_in(w.conn(), tenant, app_id).await?;
+        let acting = acting_roles(w.conn(), ctx, tenant).await?;
+        let owner = owner_right(w.conn(), ctx, tenant, resource).await?;
+        rules::manage_app_right(&actor(ctx, acting), resource, owner)?;
+        let consent = rules::consent_in_force(consent.as_ref(), tenant, app_id)?.clone();
+        Ok((w, app, consent))
     }
 }
 

@@ -145,9 +145,7 @@ impl TenantWrites for SqlStore {
         user: &UserId,
         api_user: &ApiUser,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        require_user(w.conn(), tenant, user).await?;
+        let mut w = self.begin_write_on_user(tenant, user).await?;
         let before = api_user_in(w.conn(), tenant, user).await?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::manage_api_users(&actor(ctx, acting))?;
@@ -173,9 +171,7 @@ impl TenantWrites for SqlStore {
         tenant: &TenantId,
         user: &UserId,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        require_user(w.conn(), tenant, user).await?;
+        let mut w = self.begin_write_on_user(tenant, user).await?;
         let before = api_user_in(w.conn(), tenant, user)
             .await?
             .ok_or_else(|| StoreError::NotFound(Entity::ApiUser(tenant.clone(), user.clone())))?;
@@ -199,9 +195,7 @@ impl TenantWrites for SqlStore {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        require_user(w.conn(), tenant, user).await?;
+        let mut w = self.begin_write_on_user(tenant, user).await?;
         let before = right_in(w.conn(), tenant, user, resource).await?;
         sqlx::query(
             "INSERT INTO user_rights (tenant_id, user_id, resource, right_level) VALUES ($1, $2, $3, $4) \
@@ -228,9 +222,7 @@ impl TenantWrites for SqlStore {
         resource: &ResourcePath,
         right: Right,
     ) -> StoreResult<Revision> {
-        let mut w = self.begin_write().await?;
-        require_tenant(w.conn(), tenant).await?;
-        require_user(w.conn(), tenant, user).await?;
+        let mut w = self.begin_write_on_user(tenant, user).await?;
         let held = match (right_in(w.conn(), tenant, user, resource).await?, right) {
             (None, _) => {
                 return Err(StoreError::NotFound(Entity::UserRight(
@@ -259,5 +251,15 @@ impl TenantWrites for SqlStore {
         let audit = Audit::new("RevokeUserRight", Touched::user(tenant, user))
             .before(Some(json::right_value(user.as_str(), resource, held)));
         w.commit_as(ctx, audit).await
+    }
+}
+
+impl SqlStore {
+    /// The write transaction for a change to `user` of `tenant`, once both are known to exist.
+    async fn begin_write_on_user(&self, tenant: &TenantId, user: &UserId) -> StoreResult<WriteTx> {
+        let mut w = self.begin_write().await?;
+        require_tenant(w.conn(), tenant).await?;
+        require_user(w.conn(), tenant, user).await?;
+        Ok(w)
     }
 }
