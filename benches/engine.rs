@@ -1,5 +1,5 @@
 //! Benchmarks of the pure decision engine: the time one `check_access` call takes against a
-//! realistic, already-loaded snapshot (what a cache hit costs, DESIGN.md §1), next to two
+//! realistic, already-loaded snapshot (what a cache hit costs, docs/rules.md §9.3), next to two
 //! baselines — one `HashMap` lookup of the resource path, and `UserSnapshot::right_at` alone —
 //! so the figures can be reported as ratios.
 //!
@@ -16,7 +16,7 @@
 //!   (the first 200 of its 210 nodes in depth-first order, levels cycling READ, WRITE, MANAGE,
 //!   FULL_CONTROL; so she holds READ on `/s04`, WRITE on each of its webs, FULL_CONTROL on
 //!   `/s04/w02/l01`), `bob`, a DELEGATE, for the on-behalf-of query, and `erin`, an API user
-//!   (DESIGN.md §8) without roles, narrowed to `api:00` … `api:09` and acting with `as_user`,
+//!   (docs/rules.md §8) without roles, narrowed to `api:00` … `api:09` and acting with `as_user`,
 //!   for the same query as an API user.
 //!
 //! Run: `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`.

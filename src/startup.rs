@@ -326,7 +326,7 @@ impl App {
 
 /// The keys that sign context tokens: the key file's; for `--demo` (which refuses a key file,
 /// its client key being public) a throwaway key made now and held only in memory; otherwise
-/// `None` (DESIGN.md §8: no key file, no tokens).
+/// `None` (docs/rules.md §8: no key file, no tokens).
 fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
     match &config.signing_key_file {
         Some(path) => Ok(Some(KeyRing::load(path.clone())?)),

@@ -1,4 +1,4 @@
-//! Freshness (DESIGN.md §9): when the change log was last read, whether the store is reachable,
+//! Freshness (docs/rules.md §9): when the change log was last read, whether the store is reachable,
 //! and the check every request begins with. Answers come from the cache only while the change
 //! log was read successfully within `max_staleness`. Any failed read of the change log (whatever
 //! the error, or a timeout) makes the store count as unreachable until a read succeeds, and so

@@ -14,7 +14,7 @@
 //! behind. Answers built from current entries hold at one revision: the instance's `applied`
 //! revision, its `checked_at`.
 //!
-//! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
+//! Freshness (docs/rules.md §9): answers come from the cache only while the change log was read
 //! successfully within `max_staleness`. Any failed read of the change log (whatever the error,
 //! or a timeout) makes the store count as unreachable until a read succeeds, and so does a
 //! failure elsewhere that says the database cannot be reached or refuses the connection: the
@@ -22,7 +22,7 @@
 //! be unreachable, nothing waits for it: what needs the store fails at once, and only the poll
 //! keeps probing.
 //!
-//! History (DESIGN.md §9): every read of the change log first checks that the store still holds
+//! History (docs/rules.md §9): every read of the change log first checks that the store still holds
 //! the applied revision with its tag. When it does not (a restore from a backup, a failover that
 //! lost commits), the history this instance applied is gone: every entry and client is dropped
 //! at once (they belong to an older *generation*, which no request uses again), the store's head

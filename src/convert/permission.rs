@@ -124,7 +124,7 @@ pub fn consent_prompt_to_proto(
     }
 }
 
-// Context tokens (DESIGN.md §8)
+// Context tokens (docs/rules.md §8)
 
 /// An IssueContextToken answer: the signed token, its expiry and a message, or the refusal.
 pub fn token_to_proto(

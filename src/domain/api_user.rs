@@ -1,4 +1,4 @@
-//! API users (DESIGN.md §8, the Syncplicity seed): a tenant user whom an administrator has made
+//! API users (docs/rules.md §8, the Syncplicity seed): a tenant user whom an administrator has made
 //! an API user, narrowed to a set of API scopes and, with `as_user`, allowed to act on behalf of
 //! managed users without holding DELEGATE. The record belongs to the user, not to an app: it
 //! narrows the scopes the user may use through any app (§3 step 4), and `as_user` is the one

@@ -77,7 +77,7 @@ impl Consent {
     }
 
     /// The right the approved manifest requests at `level`: the most that any grant at that level
-    /// may count for while this approval stands (DESIGN.md §2: a raise or a new level awaiting
+    /// may count for while this approval stands (docs/rules.md §2: a raise or a new level awaiting
     /// re-approval is pending, not effective).
     pub fn approved_right(&self, level: ScopeLevel) -> Option<Right> {
         self.approved_manifest
@@ -87,7 +87,7 @@ impl Consent {
     }
 
     /// Checks that `granted` (an app right that fits the current manifest, [`app_right`]) is
-    /// within what this consent approved at its level (DESIGN.md §8): a level the approval does
+    /// within what this consent approved at its level (docs/rules.md §8): a level the approval does
     /// not request is refused naming `resource` (no right at all can be given there), a right
     /// above the approved request naming `right`. A site owner cannot make a pending request
     /// effective.
@@ -141,7 +141,7 @@ pub fn carried_app_rights(existing: Option<&Consent>) -> Vec<ResolvedRequest> {
 
 /// Checks that an app right at `resource` fits `manifest` (the current one): `resource` has the
 /// depth of a scope level the manifest requests, and `right` is no higher than that request
-/// (DESIGN.md §8, with §2's depth rule). Returns it as the resolved request it adds; whether the
+/// (docs/rules.md §8, with §2's depth rule). Returns it as the resolved request it adds; whether the
 /// consent in force approved as much is [`Consent::admit_app_right`]'s to say.
 pub fn app_right(
     manifest: &Manifest,

@@ -1,4 +1,4 @@
-//! CheckAccess: the ordered steps of DESIGN.md §3. The first failing step decides; with
+//! CheckAccess: the ordered steps of docs/rules.md §3. The first failing step decides; with
 //! `explain`, every evaluated step is traced. Pure: facts in, a [`Decision`] out.
 
 use super::names::named_enum;
@@ -44,7 +44,7 @@ named_enum! {
 named_enum! {
     /// Why a check was decided as it was.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    #[allow(missing_docs)] // each variant is documented by DESIGN.md §3 and the proto enum
+    #[allow(missing_docs)] // each variant is documented by docs/rules.md §3 and the proto enum
     pub enum Reason {
         Allowed = "ALLOWED",
         UnknownTenant = "UNKNOWN_TENANT",
@@ -190,7 +190,7 @@ impl Eval {
 static UNKNOWN_USER: std::sync::LazyLock<UserSnapshot> =
     std::sync::LazyLock::new(UserSnapshot::default);
 
-/// Decides `query` against the facts of one snapshot (DESIGN.md §3).
+/// Decides `query` against the facts of one snapshot (docs/rules.md §3).
 pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>) -> Decision {
     let mut eval = Eval {
         explain: query.explain,
@@ -283,7 +283,7 @@ pub fn check_access(query: &AccessQuery, app: &AppSnapshot, users: UserFacts<'_>
     };
 
     // 4. Scope: effective for the app and, when the signed-in user is an API user, among
-    // their scopes too (DESIGN.md §8).
+    // their scopes too (docs/rules.md §8).
     let api_user = query
         .user_id
         .as_ref()
@@ -440,7 +440,7 @@ enum Delegation {
     /// DELEGATE or an administrator role, through an app whose content access is
     /// ON_BEHALF_OF_MANAGED_USERS.
     Role,
-    /// `as_user` of the user's API-user record, in place of DELEGATE (DESIGN.md §8): with
+    /// `as_user` of the user's API-user record, in place of DELEGATE (docs/rules.md §8): with
     /// whitelisting off it needs no content access; with it on, the app's content access
     /// still applies.
     AsUser {
@@ -458,7 +458,7 @@ struct Access {
     content: ContentAccess,
 }
 
-/// Whether `actor` may act on behalf of `target` (DESIGN.md §3 step 6, amended by §8 for API
+/// Whether `actor` may act on behalf of `target` (docs/rules.md §3 step 6, amended by §8 for API
 /// users), and on what ground; the refusal says why. A role counts only through an app whose
 /// content access is ON_BEHALF_OF_MANAGED_USERS; an API user's `as_user` counts through one too,
 /// or through any app while whitelisting is off. The managed-user rule applies to both.

@@ -1,6 +1,6 @@
 //! What an approved application may do now: the approved manifest ∩ the current manifest
 //! (∩ the whitelist entry), the mandatory re-approval triggers, and the GetAppScopes report
-//! (DESIGN.md §2, §4).
+//! (docs/rules.md §2, §4).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -100,7 +100,7 @@ impl EffectiveGrant {
             .cloned()
             .collect();
         // The resolved requests, then the site-level app rights, which replace a resolved
-        // request at the same resource (DESIGN.md §8: granting where an app right is replaces
+        // request at the same resource (docs/rules.md §8: granting where an app right is replaces
         // it); each at the lowest of its right, the approved and the current request, by level,
         // then resource. A level either manifest leaves out counts for nothing, so an app right
         // stored at a level (or right) that awaits re-approval stays pending (§2), however it was

@@ -130,7 +130,7 @@ impl GroupAcl {
         self.grantors.contains(principal)
     }
 
-    /// Whether `viewer` sees the group's permissions in queries (DESIGN.md §4).
+    /// Whether `viewer` sees the group's permissions in queries (docs/rules.md §4).
     pub fn is_visible_to(&self, viewer: &Viewer) -> bool {
         match viewer {
             Viewer::User(user) => self
@@ -167,7 +167,7 @@ fn check_principals<'a>(
     Ok(())
 }
 
-/// Who is looking at external permissions, which decides what is visible (DESIGN.md §4).
+/// Who is looking at external permissions, which decides what is visible (docs/rules.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Viewer {
     /// An acting user (`x-consentry-user`): sees groups they manage with at least READ.

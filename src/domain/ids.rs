@@ -1,5 +1,5 @@
 //! Validated identifiers and text: newtypes that can only hold values within the limits of
-//! DESIGN.md §2, parsed once at the edge.
+//! docs/rules.md §2, parsed once at the edge.
 
 use std::borrow::Borrow;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The consent prompt (DESIGN.md §8): what an approver is asked to accept right now. The current
+//! The consent prompt (docs/rules.md §8): what an approver is asked to accept right now. The current
 //! manifest, whether approval is mandatory, who may approve, and each difference from the
 //! consent in force, in plain words (the SuperOffice consent dialog's "from … to …").
 

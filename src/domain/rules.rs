@@ -1,4 +1,4 @@
-//! Who may write what: the table of DESIGN.md §6 and the caller bounds of §5, as pure
+//! Who may write what: the table of docs/rules.md §6 and the caller bounds of §5, as pure
 //! functions over the caller, the acting user's roles and the facts a write touches.
 
 use std::collections::BTreeSet;
@@ -265,7 +265,7 @@ impl Caller {
     }
 
     /// Refuses a context token that names `user_id` or `on_behalf_of` unless the caller has
-    /// `assert_user` (DESIGN.md §8): the token is a bearer credential speaking for that user.
+    /// `assert_user` (docs/rules.md §8): the token is a bearer credential speaking for that user.
     pub fn require_may_mint_for_user(&self) -> Result<(), RuleError> {
         if self.capabilities.has(Capability::AssertUser) {
             Ok(())
@@ -374,7 +374,7 @@ pub fn delete_user(roles: RoleSet, actor: &Actor<'_>) -> Result<(), RuleError> {
     }
 }
 
-/// PutApiUser and DeleteApiUser: an acting tenant administrator (DESIGN.md §8), whether
+/// PutApiUser and DeleteApiUser: an acting tenant administrator (docs/rules.md §8), whether
 /// whitelisting is on or off.
 pub fn manage_api_users(actor: &Actor<'_>) -> Result<(), RuleError> {
     actor.require_tenant_admin("making or unmaking an API user")
@@ -429,7 +429,7 @@ pub fn revoke_consent(kind: AppKind, actor: &Actor<'_>) -> Result<(), RuleError>
 
 /// GrantAppRight and RevokeAppRight: an acting tenant administrator, or an acting user who owns
 /// `resource`: holds FULL_CONTROL there, granted at it or inherited from an ancestor
-/// (`owner_right` is the acting user's effective right at `resource`, DESIGN.md §2). A client
+/// (`owner_right` is the acting user's effective right at `resource`, docs/rules.md §2). A client
 /// acting as itself is neither.
 pub fn manage_app_right(
     actor: &Actor<'_>,

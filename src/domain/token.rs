@@ -1,4 +1,4 @@
-//! What a context token says (DESIGN.md §8 "Context tokens"): the §3 decision with no scope and
+//! What a context token says (docs/rules.md §8 "Context tokens"): the §3 decision with no scope and
 //! no permission, and, when it allows, the token's subject, scopes, policy and `rights`.
 //!
 //! `rights` is the offline form of §3 step 7: a list of `{path, level}` such that, for any path
@@ -87,7 +87,7 @@ pub fn applied_policy(grant: &EffectiveGrant, has_user: bool) -> ReportedPolicy 
 
 /// The scopes a token carries (`scp`): exactly those §3 step 4 admits for the signed-in `user`:
 /// the app's effective scopes, narrowed by the user's API-user scopes when they are one
-/// (DESIGN.md §8). The one place that decides them.
+/// (docs/rules.md §8). The one place that decides them.
 pub fn token_scopes(grant: &EffectiveGrant, user: Option<&UserSnapshot>) -> Vec<Scope> {
     match user.and_then(|u| u.api_user.as_ref()) {
         Some(api) => api.narrow(&grant.scopes).into_iter().collect(),

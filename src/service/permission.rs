@@ -259,7 +259,7 @@ impl PermissionService for PermissionApi {
         Ok(Response::new(cv::token_to_proto(Ok(issued), revision)))
     }
 
-    /// Needs no key (DESIGN.md §8: the keys are public, so a verifier holds no credential that
+    /// Needs no key (docs/rules.md §8: the keys are public, so a verifier holds no credential that
     /// could mint); any `authorization` or `x-consentry-user` sent is ignored. The keys come
     /// from the key file, not the store, so they are answered whatever the database does.
     async fn get_signing_keys(

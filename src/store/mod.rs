@@ -11,7 +11,7 @@
 //! (connecting, migrations) is in [`backend`].
 //!
 //! Every write is one transaction that bumps the revision first, enforces the rules of
-//! DESIGN.md §6 through the domain's pure rule functions on facts read inside that same
+//! docs/rules.md §6 through the domain's pure rule functions on facts read inside that same
 //! transaction, appends its audit event, and commits, or leaves no trace at all. A rule that
 //! looks only at the caller is judged before the transaction begins, so a refused caller never
 //! takes the write lock.
@@ -51,7 +51,7 @@ pub enum StoreError {
     /// The write was based on something that changed since (e.g. a manifest revision).
     #[error("{0}")]
     Aborted(String),
-    /// A rule of DESIGN.md §6 refuses the write.
+    /// A rule of docs/rules.md §6 refuses the write.
     #[error(transparent)]
     Rule(#[from] RuleError),
     /// The input does not fit the facts (e.g. resolved requests for another manifest).

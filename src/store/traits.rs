@@ -258,7 +258,7 @@ pub trait AppWrites: Send + Sync {
 }
 
 /// The audited writes of site-level app rights, kept in the consent's row
-/// (`sql/app_rights.rs`; DESIGN.md §8).
+/// (`sql/app_rights.rs`; docs/rules.md §8).
 #[async_trait]
 pub trait AppRightWrites: Send + Sync {
     /// Gives an application a site-level app right beside its consent in force, replacing the

@@ -1,4 +1,4 @@
-//! Context tokens (DESIGN.md §8): compact JWS (RFC 7515) signed with Ed25519 (`alg: EdDSA`,
+//! Context tokens (docs/rules.md §8): compact JWS (RFC 7515) signed with Ed25519 (`alg: EdDSA`,
 //! RFC 8037), their claims, how IssueContextToken signs them, and the verifier a downstream
 //! service runs offline ([`verify`], told what to expect by [`Expected`]) with the rights rule over
 //! the claims ([`Claims::level_at`], [`Claims::allows`]). `consentry token verify` is this verifier

@@ -1,4 +1,4 @@
-//! Site-level app rights (DESIGN.md §8) over a real server, on Postgres and SQLite:
+//! Site-level app rights (docs/rules.md §8) over a real server, on Postgres and SQLite:
 //! GrantAppRight and RevokeAppRight by administrators and site owners, every status they
 //! answer, their effect on CheckAccess and GetAppScopes, re-approval, revocation, unregistering
 //! and the audit trail. What awaits re-approval is in `app_rights_pending.rs`, which shares this

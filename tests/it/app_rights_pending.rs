@@ -1,4 +1,4 @@
-//! Site-level app rights and what awaits re-approval (DESIGN.md §2, §8) over a real server, on
+//! Site-level app rights and what awaits re-approval (docs/rules.md §2, §8) over a real server, on
 //! Postgres and SQLite: while a raise or a new level waits for an administrator, neither a site
 //! owner nor an administrator can make it effective through GrantAppRight (INVALID_ARGUMENT
 //! naming `right`, or `resource` for a level not approved at all), and app rights kept through a

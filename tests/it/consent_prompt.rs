@@ -1,4 +1,4 @@
-//! GetConsentPrompt (DESIGN.md §8) over a real server on Postgres and SQLite: the prompt before
+//! GetConsentPrompt (docs/rules.md §8) over a real server on Postgres and SQLite: the prompt before
 //! any consent, after approval, after each escalation (with the seed's words for the system
 //! user), after a revocation; who may approve a CUSTOM app; and the status codes of a query
 //! (NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION).

@@ -1,4 +1,4 @@
-//! Context tokens end to end (DESIGN.md §8): IssueContextToken and GetSigningKeys over real
+//! Context tokens end to end (docs/rules.md §8): IssueContextToken and GetSigningKeys over real
 //! servers on both backends, each token checked by a verifier written here from the RFCs (raw
 //! Ed25519 over `header.payload` with the JWK's `x`, claims as plain JSON), not the crate's; key
 //! rotation by rewriting the key file; and a key file that cannot be used stopping `serve` at
@@ -72,7 +72,7 @@ pub(crate) fn verify_independently(token: &str, jwks: &str) -> (Value, Value) {
     (header, json(parts[1]))
 }
 
-/// The offline rule over a token's `rights`, written from DESIGN.md §8: the highest level listed
+/// The offline rule over a token's `rights`, written from docs/rules.md §8: the highest level listed
 /// at `path` or an ancestor.
 fn level_at(claims: &Value, path: &str) -> Option<usize> {
     const LEVELS: [&str; 4] = ["READ", "WRITE", "MANAGE", "FULL_CONTROL"];

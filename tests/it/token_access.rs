@@ -1,4 +1,4 @@
-//! Who may mint and who may verify context tokens (DESIGN.md §8): minting for a user needs
+//! Who may mint and who may verify context tokens (docs/rules.md §8): minting for a user needs
 //! `assert_user` besides `query`, app-only tokens need only `query`; `GetSigningKeys` needs no
 //! key at all (and answers from the key file through a database outage); `consentry keygen`, and
 //! `consentry token verify` checking the issuer, and the tenant and the app when told, and

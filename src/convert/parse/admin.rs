@@ -454,6 +454,6 @@ impl Parse for ListAuditEventsRequest {
     }
 }
 
-// Site-level app rights (DESIGN.md §8).
+// Site-level app rights (docs/rules.md §8).
 
 right_at!(app_id: AppId => GrantAppRightRequest, RevokeAppRightRequest);

@@ -101,7 +101,7 @@ fn access_query(
     })?)
 }
 
-/// The viewer of an external permission query (DESIGN.md §4): the acting user, else the app
+/// The viewer of an external permission query (docs/rules.md §4): the acting user, else the app
 /// named in `app_id` (which needs `assert_user`), else the calling client. `app_id` is
 /// validated whoever the viewer turns out to be, so a malformed one is refused even beside an
 /// acting user.

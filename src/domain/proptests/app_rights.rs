@@ -1,4 +1,4 @@
-//! Site-level app rights (DESIGN.md §8): adding one that GrantAppRight admits never takes an
+//! Site-level app rights (docs/rules.md §8): adding one that GrantAppRight admits never takes an
 //! ALLOW away and never lets the app do more than both the current manifest requests and the
 //! consent in force approved at its level; and whatever app rights are stored (also ones written
 //! before the approval capped them), the effective grant never exceeds the approved request,
@@ -110,7 +110,7 @@ fn adding_an_app_right_never_takes_an_allow_away() {
                 return Err(TestCaseError::reject("nothing can be granted there"));
             };
             // An app right replaces a resolved request at its resource, so one below it lowers
-            // the app there on purpose (DESIGN.md §8); the property is about adding.
+            // the app there on purpose (docs/rules.md §8); the property is about adding.
             let consent = w.snapshot().consent;
             if consent
                 .iter()

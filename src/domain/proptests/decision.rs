@@ -1,4 +1,4 @@
-//! Properties of a decision as a whole (DESIGN.md §3): the first failing step decides and the
+//! Properties of a decision as a whole (docs/rules.md §3): the first failing step decides and the
 //! trace shows it, decisions are deterministic, a revoked consent always denies, a scope check
 //! agrees with GetAppScopes (§4) narrowed for an API user, an API-user record changes a
 //! decision only where §8 says, and with whitelisting off `as_user` needs no content access.
@@ -70,7 +70,7 @@ proptest! {
 
     /// A scope check by a signed-in user (no permission, nobody to act for) is allowed exactly
     /// when GetAppScopes lists the scope as effective and, for an API user, the scope survives
-    /// [`ApiUser::narrow`] (what a context token's `scp` is narrowed by, DESIGN.md §8).
+    /// [`ApiUser::narrow`] (what a context token's `scp` is narrowed by, docs/rules.md §8).
     #[test]
     fn a_scope_check_agrees_with_the_reported_effective_scopes(
         w in world(),
@@ -98,7 +98,7 @@ proptest! {
 /// below.
 const MIN_PAST_CONSENT_SHARE: f64 = 0.4;
 
-/// The signed-in user's API-user record changes a decision only where DESIGN.md §8 says:
+/// The signed-in user's API-user record changes a decision only where docs/rules.md §8 says:
 /// at the scope step, refusing a scope the record lacks, or at the on-behalf-of step,
 /// where `as_user` stands in for DELEGATE. The target's record never matters.
 #[test]
@@ -159,7 +159,7 @@ const MIN_ON_BEHALF_SHARE: f64 = 0.2;
 
 /// With whitelisting off, a signed-in API user with `as_user` acting on behalf of someone is
 /// decided exactly as through an app whitelisted for every consented scope with
-/// ON_BEHALF_OF_MANAGED_USERS (DESIGN.md §8, amended): the content access is the one thing
+/// ON_BEHALF_OF_MANAGED_USERS (docs/rules.md §8, amended): the content access is the one thing
 /// whitelisting off withholds, and `as_user` needs none then; the managed-user rule and
 /// everything else decide alike.
 #[test]

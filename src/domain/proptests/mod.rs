@@ -1,4 +1,4 @@
-//! Property tests for the decision engine (DESIGN.md §2–§3) over random but well-formed worlds:
+//! Property tests for the decision engine (docs/rules.md §2–§3) over random but well-formed worlds:
 //! a tenant, an application with a random manifest, an optional consent consistent with the
 //! manifest it approved, an optional whitelist entry, users with random roles and rights over a
 //! small path tree, and random queries drawn from the same pools. This module holds the pools,

@@ -1,4 +1,4 @@
-//! The engine against a literal model (DESIGN.md §2, §3, §8), after Cedar's definitional engine
+//! The engine against a literal model (docs/rules.md §2, §3, §8), after Cedar's definitional engine
 //! and differential testing: a slow transcription of the decision, step by step, that shares
 //! nothing with the engine but the types and their stored fields. It never calls the engine's
 //! logic (no `check_access`, `effective()`, `consent_state()`, `app_right_at`, `right_at`,
@@ -22,7 +22,7 @@ use super::strategies::{open_world, open_world_and_ask};
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
-// Levels, permissions and paths, by hand (DESIGN.md §2 "Resources", "Rights")
+// Levels, permissions and paths, by hand (docs/rules.md §2 "Resources", "Rights")
 // ---------------------------------------------------------------------------------------------
 
 /// The order of the cumulative levels: READ < WRITE < MANAGE < FULL_CONTROL.
@@ -56,7 +56,7 @@ fn reaches(held: Option<Right>, need: Right) -> bool {
     }
 }
 
-/// The fine-grained permissions READ holds (DESIGN.md §2, the seed table).
+/// The fine-grained permissions READ holds (docs/rules.md §2, the seed table).
 const READ_HOLDS: [&str; 6] = [
     "VIEW_ITEMS",
     "OPEN_ITEMS",
@@ -97,7 +97,7 @@ fn needed(name: &str) -> Right {
         _ if READ_HOLDS.contains(&name) => Right::Read,
         _ if WRITE_ADDS.contains(&name) => Right::Write,
         _ if MANAGE_ADDS.contains(&name) => Right::Manage,
-        _ => panic!("{name} is not a permission of DESIGN.md §2"),
+        _ => panic!("{name} is not a permission of docs/rules.md §2"),
     }
 }
 
@@ -143,7 +143,7 @@ fn user_level(user: Option<&UserSnapshot>, q: &str) -> Option<Right> {
     level_at(user.rights.iter().map(|(p, r)| (p.as_str(), *r)), q)
 }
 
-/// The roles a user holds: those given, and every role with GENERAL_ADMIN (DESIGN.md §2).
+/// The roles a user holds: those given, and every role with GENERAL_ADMIN (docs/rules.md §2).
 fn roles_held(user: Option<&UserSnapshot>) -> BTreeSet<Role> {
     let Some(user) = user else {
         return BTreeSet::new();
@@ -157,7 +157,7 @@ fn roles_held(user: Option<&UserSnapshot>) -> BTreeSet<Role> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The consent and the effective grant (DESIGN.md §2, §8)
+// The consent and the effective grant (docs/rules.md §2, §8)
 // ---------------------------------------------------------------------------------------------
 
 /// What an approved application may do now, by the model.
@@ -185,7 +185,7 @@ impl Grant {
     }
 }
 
-/// Where the consent stands (DESIGN.md §3 step 3).
+/// Where the consent stands (docs/rules.md §3 step 3).
 #[derive(Debug, Clone)]
 enum Standing {
     /// Nobody approved the application (or it is not registered).
@@ -206,7 +206,7 @@ fn whitelisting(s: &AppSnapshot) -> bool {
     }
 }
 
-/// The consent of `s`, by DESIGN.md §2: revoked, escalated (USER_CONTEXT → SYSTEM_USER, webhooks
+/// The consent of `s`, by docs/rules.md §2: revoked, escalated (USER_CONTEXT → SYSTEM_USER, webhooks
 /// added, database mirroring added) or in force with approved ∩ current.
 fn standing(s: &AppSnapshot) -> Standing {
     let (Some(consent), Some(app)) = (&s.consent, &s.app) else {
@@ -271,7 +271,7 @@ fn standing(s: &AppSnapshot) -> Standing {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The decision (DESIGN.md §3, with §8's API users)
+// The decision (docs/rules.md §3, with §8's API users)
 // ---------------------------------------------------------------------------------------------
 
 /// The model's answer to a check.
@@ -303,7 +303,7 @@ impl<'w> Verdict<'w> {
 }
 
 /// The decision on `q` in `s`, the signed-in user's facts `user` and the on-behalf target's
-/// `target` (`None`: unknown to the tenant), transcribed from DESIGN.md §3 step by step.
+/// `target` (`None`: unknown to the tenant), transcribed from docs/rules.md §3 step by step.
 fn model<'w>(
     q: &AccessQuery,
     s: &AppSnapshot,
@@ -463,7 +463,7 @@ fn the_engine_decides_as_the_model() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Context tokens (DESIGN.md §8)
+// Context tokens (docs/rules.md §8)
 // ---------------------------------------------------------------------------------------------
 
 /// Three paths of one to six segments from a small alphabet that shares prefixes with the pools
@@ -494,7 +494,7 @@ fn every_path(w: &World, extra: &[String]) -> BTreeSet<String> {
 }
 
 /// The level the model allows at `q` under `policy`: the app's, the subject's, or the lower of
-/// both (DESIGN.md §3 step 7).
+/// both (docs/rules.md §3 step 7).
 fn allowed_level(
     policy: ReportedPolicy,
     grant: &Grant,
@@ -661,7 +661,7 @@ fn a_tokens_claims_are_the_models() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The app-right ceiling (DESIGN.md §2, §8)
+// The app-right ceiling (docs/rules.md §2, §8)
 // ---------------------------------------------------------------------------------------------
 
 /// Least share of cases of [`the_app_right_ceiling_is_the_models`] with a consent in force that

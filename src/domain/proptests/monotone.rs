@@ -1,4 +1,4 @@
-//! Monotonicity (DESIGN.md §2 "Effective grant", §3, §8): more roles, rights, app grants or a
+//! Monotonicity (docs/rules.md §2 "Effective grant", §3, §8): more roles, rights, app grants or a
 //! wider whitelist entry never take an ALLOW away, a downgraded manifest never widens access, and
 //! an API-user record only narrows scopes and only widens acting on behalf (`as_user`). Run like
 //! `proptest!`, measuring how often a case starts from an ALLOW.
@@ -86,7 +86,7 @@ pub(super) fn keeps_allow(from: &Decision, to: &Decision) -> Result<bool, TestCa
 
 /// Giving the signed-in user more roles or rights, or the on-behalf target more rights,
 /// never turns an ALLOW into a DENY. (More *roles* for the target can: a target holding a
-/// role the actor lacks is not a managed user, DESIGN.md §3 step 6.)
+/// role the actor lacks is not a managed user, docs/rules.md §3 step 6.)
 #[test]
 fn more_user_roles_or_rights_never_take_an_allow_away() {
     monotone(
@@ -221,7 +221,7 @@ fn a_wider_whitelist_entry_never_takes_an_allow_away() {
 /// allow_app_only off, USER_ONLY → USER_AND_APP, SYSTEM_USER → USER_CONTEXT, webhooks or
 /// mirroring off) never widens what is allowed: ALLOW after ⇒ ALLOW before. Excluded: a
 /// world awaiting re-approval, where withdrawing the escalation legitimately restores the
-/// approved access (the trigger is measured against the approval, DESIGN.md §2).
+/// approved access (the trigger is measured against the approval, docs/rules.md §2).
 #[test]
 fn a_downgraded_manifest_never_widens_access() {
     monotone(
@@ -295,7 +295,7 @@ fn signed_in_as(w: &World, q: Ask, user: &'static str, api: Option<ApiUser>) -> 
 }
 
 /// An API user without `as_user` never allows more than the same user without the API-user
-/// record: the record only narrows scopes (DESIGN.md §8).
+/// record: the record only narrows scopes (docs/rules.md §8).
 #[test]
 fn an_api_user_without_as_user_never_allows_more_than_the_plain_user() {
     monotone(
@@ -314,7 +314,7 @@ fn an_api_user_without_as_user_never_allows_more_than_the_plain_user() {
 }
 
 /// An API-user record whose scopes include the one asked for (if any) never takes an ALLOW
-/// away: `as_user` only adds a ground for acting on behalf (DESIGN.md §8).
+/// away: `as_user` only adds a ground for acting on behalf (docs/rules.md §8).
 #[test]
 fn an_api_user_record_admitting_the_scope_never_takes_an_allow_away() {
     monotone(

@@ -1,4 +1,4 @@
-//! Properties of rights down the path tree and of path validation (DESIGN.md §2 "Resources"
+//! Properties of rights down the path tree and of path validation (docs/rules.md §2 "Resources"
 //! and "Rights"): no grant leaks to a sibling or a parent, the highest right on the path or an
 //! ancestor wins, and paths are accepted or rejected exactly as an independent oracle says.
 

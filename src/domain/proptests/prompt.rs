@@ -1,4 +1,4 @@
-//! Properties of the consent prompt (DESIGN.md §8) held against GetAppScopes (§4) and the
+//! Properties of the consent prompt (docs/rules.md §8) held against GetAppScopes (§4) and the
 //! approval rule (§2, §6) on random worlds:
 //!
 //! * `mandatory` is true exactly when GetAppScopes reports `reapproval_required` or no consent

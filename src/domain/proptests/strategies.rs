@@ -1,4 +1,4 @@
-//! The generators of worlds and queries over the pools (DESIGN.md §2 domain model, §3 query):
+//! The generators of worlds and queries over the pools (docs/rules.md §2 domain model, §3 query):
 //! manifests, consents consistent with the manifest they approved (some with stored site-level
 //! app rights), whitelist entries, users (some of them API users) and queries. Worlds of every
 //! kind (`world()`), and open ones where most checks get past the consent step, with queries
@@ -162,7 +162,7 @@ fn whitelist_entry() -> impl Strategy<Value = WhitelistEntry> {
         })
 }
 
-/// An API-user record over the scope pool (DESIGN.md §8).
+/// An API-user record over the scope pool (docs/rules.md §8).
 pub(super) fn api_user() -> impl Strategy<Value = ApiUser> {
     (
         subsequence(SCOPES.to_vec(), 0..=SCOPES.len()),
@@ -223,7 +223,7 @@ fn consent_facts(
 }
 
 /// How likely each part of a generated world is, and so how often a check gets past the early
-/// steps of DESIGN.md §3.
+/// steps of docs/rules.md §3.
 #[derive(Debug, Clone, Copy)]
 struct Odds {
     /// That the tenant exists; (separately) that the application is registered.
@@ -335,7 +335,7 @@ pub(super) fn open_world_and_ask() -> impl Strategy<Value = (World, Ask)> {
 }
 
 /// A query shaped by the world it is asked in, so that most reach the later steps of
-/// DESIGN.md §3: mostly by a user the tenant knows (else app-only, or anyone of the pool); one
+/// docs/rules.md §3: mostly by a user the tenant knows (else app-only, or anyone of the pool); one
 /// time in ten on behalf of someone the world lets the user act for, when there is such a pair,
 /// and one in twenty on behalf of anyone; a scope now and then, mostly one the app may use; and
 /// mostly a permission. (The shaping reads the world with the engine's helpers; only the model
@@ -408,7 +408,7 @@ pub(super) fn ask_in(w: &World) -> impl Strategy<Value = Ask> + use<> {
 }
 
 /// The pairs (actor, target) of known users where the actor has a ground to act on behalf in
-/// `w` (DESIGN.md §3 step 6, §8): those where the target holds no role the actor lacks (a
+/// `w` (docs/rules.md §3 step 6, §8): those where the target holds no role the actor lacks (a
 /// managed user), and those where it does.
 type Pairs = Vec<(&'static str, &'static str)>;
 fn delegations(w: &World) -> (Pairs, Pairs) {

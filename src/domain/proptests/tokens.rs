@@ -1,4 +1,4 @@
-//! A context token's `rights` against the engine (DESIGN.md §8 "Context tokens"): on generated
+//! A context token's `rights` against the engine (docs/rules.md §8 "Context tokens"): on generated
 //! worlds, wherever the engine allows the token's check, the offline rule over `rights` gives,
 //! at every path under the token's resource, exactly the level the engine decides there, asked
 //! at each level and each fine-grained permission. Both properties count the cases where the

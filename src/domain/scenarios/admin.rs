@@ -1,4 +1,4 @@
-//! The admin rules (DESIGN.md §6): who, beyond the `admin` capability and tenant bounds, may
+//! The admin rules (docs/rules.md §6): who, beyond the `admin` capability and tenant bounds, may
 //! make each write.
 
 use crate::domain::rules::{

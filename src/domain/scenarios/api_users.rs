@@ -1,4 +1,4 @@
-//! API users (DESIGN.md §8): when the signed-in user (`user_id`, also when acting on behalf of
+//! API users (docs/rules.md §8): when the signed-in user (`user_id`, also when acting on behalf of
 //! another) is an API user, §3 step 4 also requires the scope to be among the API user's scopes,
 //! and step 6 accepts `as_user` in place of DELEGATE. The managed-user rule still applies; the
 //! app's content access applies only while whitelisting is on (with it off, `as_user` needs

@@ -1,4 +1,4 @@
-//! Site-level app rights (DESIGN.md §8): who may give them, the depth and ceiling they must fit,
+//! Site-level app rights (docs/rules.md §8): who may give them, the depth and ceiling they must fit,
 //! how they join the effective grant, and how they survive re-approval and go with revocation.
 
 use crate::domain::consent::{app_right, carried_app_rights};

@@ -1,4 +1,4 @@
-//! The effective grant, approved ∩ current manifest (DESIGN.md §2 "Effective grant"): the
+//! The effective grant, approved ∩ current manifest (docs/rules.md §2 "Effective grant"): the
 //! mandatory re-approval triggers, additions that stay pending until re-approved, removals and
 //! downgrades that take effect at once, and the app rights that result.
 

@@ -1,6 +1,6 @@
-//! Hand-written scenarios for the pure decision engine (DESIGN.md §2–§4 and §6): the world every
+//! Hand-written scenarios for the pure decision engine (docs/rules.md §2–§4 and §6): the world every
 //! scenario is built from and the fixtures more than one area uses, defined once here. Each test
-//! is one named situation; they live by area, following DESIGN.md:
+//! is one named situation; they live by area, following docs/rules.md:
 //!
 //! * `steps.rs`: every reason, the order of the CheckAccess steps, input validation (§3);
 //! * `effective.rs`: re-approval triggers, pending additions, immediate downgrades and the

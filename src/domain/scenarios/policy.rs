@@ -1,4 +1,4 @@
-//! The PERMISSION step's policies (DESIGN.md §3 step 7): USER_AND_APP checks the app first,
+//! The PERMISSION step's policies (docs/rules.md §3 step 7): USER_AND_APP checks the app first,
 //! USER_ONLY ignores the app, an app-only call uses the app's rights, and an effective
 //! SYSTEM_USER app holds FULL_CONTROL on `/`.
 

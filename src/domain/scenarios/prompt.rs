@@ -1,4 +1,4 @@
-//! The consent prompt (DESIGN.md §8): each change token exactly when its difference exists, the
+//! The consent prompt (docs/rules.md §8): each change token exactly when its difference exists, the
 //! seed's words for the system user, mandatory or not, and who may approve.
 
 use super::*;

@@ -1,4 +1,4 @@
-//! The other queries (DESIGN.md §4): the GetAppScopes report, and which viewer sees an
+//! The other queries (docs/rules.md §4): the GetAppScopes report, and which viewer sees an
 //! external permission group.
 
 use super::*;

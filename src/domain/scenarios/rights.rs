@@ -1,4 +1,4 @@
-//! Rights down the path tree (DESIGN.md §2 "Resources" and "Rights"): a grant applies to its
+//! Rights down the path tree (docs/rules.md §2 "Resources" and "Rights"): a grant applies to its
 //! path and everything below, the highest level on the path or an ancestor wins, and each
 //! level holds exactly the fine-grained permissions of the seed table.
 
@@ -89,7 +89,7 @@ fn the_highest_right_on_the_path_or_an_ancestor_wins() {
 // The seed table: each level's fine-grained permissions
 // ---------------------------------------------------------------------------------------------
 
-/// DESIGN.md §2, copied by name: READ's permissions, then what WRITE and MANAGE add.
+/// docs/rules.md §2, copied by name: READ's permissions, then what WRITE and MANAGE add.
 const SEED_READ: [&str; 6] = [
     "VIEW_ITEMS",
     "OPEN_ITEMS",

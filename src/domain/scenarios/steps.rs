@@ -1,4 +1,4 @@
-//! CheckAccess as a whole (DESIGN.md §3): every reason, each through its own scenario; the
+//! CheckAccess as a whole (docs/rules.md §3): every reason, each through its own scenario; the
 //! first failing step decides; a check with neither scope nor permission; and input validation
 //! before anything is read.
 

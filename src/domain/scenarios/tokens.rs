@@ -1,4 +1,4 @@
-//! Context tokens (DESIGN.md §8): what an allowed IssueContextToken puts in its token (subject,
+//! Context tokens (docs/rules.md §8): what an allowed IssueContextToken puts in its token (subject,
 //! actor, scopes, the policy applied, `rights`) and that a refusal is the decision itself.
 
 use super::*;

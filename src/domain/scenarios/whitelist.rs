@@ -1,4 +1,4 @@
-//! Whitelisting (DESIGN.md §2 "Whitelist entry", §3 steps 2 and 4) and acting on behalf of a
+//! Whitelisting (docs/rules.md §2 "Whitelist entry", §3 steps 2 and 4) and acting on behalf of a
 //! managed user, which the entry's content access allows (§3 step 6).
 
 use super::*;

@@ -557,7 +557,7 @@ impl AdminService for AdminApi {
         }))
     }
 
-    // Site-level app rights (DESIGN.md §8).
+    // Site-level app rights (docs/rules.md §8).
 
     async fn grant_app_right(
         &self,

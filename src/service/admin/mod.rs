@@ -1,7 +1,7 @@
 //! `consentry.v1.AdminService`: thin handlers that authenticate, parse the request into its
 //! command (`convert::Parse`: tenant bounds, then validation, proto → domain), call the store,
 //! and map the answer back. Every write goes through `AdminApi::write`; every listing through
-//! `AdminApi::list`. The rules of DESIGN.md §6 run inside the store's write transactions,
+//! `AdminApi::list`. The rules of docs/rules.md §6 run inside the store's write transactions,
 //! through the domain's rule functions.
 
 mod handlers;

@@ -1,4 +1,4 @@
-//! [`AppRightWrites`]: writes of site-level app rights (DESIGN.md §8), resolved requests that a
+//! [`AppRightWrites`]: writes of site-level app rights (docs/rules.md §8), resolved requests that a
 //! tenant administrator or a site owner gives an application beside its consent in force, kept
 //! in the consent's row.
 

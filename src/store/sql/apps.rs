@@ -127,7 +127,7 @@ impl AppWrites for SqlStore {
             approved_manifest_revision: app.manifest_revision,
             approved_manifest: app.manifest.clone(),
             resolved_requests,
-            // Re-approval keeps the site-level app rights given since (DESIGN.md §8).
+            // Re-approval keeps the site-level app rights given since (docs/rules.md §8).
             app_rights: carried_app_rights(existing.as_ref()),
             revoked_at: None,
         };
@@ -175,7 +175,7 @@ impl AppWrites for SqlStore {
             .ok_or_else(|| StoreError::NotFound(Entity::Consent(tenant.clone(), app_id.clone())))?;
         let acting = acting_roles(w.conn(), ctx, tenant).await?;
         rules::revoke_consent(app.kind, &actor(ctx, acting))?;
-        // The site-level app rights go with the consent (DESIGN.md §8).
+        // The site-level app rights go with the consent (docs/rules.md §8).
         let revoked = consent.revoked(ctx.at);
         sqlx::query(
             "UPDATE consents SET revoked_at = $3, app_rights = $4 WHERE tenant_id = $1 AND app_id = $2",

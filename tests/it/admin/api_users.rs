@@ -1,4 +1,4 @@
-//! API users (DESIGN.md §8) through the AdminService, on both backends: PutApiUser,
+//! API users (docs/rules.md §8) through the AdminService, on both backends: PutApiUser,
 //! DeleteApiUser and ListApiUsers succeed, list in pages and are audited; a non-administrator is
 //! PERMISSION_DENIED, something missing NOT_FOUND, malformed input INVALID_ARGUMENT (in the
 //! order of §6), none of them leaving a trace; and a deleted user's API-user record goes with
@@ -237,7 +237,7 @@ async fn api_user_writes_refuse_as_documented_and_leave_no_trace(db: &TestDb) {
     }
 
     // NOT_FOUND: the tenant, the user, or (for a delete) the API user; existence is checked
-    // before the rule, as DESIGN.md §6 orders them.
+    // before the rule, as docs/rules.md §6 orders them.
     const NF: Code = Code::NotFound;
     for who in [&alice, &boot.user("carol")] {
         cases.check(

@@ -1,4 +1,4 @@
-//! Callers (DESIGN.md §5) on every RPC of the service (enumerated from its descriptor): a key
+//! Callers (docs/rules.md §5) on every RPC of the service (enumerated from its descriptor): a key
 //! is required, then the admin capability, assert_user to name a user, and the client's tenants.
 //! Each test checks every RPC and reports every one that does not refuse as it should.
 

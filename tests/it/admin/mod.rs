@@ -2,7 +2,7 @@
 //! ephemeral port and a fresh database of its own (Postgres as `admin::<area>::postgres_only::*`;
 //! a representative subset on both backends as `admin::<area>::postgres::*` and
 //! `admin::<area>::sqlite::*`), plus the real binary across a restart and its `client` commands.
-//! It checks DESIGN.md §5 (callers) and §6 (writes): the status of every kind of failure, one
+//! It checks docs/rules.md §5 (callers) and §6 (writes): the status of every kind of failure, one
 //! test per row of the rule table, an audit event for every write RPC (enumerated from the
 //! service descriptor), atomicity, paging and persistence.
 //!

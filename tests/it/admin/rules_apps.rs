@@ -1,4 +1,4 @@
-//! The rules of DESIGN.md §6 for applications: managing them needs app_manager on every tenant;
+//! The rules of docs/rules.md §6 for applications: managing them needs app_manager on every tenant;
 //! STANDARD apps are approved by tenant administrators; CUSTOM apps are first activated by app
 //! managers and re-activated by administrators.
 

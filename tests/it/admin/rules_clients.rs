@@ -1,4 +1,4 @@
-//! The rules of DESIGN.md §6 for clients and the audit log: a client creates clients only within
+//! The rules of docs/rules.md §6 for clients and the audit log: a client creates clients only within
 //! its own tenants and capabilities, revokes any client whose tenants lie within its own, and
 //! sees the audit events of its tenants only.
 

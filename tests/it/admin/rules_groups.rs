@@ -1,4 +1,4 @@
-//! The rules of DESIGN.md §6 for external permissions: groups are created by permission
+//! The rules of docs/rules.md §6 for external permissions: groups are created by permission
 //! managers and changed by READ_WRITE managers; grants are given and taken by grantors.
 
 use consentry::proto::*;

@@ -1,4 +1,4 @@
-//! The rules of DESIGN.md §6 for tenants, users and rights: tenant creation, the whitelisting
+//! The rules of docs/rules.md §6 for tenants, users and rights: tenant creation, the whitelisting
 //! switch and revoking consent, roles, user rights (one test per row of the rule table).
 
 use consentry::proto::*;

@@ -1,4 +1,4 @@
-//! API users (DESIGN.md §8) in CheckAccess through the real server, on both backends: a scope
+//! API users (docs/rules.md §8) in CheckAccess through the real server, on both backends: a scope
 //! outside the signed-in API user's scopes is SCOPE_NOT_GRANTED naming the API user, `as_user`
 //! acts on behalf of a managed user in place of DELEGATE (the managed-user rule still applies;
 //! with whitelisting off no content access is needed, with it on the app's content access still

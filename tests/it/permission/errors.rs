@@ -1,4 +1,4 @@
-//! Validation and callers (DESIGN.md §5): malformed input is INVALID_ARGUMENT naming the field,
+//! Validation and callers (docs/rules.md §5): malformed input is INVALID_ARGUMENT naming the field,
 //! a token from the future FAILED_PRECONDITION; a caller needs a key, the query capability, its
 //! tenants, and assert_user to name a user. Tables that report every case that does not hold.
 

@@ -1,4 +1,4 @@
-//! The external permission queries (DESIGN.md §4): what each kind of viewer may see, complete
+//! The external permission queries (docs/rules.md §4): what each kind of viewer may see, complete
 //! and stable pages, and expired grants hidden whether cached or not.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! The freshness contract of DESIGN.md §2 across instances: a token makes the first read fresh,
+//! The freshness contract of docs/rules.md §2 across instances: a token makes the first read fresh,
 //! without one a read is fresh within a second, in two processes and two in-process servers on
 //! one database; repeated checks are cache hits; a revoked consent is never allowed once its
 //! token is presented; the instance that wrote reads its write without a token.

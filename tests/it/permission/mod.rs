@@ -1,6 +1,6 @@
 //! The PermissionService end to end, over real servers (in-process on port 0, or the binary as
 //! a child process) on real databases: every CheckAccess reason with its trace, batches,
-//! validation and caller rules (DESIGN.md §3, §5), the external permission queries' visibility,
+//! validation and caller rules (docs/rules.md §3, §5), the external permission queries' visibility,
 //! paging and expiry and GetAppScopes (§4), and the freshness contract of §2 across instances
 //! (tokens, the one-second bound, read-your-writes, cache hits that never outlive a revocation),
 //! failing closed without a store and through outages, draining on SIGTERM, and the demo world.
@@ -385,7 +385,7 @@ fn cached() -> Option<Consistency> {
 // ---------------------------------------------------------------------------------------------
 // Decisions and traces.
 
-/// The step tokens of DESIGN.md §3, in evaluation order.
+/// The step tokens of docs/rules.md §3, in evaluation order.
 const STEPS: [&str; 8] = [
     "TENANT",
     "APP",

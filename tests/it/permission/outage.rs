@@ -1,4 +1,4 @@
-//! Failing closed without a store, and the read path through database outages (DESIGN.md §9),
+//! Failing closed without a store, and the read path through database outages (docs/rules.md §9),
 //! with real faults: the database dropped underneath a server; the server's pool cut off while
 //! its change listener stays connected; a TCP proxy between the server and PostgreSQL that drops
 //! every connection and refuses new ones; a server started while its database is down; and a

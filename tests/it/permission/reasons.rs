@@ -1,4 +1,4 @@
-//! One test per CheckAccess reason (DESIGN.md §3), on both backends, each with its trace.
+//! One test per CheckAccess reason (docs/rules.md §3), on both backends, each with its trace.
 
 use super::*;
 use crate::support::db::backend_tests;

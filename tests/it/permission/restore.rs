@@ -1,4 +1,4 @@
-//! A database whose history moves backwards under running instances (DESIGN.md §9): a backup
+//! A database whose history moves backwards under running instances (docs/rules.md §9): a backup
 //! taken with `pg_dump`, writes, then the database dropped, created again and restored with
 //! `pg_restore` while the binaries keep serving. Each instance notices within its poll (or at
 //! once, when a write or a token from the new history reaches it), drops everything it cached,

@@ -1,4 +1,4 @@
-//! GetAppScopes (DESIGN.md §4): pending additions until approved, and each escalation requiring
+//! GetAppScopes (docs/rules.md §4): pending additions until approved, and each escalation requiring
 //! re-approval until approved again.
 
 use tonic::Code;

@@ -1,4 +1,4 @@
-//! Every failure to read the change log is an outage (DESIGN.md §9): a database that refuses the
+//! Every failure to read the change log is an outage (docs/rules.md §9): a database that refuses the
 //! server's connections counts as unreachable just as one that cannot be reached. Each cause is
 //! made for real, on a PostgreSQL cluster of the test's own (the shared test server must not
 //! have its passwords changed or its connection slots exhausted): CONNECT revoked, the password

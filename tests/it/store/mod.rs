@@ -1,6 +1,6 @@
 //! The store conformance suite: one set of behavioural tests, run through the `Store` trait
 //! against Postgres and SQLite (`store::<area>::postgres::*`, `store::<area>::sqlite::*`), each
-//! test on a fresh database with data of its own. It checks DESIGN.md §2, §5 and §6 as the store
+//! test on a fresh database with data of its own. It checks docs/rules.md §2, §5 and §6 as the store
 //! implements them: revisions and audit events, the write rules, cascades, visibility, paging,
 //! atomicity of failed writes and persistence across a restart.
 //!
