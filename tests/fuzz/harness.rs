@@ -66,7 +66,7 @@ pub fn budget() -> Option<Duration> {
 
 /// Runs `check` on values of `strategy`: `PROPTEST_CASES` cases, or rounds of them with fresh
 /// seeds until `budget` has passed. A failure panics with the shrunk input and the seed that
-/// replays it; known open findings are printed at the end.
+/// replays it; every finding fails.
 pub fn fuzz<S: Strategy>(
     target: &str,
     budget: Option<Duration>,
