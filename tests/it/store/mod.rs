@@ -32,6 +32,7 @@ mod history;
 mod lists;
 mod locks;
 mod recognised;
+mod standby;
 mod tenants;
 mod writes;
 

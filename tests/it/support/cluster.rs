@@ -12,6 +12,10 @@
 //! as root they run as the `postgres` OS user, which then owns the directory (so the temp dir
 //! must be one that user can reach, as `/tmp` is).
 //!
+//! [`Cluster::standby_of`] makes a hot standby of a cluster started with [`REPLICATION`]
+//! (`pg_basebackup -R` into a directory of the same kind, handled the same way);
+//! [`Cluster::stop`] and [`Cluster::start_again`] stop a server for real and bring it back.
+//!
 //! Every step is bounded: a program that does not finish in time fails the test with what it
 //! printed.
 
@@ -40,6 +44,18 @@ const DEFAULTS: [(&str, &str); 7] = [
     ("max_connections", "20"),
     ("superuser_reserved_connections", "2"),
     ("log_min_messages", "warning"),
+];
+
+/// Settings a primary needs for [`Cluster::standby_of`]: WAL for a hot standby, senders and slots
+/// to stream it, and commits that are written before they return, so that the primary's current
+/// LSN after a commit covers it (cheap here, with `fsync` off). `initdb`'s `pg_hba.conf` already
+/// lets the superuser replicate over 127.0.0.1 with its password.
+pub const REPLICATION: [(&str, &str); 5] = [
+    ("wal_level", "replica"),
+    ("max_wal_senders", "4"),
+    ("max_replication_slots", "4"),
+    ("hot_standby", "on"),
+    ("synchronous_commit", "on"),
 ];
 
 /// Numbers the clusters this process makes.
@@ -181,6 +197,48 @@ impl Cluster {
     /// Makes and starts a cluster with `settings` (`name`, `value`) written to its
     /// `postgresql.conf`, after defaults for a fast, small, throwaway server.
     pub async fn start(settings: &[(&str, &str)]) -> Cluster {
+        let mut cluster = Cluster::new(random_hex());
+        cluster.init(settings).await;
+        cluster.start_on_free_port().await;
+        cluster
+    }
+
+    /// Makes and starts a hot standby of `primary` (which must allow replication, as
+    /// [`REPLICATION`] does): `pg_basebackup -R` copies it and writes the standby's connection
+    /// to it, through the replication slot `slot`, which the backup creates on the primary so
+    /// that the primary keeps the WAL the standby has not received (also while it is stopped).
+    pub async fn standby_of(primary: &Cluster, slot: &str) -> Cluster {
+        let mut standby = Cluster::new(primary.password.clone());
+        chown_to_owner(&standby.base);
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} password={}",
+            primary.port, primary.password
+        );
+        let mut basebackup = as_owner(&standby.bin, "pg_basebackup");
+        basebackup
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-d", &conninfo, "-R", "-C", "-S", slot])
+            .args(["--checkpoint=fast", "--no-sync"]);
+        let out = run(basebackup, STEP_TIMEOUT).await;
+        assert!(
+            out.status.success(),
+            "pg_basebackup failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The copied configuration names the primary's socket directory: the standby gets its own.
+        standby.append_conf(&[(
+            "unix_socket_directories",
+            &standby.data_dir().display().to_string(),
+        )]);
+        standby.start_on_free_port().await;
+        standby
+    }
+
+    /// A cluster not made yet: its new, empty directory `consentry-pg-<pid>-<n>` under the temp
+    /// dir (the first of a process sweeps those of processes no longer running).
+    fn new(password: String) -> Cluster {
         let bin = bin_dir();
         SWEPT.call_once(|| sweep(&bin));
         let base = std::env::temp_dir().join(format!(
@@ -190,28 +248,30 @@ impl Cluster {
         ));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("creates the cluster directory");
-        let mut cluster = Cluster {
+        Cluster {
             base,
             bin,
             port: 0,
-            password: random_hex(),
+            password,
             running: false,
-        };
-        cluster.init(settings).await;
+        }
+    }
+
+    /// Starts the server on a free port of 127.0.0.1.
+    async fn start_on_free_port(&mut self) {
         // A port found free may be taken before the server binds it: then another.
         for attempt in 1..=5 {
-            cluster.port = free_port();
-            if cluster.start_server().await {
-                return cluster;
+            self.port = free_port();
+            if self.start_server().await {
+                return;
             }
             assert!(
                 attempt < 5,
                 "the cluster in {} never started: {}",
-                cluster.base.display(),
-                cluster.log()
+                self.base.display(),
+                self.log()
             );
         }
-        unreachable!()
     }
 
     /// `initdb`, then the settings.
@@ -242,12 +302,23 @@ impl Cluster {
         );
         let _ = std::fs::remove_file(&pwfile);
         let socket_dir = self.data_dir().display().to_string();
-        let mut conf = String::from("\n# consentry test cluster\n");
         let fixed = [
             ("listen_addresses", "127.0.0.1"),
             ("unix_socket_directories", socket_dir.as_str()),
         ];
-        for (name, value) in fixed.iter().chain(DEFAULTS.iter()).chain(settings) {
+        let all: Vec<(&str, &str)> = fixed
+            .iter()
+            .chain(DEFAULTS.iter())
+            .chain(settings)
+            .copied()
+            .collect();
+        self.append_conf(&all);
+    }
+
+    /// Appends `settings` to `postgresql.conf` (a later line overrides an earlier one).
+    fn append_conf(&self, settings: &[(&str, &str)]) {
+        let mut conf = String::from("\n# consentry test cluster\n");
+        for (name, value) in settings {
             conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
         }
         let path = self.data_dir().join("postgresql.conf");
@@ -304,6 +375,43 @@ impl Cluster {
             .await
             .expect("the admin connection within 10 s")
             .unwrap_or_else(|e| panic!("the admin connection: {e}; log: {}", self.log()))
+    }
+
+    /// Stops the server cleanly (`pg_ctl stop -m fast`), waiting until it is down.
+    pub async fn stop(&mut self) {
+        assert!(
+            self.running,
+            "the cluster in {} is not running",
+            self.base.display()
+        );
+        let mut pg_ctl = as_owner(&self.bin, "pg_ctl");
+        pg_ctl
+            .args(["stop", "-w", "-t", "30", "-m", "fast", "-D"])
+            .arg(self.data_dir());
+        let out = run(pg_ctl, STEP_TIMEOUT).await;
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        self.running = false;
+    }
+
+    /// Starts a stopped server again, on the port it had.
+    pub async fn start_again(&mut self) {
+        assert!(
+            !self.running,
+            "the cluster in {} is running",
+            self.base.display()
+        );
+        assert!(
+            self.start_server().await,
+            "the cluster in {} did not start again on port {}: {}",
+            self.base.display(),
+            self.port,
+            self.log()
+        );
     }
 
     /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`).
