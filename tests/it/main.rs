@@ -10,6 +10,7 @@ mod admin;
 mod app_rights;
 mod app_rights_pending;
 mod architecture;
+mod bench_data;
 mod citations;
 mod consent_prompt;
 mod context_tokens;
