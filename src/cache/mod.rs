@@ -584,9 +584,18 @@ impl Caches {
         .await
     }
 
+    /// The active client holding the key with this hash (`None`: unknown or revoked): the cached
+    /// one if it is current, without awaiting anything; otherwise from the store (boxed: only a
+    /// miss needs the state of a read that waits).
+    pub async fn client(&self, at: At, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
+        match self.client_hit(at, hash) {
+            Some(caller) => Ok(Some(caller)),
+            None => Box::pin(self.load_client(hash)).await,
+        }
+    }
+
     /// The cached active client holding the key with this hash, if it is current; never waits.
-    /// Otherwise [`Caches::load_client`] asks the store.
-    pub fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
+    fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
         let clients = self.clients.load();
         let entry = clients.get(hash).filter(|e| self.untouched(e, at))?;
         self.count_hit(Kind::Clients);
@@ -596,7 +605,7 @@ impl Caches {
     /// The active client holding the key with this hash, from the store, after
     /// [`Caches::client_hit`] missed (`None`: unknown or revoked). Only found clients are cached,
     /// so a flood of unknown keys cannot push real clients out.
-    pub async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
+    async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
         let which = Kind::Clients as usize;
         self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);

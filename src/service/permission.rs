@@ -109,11 +109,7 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<CheckAccessResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
         let Check { query, wanted } = self.parse(&cx, request)?;
-        let (decision, revision) = match self.reader.check_now(at, wanted, &query) {
-            Some(answer) => answer,
-            // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.reader.check(at, wanted, &query)).await?,
-        };
+        let (decision, revision) = self.reader.check(at, wanted, &query).await?;
         self.record(decision.reason);
         Ok(Response::new(cv::decision_to_proto(decision, revision)))
     }
@@ -124,11 +120,7 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<CheckAccessBatchResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
         let CheckBatch { queries, wanted } = self.parse(&cx, request)?;
-        let (decisions, revision) = match self.reader.check_all_now(at, wanted, &queries) {
-            Some(answer) => answer,
-            // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.reader.check_all(at, wanted, &queries)).await?,
-        };
+        let (decisions, revision) = self.reader.check_all(at, wanted, &queries).await?;
         let results = decisions
             .into_iter()
             .map(|decision| {
