@@ -58,7 +58,7 @@ use crate::domain::{
     UserId, UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{CacheReads, PageSecret, StoreResult};
+use crate::store::{CacheReads, StoreResult};
 
 pub use error::ReadError;
 use freshness::SyncState;
@@ -168,8 +168,6 @@ pub struct Caches {
     changed: AtomicU64,
     catching_up: tokio::sync::Mutex<()>,
     sync: SyncState,
-    /// The deployment's page-token secret, set once the store is prepared.
-    page_secret: std::sync::OnceLock<PageSecret>,
     metrics: Handles,
     /// Counters per cache: apps, users, grants, catalogs, clients.
     pub counters: [Counters; 5],
@@ -207,7 +205,6 @@ impl Caches {
             changed: AtomicU64::new(0),
             catching_up: tokio::sync::Mutex::new(()),
             sync: SyncState::new(config.max_staleness),
-            page_secret: std::sync::OnceLock::new(),
             metrics,
             counters: Default::default(),
         })
@@ -305,17 +302,6 @@ impl Caches {
             }
             known => Ok(known),
         }
-    }
-
-    /// Keeps the deployment's page-token secret (read from the store before [`Caches::start`];
-    /// it never changes while the process runs, so a second call changes nothing).
-    pub fn set_page_secret(&self, secret: PageSecret) {
-        let _ = self.page_secret.set(secret);
-    }
-
-    /// The deployment's page-token secret; [`ReadError::Starting`] until the store is prepared.
-    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
-        self.page_secret.get().ok_or(ReadError::Starting)
     }
 
     /// Whether `entry` is untouched since its load began, as far as `at` knows (no watermark

@@ -16,9 +16,7 @@ use crate::domain::{
     AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, PermissionRef, Revision,
     TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
 };
-use crate::store::{
-    CacheReads, GrantKey, GrantQuery, Page, PageRequest, PageSecret, StoreError, StoreResult,
-};
+use crate::store::{CacheReads, GrantKey, GrantQuery, Page, PageRequest, StoreError, StoreResult};
 
 /// How many times a request gathers its snapshots again when writes land while it reads.
 const SETTLE_ATTEMPTS: usize = 8;
@@ -55,11 +53,6 @@ impl Reader {
     pub fn new(caches: Arc<Caches>) -> Self {
         let store = caches.store().clone();
         Self { caches, store }
-    }
-
-    /// The deployment's page-token secret ([`Caches::page_secret`]).
-    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
-        self.caches.page_secret()
     }
 
     /// The freshness check, once per request: fails past the staleness bound.

@@ -9,7 +9,7 @@ use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::next_page_token;
+use super::paging::{SharedSecret, next_page_token};
 use super::status::ServiceError;
 use crate::cache::{At, Reader};
 use crate::convert::{self as cv, AppQuestion, Check, CheckBatch, GrantCheck, GrantListing};
@@ -28,6 +28,8 @@ pub struct PermissionApi {
     reader: Reader,
     auth: Authenticator,
     limits: Limits,
+    /// What page tokens are signed with.
+    page_secret: SharedSecret,
     /// `consentry_decisions_total`, one handle per reason, in [`Reason::ALL`] order.
     decisions: [Counter; 12],
     /// What signs context tokens; `None` without `--signing-key-file`.
@@ -35,12 +37,19 @@ pub struct PermissionApi {
 }
 
 impl PermissionApi {
-    /// The service, validating requests within `limits`.
-    pub fn new(reader: Reader, auth: Authenticator, limits: Limits) -> Self {
+    /// The service, validating requests within `limits` and signing page tokens with
+    /// `page_secret`.
+    pub fn new(
+        reader: Reader,
+        auth: Authenticator,
+        limits: Limits,
+        page_secret: SharedSecret,
+    ) -> Self {
         Self {
             reader,
             auth,
             limits,
+            page_secret,
             decisions: Reason::ALL
                 .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
             tokens: None,
@@ -65,7 +74,7 @@ impl PermissionApi {
             caller: &cx.caller,
             acting_user: cx.acting_user.as_ref(),
             limits: self.limits,
-            page_secret: self.reader.page_secret()?,
+            page_secret: self.page_secret.get()?,
         };
         Ok(request.into_inner().parse(&parsing)?)
     }
@@ -161,7 +170,7 @@ impl PermissionService for PermissionApi {
             .grants_page(at, wanted, (&tenant, &user), &query, &page)
             .await?;
         Ok(Response::new(ListExternalPermissionsResponse {
-            next_page_token: next_page_token(self.reader.page_secret()?, &page, &listing),
+            next_page_token: next_page_token(self.page_secret.get()?, &page, &listing),
             permissions: page.items.iter().map(cv::grant_to_proto).collect(),
             checked_at: revision.token(),
         }))
