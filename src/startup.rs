@@ -151,11 +151,6 @@ impl App {
         self.store.clone()
     }
 
-    /// The server's snapshot caches.
-    pub fn caches(&self) -> Arc<Caches> {
-        self.caches.clone()
-    }
-
     /// Serves until `shutdown` completes: health says NOT_SERVING until the store is prepared
     /// and whenever the cache is past its staleness bound; after `shutdown` it says NOT_SERVING,
     /// stops accepting, and lets requests in flight finish (up to the configured grace period).

@@ -87,15 +87,6 @@ pub struct At {
     now: Instant,
 }
 
-/// Hit and miss counts of one cache, for tests and metrics.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Lookups answered from the cache.
-    pub hits: AtomicU64,
-    /// Lookups that went to the store.
-    pub misses: AtomicU64,
-}
-
 /// Sizes, lifetimes and the staleness bound of the caches.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheConfig {
@@ -169,8 +160,6 @@ pub struct Caches {
     catching_up: tokio::sync::Mutex<()>,
     sync: SyncState,
     metrics: Handles,
-    /// Counters per cache: apps, users, grants, catalogs, clients.
-    pub counters: [Counters; 5],
 }
 
 /// The most watermarks kept at once; more forgets them all and raises the stale floor.
@@ -206,7 +195,6 @@ impl Caches {
             catching_up: tokio::sync::Mutex::new(()),
             sync: SyncState::new(config.max_staleness),
             metrics,
-            counters: Default::default(),
         })
     }
 
@@ -351,9 +339,6 @@ impl Caches {
     }
 
     fn count_hit(&self, kind: Kind) {
-        self.counters[kind as usize]
-            .hits
-            .fetch_add(1, Ordering::Relaxed);
         self.metrics.hits[kind as usize].increment(1);
     }
 
@@ -382,7 +367,6 @@ impl Caches {
             self.count_hit(kind);
             return Ok(entry);
         }
-        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor (and the entry's age) are taken before the read, so an invalidation racing
@@ -593,7 +577,6 @@ impl Caches {
     /// so a flood of unknown keys cannot push real clients out.
     async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
         let which = Kind::Clients as usize;
-        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor is taken before the read, so a revocation racing it is caught.
