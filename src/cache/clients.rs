@@ -1,0 +1,58 @@
+//! The active clients by key hash. Every call looks one up, and there are few of them, so this
+//! is a map read without a lock and replaced whole when it changes.
+//!
+//! Invariant: only clients the store found enter it, so unknown keys cannot grow it; it is
+//! emptied whenever any client changes (the change log's `Clients` key), and an entry is used
+//! only while the caches' marks say it is current.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::Entry;
+use crate::domain::{Caller, KeyHash};
+
+/// The most clients kept at once; more (which takes that many clients in use) starts afresh.
+const MAX_CLIENTS: usize = 10_000;
+
+/// A cached client, with the revisions that say whether it is current.
+pub(super) type ClientEntry = Arc<Entry<Arc<Caller>>>;
+
+/// The clients map.
+#[derive(Default)]
+pub(super) struct Clients(ArcSwap<HashMap<KeyHash, ClientEntry>>);
+
+impl Clients {
+    /// `f` of the entry for `hash`, if there is one; nothing is cloned to look.
+    pub(super) fn find<R>(
+        &self,
+        hash: &KeyHash,
+        f: impl FnOnce(&Entry<Arc<Caller>>) -> Option<R>,
+    ) -> Option<R> {
+        f(self.0.load().get(hash)?)
+    }
+
+    /// Adds a client the store found (starting afresh when the map is full).
+    pub(super) fn insert(&self, hash: KeyHash, entry: ClientEntry) {
+        self.0.rcu(|clients| {
+            let mut clients = if clients.len() < MAX_CLIENTS {
+                HashMap::clone(clients)
+            } else {
+                HashMap::new()
+            };
+            clients.insert(hash, entry.clone());
+            clients
+        });
+    }
+
+    /// Forgets every client.
+    pub(super) fn clear(&self) {
+        self.0.store(Arc::default());
+    }
+
+    /// How many clients are kept.
+    pub(super) fn len(&self) -> usize {
+        self.0.load().len()
+    }
+}
