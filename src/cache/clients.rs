@@ -6,6 +6,7 @@
 //! only while the caches' marks say it is current.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,7 +22,33 @@ pub(super) type ClientEntry = Arc<Entry<Arc<Caller>>>;
 
 /// The clients map.
 #[derive(Default)]
-pub(super) struct Clients(ArcSwap<HashMap<KeyHash, ClientEntry>>);
+pub(super) struct Clients(ArcSwap<HashMap<KeyHash, ClientEntry, ByDigest>>);
+
+/// Hashes a [`KeyHash`] as the `u64` it hashes itself to, unchanged: it is part of a SHA-256
+/// digest, spread evenly already, and only clients the store found enter the map, so no caller
+/// can fill it with keys chosen to collide.
+type ByDigest = BuildHasherDefault<DigestHasher>;
+
+/// The hasher of [`ByDigest`].
+#[derive(Default)]
+pub(super) struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached by `KeyHash`, which writes one `u64`; mixes anything else in regardless.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 impl Clients {
     /// `f` of the entry for `hash`, if there is one; nothing is cloned to look.
@@ -39,7 +66,7 @@ impl Clients {
             let mut clients = if clients.len() < MAX_CLIENTS {
                 HashMap::clone(clients)
             } else {
-                HashMap::new()
+                HashMap::default()
             };
             clients.insert(hash, entry.clone());
             clients
