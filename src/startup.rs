@@ -27,6 +27,7 @@ use crate::proto::admin_service_server::AdminServiceServer;
 use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
+use crate::service::paging::SharedSecret;
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, FramingLayer, ObserveLayer};
 use crate::store::backend::{is_schema_behind, is_unreachable, redact, sqlstate};
@@ -150,11 +151,6 @@ impl App {
         self.store.clone()
     }
 
-    /// The server's snapshot caches.
-    pub fn caches(&self) -> Arc<Caches> {
-        self.caches.clone()
-    }
-
     /// Serves until `shutdown` completes: health says NOT_SERVING until the store is prepared
     /// and whenever the cache is past its staleness bound; after `shutdown` it says NOT_SERVING,
     /// stops accepting, and lets requests in flight finish (up to the configured grace period).
@@ -176,9 +172,12 @@ impl App {
         } = self;
         let readiness = Arc::new(Readiness::new(health.clone()).await);
         let (fatal_tx, mut fatal_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        // Read from the store while it is prepared, before any request is answered.
+        let page_secret = SharedSecret::default();
         let follow = tokio::spawn(prepare_and_follow(
             store.clone(),
             caches.clone(),
+            page_secret.clone(),
             config.clone(),
             readiness.clone(),
             stop.subscribe(),
@@ -192,12 +191,18 @@ impl App {
         let limits = Limits {
             max_batch: config.max_batch,
         };
-        let admin = AdminApi::new(dyn_store, auth.clone(), Applied(caches.clone()), limits);
+        let admin = AdminApi::new(
+            dyn_store,
+            auth.clone(),
+            Applied(caches.clone()),
+            limits,
+            page_secret.clone(),
+        );
         let tokens = signing_keys
             .clone()
             .map(|keys| TokenIssuer::new(keys, config.token_issuer.clone()));
-        let permission =
-            PermissionApi::new(Reader::new(caches.clone()), auth, limits).with_tokens(tokens);
+        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, limits, page_secret)
+            .with_tokens(tokens);
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -343,6 +348,7 @@ fn signing_keys(config: &ServeConfig) -> anyhow::Result<Option<Arc<KeyRing>>> {
 async fn prepare_and_follow(
     store: Arc<SqlStore>,
     caches: Arc<Caches>,
+    page_secret: SharedSecret,
     config: ServeConfig,
     readiness: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
@@ -353,7 +359,7 @@ async fn prepare_and_follow(
     loop {
         attempts += 1;
         let prepared = tokio::select! {
-            prepared = prepare(&store, &caches, &config) => prepared,
+            prepared = prepare(&store, &caches, &page_secret, &config) => prepared,
             _ = stop.changed() => return,
         };
         match prepared {
@@ -410,9 +416,14 @@ async fn prepare_and_follow(
 }
 
 /// With `--demo`, refuses a database that is not the demo's own; applies migrations, writes the
-/// demo world and creates the bootstrap client when asked, and has the caches read the store
-/// once.
-async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> anyhow::Result<()> {
+/// demo world and creates the bootstrap client when asked, reads the page-token secret into
+/// `page_secret`, and has the caches read the store once.
+async fn prepare(
+    store: &SqlStore,
+    caches: &Caches,
+    page_secret: &SharedSecret,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
     let url = &config.db.database_url;
     if config.demo {
         // Before anything is written (migrations included): the demo's world and its public
@@ -454,7 +465,7 @@ async fn prepare(store: &SqlStore, caches: &Caches, config: &ServeConfig) -> any
     }
     // Before the caches start: no request is answered until they have, so every one finds it.
     let secret = store.page_token_secret(&PageSecret::random()?).await?;
-    caches.set_page_secret(secret);
+    page_secret.set(secret);
     let applied = caches.start().await?;
     tracing::info!(%applied, "caches following the change log");
     Ok(())

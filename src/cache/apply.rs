@@ -2,13 +2,7 @@
 //! share one read), the poll, a write applied before its reply, invalidating what each change
 //! names, and starting afresh when the store's history was replaced.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use super::{
-    Caches, Cause, Head, Known, MAX_WATERMARKS, PairRef, READ_TIMEOUT, RECENT_TAGS, ReadError,
-};
+use super::{Caches, Cause, Known, READ_TIMEOUT, ReadError};
 use crate::domain::Revision;
 use crate::store::change::ChangeKey;
 
@@ -103,7 +97,7 @@ impl Caches {
                     self.invalidate(key, *revision);
                     newest = newest.max(revision.0);
                 }
-                self.changed.fetch_max(newest, Ordering::AcqRel);
+                self.marks.recorded_through(newest);
                 self.advance(current, &read.changes);
             } else {
                 tracing::warn!(%applied, %current, "the change log no longer reaches back to this instance; clearing the caches");
@@ -118,23 +112,7 @@ impl Caches {
     /// Moves the applied revision forward to `current` (same history, same generation),
     /// remembering the tags of the revisions applied on the way.
     pub(super) fn advance(&self, current: Revision, changes: &[(Revision, ChangeKey)]) {
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            let revisions = changes.iter().map(|(r, _)| *r).chain([current]);
-            for revision in revisions {
-                if recent.back().is_none_or(|last| *last < revision) {
-                    recent.push_back(revision);
-                }
-            }
-            while recent.len() > RECENT_TAGS {
-                recent.pop_front();
-            }
-        }
-        let generation = self.head().generation;
-        self.head.store(Arc::new(Head {
-            applied: current,
-            generation,
-        }));
+        self.history.advance(current, changes);
         self.metrics.applied.set(current.0 as f64);
     }
 
@@ -142,29 +120,10 @@ impl Caches {
     /// failed over with commits lost): a new generation begins at the store's head, and nothing
     /// cached before is used again. With `catching_up` held.
     pub(super) fn replace_history(&self, applied: Revision, head: Revision) {
-        let generation = self.head().generation + 1;
         // Watermarks, floors and change marks are numbers of the old history: start over.
-        self.watermarks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.stale_below.store(0, Ordering::Release);
-        self.changed.store(head.0, Ordering::Release);
-        {
-            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.clear();
-            recent.push_back(head);
-        }
+        self.marks.restart(head);
         self.drop_entries();
-        self.head.store(Arc::new(Head {
-            applied: head,
-            generation,
-        }));
-        // After the generation moved on, so that no confirmation of the old one slips in.
-        self.confirmed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.history.replace(head);
         self.metrics.applied.set(head.0 as f64);
         self.metrics.regressions.increment(1);
         tracing::warn!(
@@ -178,17 +137,14 @@ impl Caches {
 
     /// Empties every cache: nothing cached before `at` is used again.
     pub fn clear(&self, at: Revision) {
-        self.stale_below.fetch_max(at.0, Ordering::AcqRel);
+        self.marks.stale_before(at);
         self.drop_entries();
     }
 
     /// Drops every cached snapshot and client.
     pub(super) fn drop_entries(&self) {
-        self.apps.clear();
-        self.users.clear();
-        self.grants.clear();
-        self.catalogs.clear();
-        self.clients.store(Arc::default());
+        self.snapshots.clear();
+        self.clients.clear();
     }
 
     /// Records that `key` changed at `revision`, and drops at once the entries it names exactly
@@ -197,39 +153,16 @@ impl Caches {
         if *key == ChangeKey::Everything {
             return self.clear(revision);
         }
-        {
-            let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-            if watermarks.len() >= MAX_WATERMARKS && !watermarks.contains_key(key) {
-                // Forgetting watermarks early makes everything loaded before them stale.
-                watermarks.clear();
-                self.stale_below.fetch_max(revision.0, Ordering::AcqRel);
-            }
-            let mark = watermarks.entry(key.clone()).or_insert((0, Instant::now()));
-            *mark = (mark.0.max(revision.0), Instant::now());
-        }
+        self.marks.record(key, revision);
         match key {
-            ChangeKey::AppInTenant(t, a) => {
-                self.apps.remove(&(t.as_str(), a.as_str()) as &dyn PairRef);
-            }
-            ChangeKey::User(t, u) => {
-                self.users.remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
-                self.grants
-                    .remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
-            }
-            ChangeKey::Groups(t) => {
-                self.catalogs.remove(t.as_str());
-            }
-            ChangeKey::Clients => self.clients.store(Arc::default()),
-            // A tenant, an app in every tenant: the watermark alone makes the entries stale.
-            ChangeKey::Tenant(_) | ChangeKey::App(_) | ChangeKey::Everything => {}
+            ChangeKey::Clients => self.clients.clear(),
+            key => self.snapshots.drop_named(key),
         }
     }
 
     /// Forgets watermarks older than any entry can be (the TTL, and a minute for loads in
     /// flight); nothing they covered can still be cached.
     pub fn forget_old_watermarks(&self) {
-        let keep = self.ttl + Duration::from_secs(60);
-        let mut watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-        watermarks.retain(|_, (_, at)| at.elapsed() < keep);
+        self.marks.forget_old();
     }
 }

@@ -96,7 +96,7 @@ impl Caches {
         Ok(At {
             applied: head.applied,
             generation: head.generation,
-            changed: self.changed.load(Ordering::Acquire),
+            changed: self.marks.changed(),
             now,
         })
     }

@@ -44,7 +44,7 @@ impl Cause {
     }
 }
 
-/// Which cache: an index into per-cache counters and metric handles.
+/// Which cache: an index into per-cache metric handles.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Kind {
     Apps,

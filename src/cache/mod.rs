@@ -1,51 +1,46 @@
 //! The cache: caches of the engine's snapshots (never of decisions), in front of the store, kept
-//! in step with every instance's writes through the store's change log. The snapshot caches are
-//! `quick_cache` caches weighed against the memory budget; the few active clients sit in a map
-//! that is read without a lock.
+//! in step with every instance's writes through the store's change log. `Caches` ties together
+//! one part per job: the snapshot caches (`snapshots.rs`, `quick_cache` caches weighed against
+//! the memory budget), the few active clients (`clients.rs`, a map read without a lock), the
+//! watermarks that say whether an entry is current (`marks.rs`), the instance's place in the
+//! store's history (`history.rs`) and its freshness (`freshness.rs`); applying the change log
+//! (`apply.rs`) moves them together.
 //!
 //! Architecture invariant: the cache holds facts exactly as the store returns them; all logic
 //! stays in the domain. Every entry remembers the revision this instance had applied when its
-//! load began (`floor`) and the revision the store read it at (`read_at`). Applying the change
-//! log records, per touched key, the revision that invalidated it (a watermark); entries a key
-//! names exactly are dropped at once, and the rest are found stale at their next lookup: an
-//! entry is current while no watermark above its floor covers it. Watermarks are kept for as
-//! long as an entry may live (the TTL); forgetting any earlier raises a floor below which every
-//! entry counts as stale, so a load racing with an invalidation can never leave a stale entry
-//! behind. Answers built from current entries hold at one revision: the instance's `applied`
-//! revision, its `checked_at`.
+//! load began (`floor`) and the revision the store read it at (`read_at`); it is used only while
+//! the marks say it is current, so a load racing with an invalidation can never leave a stale
+//! entry behind. Answers built from current entries hold at one revision: the instance's
+//! `applied` revision, its `checked_at`.
 //!
-//! Freshness (docs/rules.md §9): answers come from the cache only while the change log was read
-//! successfully within `max_staleness`. Any failed read of the change log (whatever the error,
-//! or a timeout) makes the store count as unreachable until a read succeeds, and so does a
-//! failure elsewhere that says the database cannot be reached or refuses the connection: the
-//! metric `consentry_store_up` says 0 and a warning names the cause. While the store is known to
-//! be unreachable, nothing waits for it: what needs the store fails at once, and only the poll
-//! keeps probing.
+//! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
+//! successfully within `max_staleness`; while the store is known to be unreachable, nothing
+//! waits for it: what needs the store fails at once, and only the poll keeps probing.
 //!
-//! History (docs/rules.md §9): every read of the change log first checks that the store still holds
-//! the applied revision with its tag. When it does not (a restore from a backup, a failover that
-//! lost commits), the history this instance applied is gone: every entry and client is dropped
-//! at once (they belong to an older *generation*, which no request uses again), the store's head
+//! History (DESIGN.md §9): every read of the change log first checks that the store still holds
+//! the applied revision with its tag. When it does not, every entry and client is dropped at
+//! once (they belong to an older *generation*, which no request uses again), the store's head
 //! is adopted, and the change is logged and counted. Snapshots read from another history than
 //! the applied one, and revision tokens that name one, set off the same check.
 
 mod apply;
+mod clients;
 mod error;
 mod freshness;
 mod handles;
+mod history;
 mod key;
+mod marks;
 pub mod reader;
 mod snapshots;
 pub mod sync;
 
-use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use metrics::Counter;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, OptionsBuilder, Weighter};
@@ -54,18 +49,22 @@ pub use key::{Pair, PairRef};
 pub use reader::{Reader, Wanted};
 
 use crate::domain::{
-    AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, Tag, TenantId, UserGrant,
-    UserId, UserSnapshot,
+    AppId, AppSnapshot, Caller, ExternalCatalog, KeyHash, Revision, TenantId, UserGrant, UserId,
+    UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{CacheReads, PageSecret, StoreResult};
+use crate::store::{CacheReads, StoreResult};
 
+use clients::Clients;
 pub use error::ReadError;
 use freshness::SyncState;
 pub use handles::Cause;
 use handles::{Handles, Kind};
+pub use history::Known;
+use history::{Head, History};
+use marks::Marks;
 pub use snapshots::Entry;
-use snapshots::{Snapshots, Weigh, build};
+use snapshots::{SnapshotCaches, Snapshots, Weigh};
 
 /// The snapshots of one check's application and (up to two) users, all current.
 pub type CheckHits = (
@@ -87,15 +86,6 @@ pub struct At {
     now: Instant,
 }
 
-/// Hit and miss counts of one cache, for tests and metrics.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Lookups answered from the cache.
-    pub hits: AtomicU64,
-    /// Lookups that went to the store.
-    pub misses: AtomicU64,
-}
-
 /// Sizes, lifetimes and the staleness bound of the caches.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheConfig {
@@ -107,76 +97,22 @@ pub struct CacheConfig {
     pub max_staleness: Duration,
 }
 
-/// The most clients kept at once; more (which takes that many clients in use) starts afresh.
-const MAX_CLIENTS: usize = 10_000;
-
-/// How many of the latest applied revisions' tags are remembered, so that a token naming one
-/// is recognised without asking the store; as many older revisions, once the store confirmed
-/// them, are remembered beside them.
-const RECENT_TAGS: usize = 4096;
-
-/// Where this instance stands in the store's history: replaced whole, so that a request reads
-/// the applied revision, its tag and the generation together.
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    /// The newest revision fully applied, with its tag.
-    applied: Revision,
-    /// Bumped whenever the store's history was found replaced; entries loaded in an earlier
-    /// generation are stale.
-    generation: u64,
-}
-
-/// Whether a revision belongs to the history this instance applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Known {
-    /// It does: applied here, with the same tag (or named by number only).
-    Yes,
-    /// It does not: this instance applied that number with another tag.
-    No,
-    /// Not known here: newer than the applied revision, or older than the tags remembered.
-    Unknown,
-}
-
-/// The snapshot caches of one instance, and how far it has applied the change log.
+/// The caches of one instance, and how far it has applied the change log: one part per job.
 pub struct Caches {
     /// The store, through the reads the cache makes and nothing else (it cannot write).
     store: Arc<dyn CacheReads>,
-    apps: Snapshots<Pair<TenantId, AppId>, AppSnapshot>,
-    users: Snapshots<Pair<TenantId, UserId>, Option<UserSnapshot>>,
-    grants: Snapshots<Pair<TenantId, UserId>, Vec<UserGrant>>,
-    catalogs: Snapshots<TenantId, Option<ExternalCatalog>>,
-    /// Active clients by key hash. Every call looks one up, and there are few of them, so this is
-    /// a map read without a lock and replaced whole when it changes (only found clients enter it,
-    /// so unknown keys cannot grow it).
-    clients: ArcSwap<HashMap<KeyHash, Arc<Entry<Arc<Caller>>>>>,
-    /// Longest an entry is kept (the clients map checks it itself).
-    ttl: Duration,
-    /// Per change-log key, the newest revision that invalidated it and when that was applied.
-    watermarks: std::sync::Mutex<HashMap<ChangeKey, (u64, Instant)>>,
-    /// Entries whose load began before this revision are stale: raised by [`Caches::clear`] and
-    /// whenever watermarks are forgotten early, so losing one never makes a stale entry look
-    /// current.
-    stale_below: AtomicU64,
-    /// The applied revision and the generation (see [`Head`]).
-    head: ArcSwap<Head>,
-    /// The tags of the latest applied revisions, in revision order (see [`RECENT_TAGS`]).
-    recent: std::sync::Mutex<VecDeque<Revision>>,
-    /// Tags of older revisions of the applied history, as the store confirmed them for tokens
-    /// that named them (forgotten whole when full, and when the history is replaced).
-    confirmed: std::sync::Mutex<HashMap<u64, Tag>>,
-    /// The newest revision whose watermarks are all recorded; stored before `applied` moves.
-    changed: AtomicU64,
+    /// Apps, users, grants and catalogs.
+    snapshots: SnapshotCaches,
+    /// Active clients by key hash.
+    clients: Clients,
+    /// Watermarks, the stale floor and the change mark: whether an entry is current.
+    marks: Marks,
+    /// The applied revision, the generation and the remembered tags.
+    history: History,
     catching_up: tokio::sync::Mutex<()>,
     sync: SyncState,
-    /// The deployment's page-token secret, set once the store is prepared.
-    page_secret: std::sync::OnceLock<PageSecret>,
     metrics: Handles,
-    /// Counters per cache: apps, users, grants, catalogs, clients.
-    pub counters: [Counters; 5],
 }
-
-/// The most watermarks kept at once; more forgets them all and raises the stale floor.
-const MAX_WATERMARKS: usize = 500_000;
 
 /// How long one read of the change log may take before the store counts as unreachable.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -185,31 +121,17 @@ impl Caches {
     /// Empty caches over `store`. Nothing is read until [`Caches::start`]; until then every
     /// lookup fails with [`ReadError::Starting`].
     pub fn new(store: Arc<dyn CacheReads>, config: CacheConfig) -> Arc<Self> {
-        let b = config.budget_bytes;
         let metrics = Handles::new(config.max_staleness);
         metrics.store_up.set(0.0);
         Arc::new(Self {
             store,
-            apps: build("apps", b * 45 / 100),
-            users: build("users", b * 3 / 10),
-            grants: build("grants", b / 10),
-            catalogs: build("catalogs", b * 15 / 100),
-            clients: ArcSwap::default(),
-            ttl: config.ttl,
-            watermarks: std::sync::Mutex::default(),
-            stale_below: AtomicU64::new(0),
-            head: ArcSwap::from_pointee(Head {
-                applied: Revision::default(),
-                generation: 0,
-            }),
-            recent: std::sync::Mutex::default(),
-            confirmed: std::sync::Mutex::default(),
-            changed: AtomicU64::new(0),
+            snapshots: SnapshotCaches::new(config.budget_bytes),
+            clients: Clients::default(),
+            marks: Marks::new(config.ttl),
+            history: History::new(),
             catching_up: tokio::sync::Mutex::new(()),
             sync: SyncState::new(config.max_staleness),
-            page_secret: std::sync::OnceLock::new(),
             metrics,
-            counters: Default::default(),
         })
     }
 
@@ -228,7 +150,7 @@ impl Caches {
     }
 
     fn head(&self) -> Head {
-        **self.head.load()
+        self.history.head()
     }
 
     /// The newest revision this instance has fully applied, with its tag: its `checked_at`.
@@ -239,31 +161,7 @@ impl Caches {
     /// Whether `revision` belongs to the history this instance applied, as far as it knows
     /// without asking the store. A revision without a tag is judged by its number alone.
     pub fn knows(&self, revision: Revision) -> Known {
-        let applied = self.applied();
-        if revision > applied {
-            return Known::Unknown;
-        }
-        if revision.tag() == Tag::NONE {
-            return Known::Yes;
-        }
-        let tag = if revision == applied {
-            Some(applied.tag())
-        } else {
-            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            match recent.binary_search(&revision) {
-                Ok(i) => Some(recent[i].tag()),
-                Err(_) => {
-                    drop(recent);
-                    let confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
-                    confirmed.get(&revision.0).copied()
-                }
-            }
-        };
-        match tag {
-            Some(tag) if tag == revision.tag() => Known::Yes,
-            Some(_) => Known::No,
-            None => Known::Unknown,
-        }
+        self.history.knows(revision)
     }
 
     /// Whether `revision` belongs to the history the store holds now, asking it if need be:
@@ -292,61 +190,16 @@ impl Caches {
                 if tag != Some(revision.tag()) {
                     return Ok(Known::No);
                 }
-                let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
-                // Only if no other history was found meanwhile (that moves the generation on,
-                // then clears the map).
-                if generation == self.head().generation {
-                    if confirmed.len() >= RECENT_TAGS {
-                        confirmed.clear();
-                    }
-                    confirmed.insert(revision.0, revision.tag());
-                }
+                self.history.confirm(revision, generation);
                 Ok(Known::Yes)
             }
             known => Ok(known),
         }
     }
 
-    /// Keeps the deployment's page-token secret (read from the store before [`Caches::start`];
-    /// it never changes while the process runs, so a second call changes nothing).
-    pub fn set_page_secret(&self, secret: PageSecret) {
-        let _ = self.page_secret.set(secret);
-    }
-
-    /// The deployment's page-token secret; [`ReadError::Starting`] until the store is prepared.
-    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
-        self.page_secret.get().ok_or(ReadError::Starting)
-    }
-
-    /// Whether `entry` is untouched since its load began, as far as `at` knows (no watermark
-    /// above its floor covers any of its keys), and young enough to use.
-    fn untouched<T>(&self, entry: &Entry<T>, at: At) -> bool {
-        let floor = entry.floor.0;
-        if entry.generation != at.generation
-            || floor < self.stale_below.load(Ordering::Acquire)
-            || at.now.saturating_duration_since(entry.loaded) >= self.ttl
-        {
-            return false;
-        }
-        if entry.verified.load(Ordering::Acquire) >= at.changed {
-            return true;
-        }
-        {
-            let watermarks = self.watermarks.lock().unwrap_or_else(|e| e.into_inner());
-            let newer = |key: &ChangeKey| watermarks.get(key).is_some_and(|(r, _)| *r > floor);
-            // Looked at again under the lock: forgetting watermarks (under it too) raises the
-            // floor, and an entry must not pass on a map that was just emptied.
-            if entry.keys.iter().any(newer) || floor < self.stale_below.load(Ordering::Acquire) {
-                return false;
-            }
-        }
-        entry.verified.fetch_max(at.changed, Ordering::AcqRel);
-        true
-    }
-
     /// Whether `entry` holds at `at`: read no later than it and untouched since.
     pub fn holds<T>(&self, entry: &Entry<T>, at: At) -> bool {
-        entry.read_at <= at.applied && self.untouched(entry, at)
+        entry.read_at <= at.applied && self.marks.untouched(entry, at)
     }
 
     /// The cached entry for `key` if it is untouched at `at` (a stale one is dropped); counts
@@ -357,7 +210,7 @@ impl Caches {
         Q: Hash + Equivalent<K> + ?Sized,
     {
         let entry = cache.get(key)?;
-        if self.untouched(&entry, at) {
+        if self.marks.untouched(&entry, at) {
             return Some(entry);
         }
         cache.remove_if(key, |cached| Arc::ptr_eq(cached, &entry));
@@ -365,9 +218,6 @@ impl Caches {
     }
 
     fn count_hit(&self, kind: Kind) {
-        self.counters[kind as usize]
-            .hits
-            .fetch_add(1, Ordering::Relaxed);
         self.metrics.hits[kind as usize].increment(1);
     }
 
@@ -396,7 +246,6 @@ impl Caches {
             self.count_hit(kind);
             return Ok(entry);
         }
-        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor (and the entry's age) are taken before the read, so an invalidation racing
@@ -451,7 +300,7 @@ impl Caches {
     ) -> Result<Arc<Entry<AppSnapshot>>, ReadError> {
         self.lookup(
             Kind::Apps,
-            &self.apps,
+            &self.snapshots.apps,
             at,
             &(tenant.as_str(), app.as_str()) as &dyn PairRef,
             || Pair(tenant.clone(), app.clone()),
@@ -476,7 +325,7 @@ impl Caches {
     ) -> Result<Arc<Entry<Option<UserSnapshot>>>, ReadError> {
         self.lookup(
             Kind::Users,
-            &self.users,
+            &self.snapshots.users,
             at,
             &(tenant.as_str(), user.as_str()) as &dyn PairRef,
             || Pair(tenant.clone(), user.clone()),
@@ -503,7 +352,7 @@ impl Caches {
             None => Some(None),
             Some(u) => self
                 .cached(
-                    &self.users,
+                    &self.snapshots.users,
                     at,
                     &(tenant.as_str(), u.as_str()) as &dyn PairRef,
                 )
@@ -512,7 +361,7 @@ impl Caches {
         };
         let app = self
             .cached(
-                &self.apps,
+                &self.snapshots.apps,
                 at,
                 &(tenant.as_str(), app.as_str()) as &dyn PairRef,
             )
@@ -545,7 +394,7 @@ impl Caches {
     ) -> Result<Arc<Entry<Vec<UserGrant>>>, ReadError> {
         self.lookup(
             Kind::Grants,
-            &self.grants,
+            &self.snapshots.grants,
             at,
             &(tenant.as_str(), user.as_str()) as &dyn PairRef,
             || Pair(tenant.clone(), user.clone()),
@@ -569,7 +418,7 @@ impl Caches {
     ) -> Result<Arc<Entry<Option<ExternalCatalog>>>, ReadError> {
         self.lookup(
             Kind::Catalogs,
-            &self.catalogs,
+            &self.snapshots.catalogs,
             at,
             tenant.as_str(),
             || tenant.clone(),
@@ -584,21 +433,30 @@ impl Caches {
         .await
     }
 
+    /// The active client holding the key with this hash (`None`: unknown or revoked): the cached
+    /// one if it is current, without awaiting anything; otherwise from the store (boxed: only a
+    /// miss needs the state of a read that waits).
+    pub async fn client(&self, at: At, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
+        match self.client_hit(at, hash) {
+            Some(caller) => Ok(Some(caller)),
+            None => Box::pin(self.load_client(hash)).await,
+        }
+    }
+
     /// The cached active client holding the key with this hash, if it is current; never waits.
-    /// Otherwise [`Caches::load_client`] asks the store.
-    pub fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
-        let clients = self.clients.load();
-        let entry = clients.get(hash).filter(|e| self.untouched(e, at))?;
+    fn client_hit(&self, at: At, hash: &KeyHash) -> Option<Arc<Caller>> {
+        let caller = self.clients.find(hash, |e| {
+            self.marks.untouched(e, at).then(|| e.value.clone())
+        })?;
         self.count_hit(Kind::Clients);
-        Some(entry.value.clone())
+        Some(caller)
     }
 
     /// The active client holding the key with this hash, from the store, after
     /// [`Caches::client_hit`] missed (`None`: unknown or revoked). Only found clients are cached,
     /// so a flood of unknown keys cannot push real clients out.
-    pub async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
+    async fn load_client(&self, hash: &KeyHash) -> Result<Option<Arc<Caller>>, ReadError> {
         let which = Kind::Clients as usize;
-        self.counters[which].misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.misses[which].increment(1);
         self.require_store()?;
         // The floor is taken before the read, so a revocation racing it is caught.
@@ -618,28 +476,15 @@ impl Caches {
                 vec![ChangeKey::Clients],
                 began,
             ));
-            self.clients.rcu(|clients| {
-                let mut clients = if clients.len() < MAX_CLIENTS {
-                    HashMap::clone(clients)
-                } else {
-                    HashMap::new()
-                };
-                clients.insert(*hash, entry.clone());
-                clients
-            });
+            self.clients.insert(*hash, entry);
         }
         Ok(caller)
     }
 
     /// Entry counts per cache and the staleness, for metrics.
     pub fn report(&self) {
-        let sizes = [
-            self.apps.len(),
-            self.users.len(),
-            self.grants.len(),
-            self.catalogs.len(),
-            self.clients.load().len(),
-        ];
+        let [apps, users, grants, catalogs] = self.snapshots.sizes();
+        let sizes = [apps, users, grants, catalogs, self.clients.len()];
         for (gauge, size) in self.metrics.entries.iter().zip(sizes) {
             gauge.set(size as f64);
         }

@@ -16,9 +16,7 @@ use crate::domain::{
     AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, PermissionRef, Revision,
     TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
 };
-use crate::store::{
-    CacheReads, GrantKey, GrantQuery, Page, PageRequest, PageSecret, StoreError, StoreResult,
-};
+use crate::store::{CacheReads, GrantKey, GrantQuery, Page, PageRequest, StoreError, StoreResult};
 
 /// How many times a request gathers its snapshots again when writes land while it reads.
 const SETTLE_ATTEMPTS: usize = 8;
@@ -55,11 +53,6 @@ impl Reader {
     pub fn new(caches: Arc<Caches>) -> Self {
         let store = caches.store().clone();
         Self { caches, store }
-    }
-
-    /// The deployment's page-token secret ([`Caches::page_secret`]).
-    pub fn page_secret(&self) -> Result<&PageSecret, ReadError> {
-        self.caches.page_secret()
     }
 
     /// The freshness check, once per request: fails past the staleness bound.
@@ -163,14 +156,9 @@ impl Reader {
     }
 
     /// One CheckAccess answered at once from current cache hits, when the consistency allows the
-    /// cache as it is and every snapshot is a hit; `None` sends the caller to [`Reader::check`].
-    /// Nothing waits, no key is built, no map is made.
-    pub fn check_now(
-        &self,
-        at: At,
-        wanted: Wanted,
-        q: &AccessQuery,
-    ) -> Option<(Decision, Revision)> {
+    /// cache as it is and every snapshot is a hit; `None` otherwise. Nothing waits, no key is
+    /// built, no map is made.
+    fn check_hit(&self, at: At, wanted: Wanted, q: &AccessQuery) -> Option<(Decision, Revision)> {
         if !cache_answers(&self.caches, at, wanted) {
             return None;
         }
@@ -179,8 +167,8 @@ impl Reader {
         Some((decide(q, &hits), at.applied))
     }
 
-    /// [`Reader::check_now`] for a batch: answered only if every query's snapshots are hits.
-    pub fn check_all_now(
+    /// [`Reader::check_hit`] for a batch: answered only if every query's snapshots are hits.
+    fn check_all_hit(
         &self,
         at: At,
         wanted: Wanted,
@@ -209,15 +197,20 @@ impl Reader {
         self.caches.check_hits(at, &q.tenant_id, (&q.app_id, users))
     }
 
-    /// One CheckAccess: its two or three snapshots, looked up without building a key or a map,
-    /// and the engine's decision over them.
+    /// One CheckAccess, decided at one revision. When the consistency allows the cache as it is
+    /// and every snapshot is a current hit, it is answered without awaiting anything (no key
+    /// built, no map made); otherwise its snapshots are gathered until they settle (boxed: only
+    /// a miss needs the state of a read that waits).
     pub async fn check(
         &self,
         at: At,
         wanted: Wanted,
         q: &AccessQuery,
     ) -> Result<(Decision, Revision), ReadError> {
-        self.evaluate(at, wanted, q, check_access).await
+        if let Some(answer) = self.check_hit(at, wanted, q) {
+            return Ok(answer);
+        }
+        Box::pin(self.evaluate(at, wanted, q, check_access)).await
     }
 
     /// The snapshots of one access question, and `engine` over them at one revision: the
@@ -247,8 +240,22 @@ impl Reader {
         Ok((over_facts(q, &hits, engine), revision))
     }
 
-    /// Many checks, every one decided at the same revision.
+    /// Many checks, every one decided at the same revision: at once when every query's
+    /// snapshots are current hits (as [`Reader::check`]), otherwise gathered together (boxed).
     pub async fn check_all(
+        &self,
+        at: At,
+        wanted: Wanted,
+        queries: &[AccessQuery],
+    ) -> Result<(Vec<Decision>, Revision), ReadError> {
+        if let Some(answer) = self.check_all_hit(at, wanted, queries) {
+            return Ok(answer);
+        }
+        Box::pin(self.gather_all(at, wanted, queries)).await
+    }
+
+    /// The snapshots of many checks gathered from wherever `wanted` says, until they settle.
+    async fn gather_all(
         &self,
         at: At,
         wanted: Wanted,

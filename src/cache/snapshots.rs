@@ -178,3 +178,69 @@ where
         CountEvictions(evicted),
     )
 }
+
+/// The four snapshot caches, each with its share of the memory budget.
+pub(super) struct SnapshotCaches {
+    /// Applications in tenants.
+    pub(super) apps: Snapshots<Pair<TenantId, AppId>, AppSnapshot>,
+    /// Users in tenants (`None`: unknown to the tenant).
+    pub(super) users: Snapshots<Pair<TenantId, UserId>, Option<UserSnapshot>>,
+    /// Users' external permission grants.
+    pub(super) grants: Snapshots<Pair<TenantId, UserId>, Vec<UserGrant>>,
+    /// Tenants' external permission catalogs (`None`: no such tenant).
+    pub(super) catalogs: Snapshots<TenantId, Option<ExternalCatalog>>,
+}
+
+impl SnapshotCaches {
+    /// Empty caches sharing `budget` bytes.
+    pub(super) fn new(budget: u64) -> Self {
+        Self {
+            apps: build("apps", budget * 45 / 100),
+            users: build("users", budget * 3 / 10),
+            grants: build("grants", budget / 10),
+            catalogs: build("catalogs", budget * 15 / 100),
+        }
+    }
+
+    /// Drops every snapshot.
+    pub(super) fn clear(&self) {
+        self.apps.clear();
+        self.users.clear();
+        self.grants.clear();
+        self.catalogs.clear();
+    }
+
+    /// Drops the snapshots that `key` names exactly (coarser keys leave theirs to be found
+    /// stale by their watermark).
+    pub(super) fn drop_named(&self, key: &ChangeKey) {
+        match key {
+            ChangeKey::AppInTenant(t, a) => {
+                self.apps.remove(&(t.as_str(), a.as_str()) as &dyn PairRef);
+            }
+            ChangeKey::User(t, u) => {
+                self.users.remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
+                self.grants
+                    .remove(&(t.as_str(), u.as_str()) as &dyn PairRef);
+            }
+            ChangeKey::Groups(t) => {
+                self.catalogs.remove(t.as_str());
+            }
+            // A tenant, an app in every tenant: the watermark alone makes the entries stale.
+            // Clients are no snapshots; everything is cleared, not dropped key by key.
+            ChangeKey::Tenant(_)
+            | ChangeKey::App(_)
+            | ChangeKey::Clients
+            | ChangeKey::Everything => {}
+        }
+    }
+
+    /// Entries held per cache: apps, users, grants, catalogs.
+    pub(super) fn sizes(&self) -> [usize; 4] {
+        [
+            self.apps.len(),
+            self.users.len(),
+            self.grants.len(),
+            self.catalogs.len(),
+        ]
+    }
+}

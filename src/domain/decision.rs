@@ -520,11 +520,12 @@ fn impersonation(
 }
 
 /// An access question as the caller sent it, before validation: its text fields borrowed
-/// ([`RawAccessQuery`]) or owned ([`OwnedAccessQuery`], kept by parsing rather than copied).
+/// ([`RawAccessQuery`]) or owned ([`OwnedAccessQuery`], kept by parsing rather than copied), its
+/// tenant as text or already parsed ([`TenantAccessQuery`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AccessFields<S> {
+pub struct AccessFields<S, T = S> {
     /// The tenant (required).
-    pub tenant_id: S,
+    pub tenant_id: T,
     /// The application (required).
     pub app_id: S,
     /// The signed-in user; empty for app-only.
@@ -547,22 +548,51 @@ pub type RawAccessQuery<'a> = AccessFields<&'a str>;
 /// An access question with owned fields.
 pub type OwnedAccessQuery = AccessFields<String>;
 
+/// An access question with owned fields whose tenant was parsed already (checked first, against
+/// the caller's bounds): it is taken as it is, not turned back into text.
+pub type TenantAccessQuery = AccessFields<String, TenantId>;
+
+/// The tenant of an access question: text to validate, or a tenant validated already.
+pub trait TenantField {
+    /// The tenant, validated.
+    fn into_tenant(self) -> super::error::Valid<TenantId>;
+}
+
+impl TenantField for &str {
+    fn into_tenant(self) -> super::error::Valid<TenantId> {
+        TenantId::parse("tenant_id", self)
+    }
+}
+
+impl TenantField for String {
+    fn into_tenant(self) -> super::error::Valid<TenantId> {
+        TenantId::parse("tenant_id", self)
+    }
+}
+
+impl TenantField for TenantId {
+    fn into_tenant(self) -> super::error::Valid<TenantId> {
+        Ok(self)
+    }
+}
+
 impl AccessQuery {
     /// Validates every field; the first problem found is the error.
     pub fn parse(raw: &RawAccessQuery<'_>) -> super::error::Valid<Self> {
         Self::parse_fields(*raw)
     }
 
-    /// [`AccessQuery::parse`] of owned fields, which are kept rather than copied.
-    pub fn parse_owned(raw: OwnedAccessQuery) -> super::error::Valid<Self> {
+    /// [`AccessQuery::parse`] of owned fields, which are kept rather than copied; a tenant
+    /// parsed already is kept as it is.
+    pub fn parse_owned<T: TenantField>(raw: AccessFields<String, T>) -> super::error::Valid<Self> {
         Self::parse_fields(raw)
     }
 
-    fn parse_fields<S: AsRef<str> + Into<String>>(
-        raw: AccessFields<S>,
+    fn parse_fields<S: AsRef<str> + Into<String>, T: TenantField>(
+        raw: AccessFields<S, T>,
     ) -> super::error::Valid<Self> {
         Ok(Self {
-            tenant_id: TenantId::parse("tenant_id", raw.tenant_id)?,
+            tenant_id: raw.tenant_id.into_tenant()?,
             app_id: AppId::parse("app_id", raw.app_id)?,
             user_id: UserId::parse_optional("user_id", raw.user_id)?,
             on_behalf_of: UserId::parse_optional("on_behalf_of", raw.on_behalf_of)?,

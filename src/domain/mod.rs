@@ -34,8 +34,8 @@ pub use app::{
 };
 pub use consent::{Consent, ResolvedRequest};
 pub use decision::{
-    AccessFields, AccessQuery, Decision, OwnedAccessQuery, RawAccessQuery, Reason, Step, TraceStep,
-    UserFacts, check_access,
+    AccessFields, AccessQuery, Decision, OwnedAccessQuery, RawAccessQuery, Reason, Step,
+    TenantAccessQuery, TenantField, TraceStep, UserFacts, check_access,
 };
 pub use effective::{
     AppScopes, AppSnapshot, ConsentState, EffectiveGrant, ReapprovalReason, ReportedPolicy,

@@ -82,11 +82,7 @@ impl Authenticator {
                 "the authorization header must be `Bearer <key>`",
             ))?;
         let hash = KeyHash::of(key);
-        let caller = match self.caches.client_hit(at, &hash) {
-            Some(caller) => Some(caller),
-            // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.caches.load_client(&hash)).await?,
-        };
+        let caller = self.caches.client(at, &hash).await?;
         caller.ok_or(ServiceError::Unauthenticated("unknown or revoked key"))
     }
 

@@ -5,15 +5,35 @@
 //! minted for, by the deployment that minted it; anything else is `INVALID_ARGUMENT` naming
 //! `page_token`. Tokens are signed, not encrypted: the position (an id) is readable.
 
+use std::sync::{Arc, OnceLock};
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 
+use crate::cache::ReadError;
 use crate::domain::{
     AppId, ClientId, GroupId, PermissionId, ResourcePath, Revision, TenantId, UserId, Valid,
     ValidationError,
 };
 use crate::store::{Page, PageRequest, PageSecret};
+
+/// The deployment's page-token secret as the services hold it: read from the store while it is
+/// prepared, before any request is answered, and the same for as long as the process runs.
+#[derive(Clone, Default)]
+pub struct SharedSecret(Arc<OnceLock<PageSecret>>);
+
+impl SharedSecret {
+    /// Keeps the secret read from the store (a second call changes nothing).
+    pub fn set(&self, secret: PageSecret) {
+        let _ = self.0.set(secret);
+    }
+
+    /// The secret; [`ReadError::Starting`] until the store is prepared.
+    pub fn get(&self) -> Result<&PageSecret, ReadError> {
+        self.0.get().ok_or(ReadError::Starting)
+    }
+}
 
 /// Items per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 50;

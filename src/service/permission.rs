@@ -9,7 +9,7 @@ use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::next_page_token;
+use super::paging::{SharedSecret, next_page_token};
 use super::status::ServiceError;
 use crate::cache::{At, Reader};
 use crate::convert::{self as cv, AppQuestion, Check, CheckBatch, GrantCheck, GrantListing};
@@ -28,6 +28,8 @@ pub struct PermissionApi {
     reader: Reader,
     auth: Authenticator,
     limits: Limits,
+    /// What page tokens are signed with.
+    page_secret: SharedSecret,
     /// `consentry_decisions_total`, one handle per reason, in [`Reason::ALL`] order.
     decisions: [Counter; 12],
     /// What signs context tokens; `None` without `--signing-key-file`.
@@ -35,12 +37,19 @@ pub struct PermissionApi {
 }
 
 impl PermissionApi {
-    /// The service, validating requests within `limits`.
-    pub fn new(reader: Reader, auth: Authenticator, limits: Limits) -> Self {
+    /// The service, validating requests within `limits` and signing page tokens with
+    /// `page_secret`.
+    pub fn new(
+        reader: Reader,
+        auth: Authenticator,
+        limits: Limits,
+        page_secret: SharedSecret,
+    ) -> Self {
         Self {
             reader,
             auth,
             limits,
+            page_secret,
             decisions: Reason::ALL
                 .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
             tokens: None,
@@ -65,7 +74,7 @@ impl PermissionApi {
             caller: &cx.caller,
             acting_user: cx.acting_user.as_ref(),
             limits: self.limits,
-            page_secret: self.reader.page_secret()?,
+            page_secret: self.page_secret.get()?,
         };
         Ok(request.into_inner().parse(&parsing)?)
     }
@@ -109,11 +118,7 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<CheckAccessResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
         let Check { query, wanted } = self.parse(&cx, request)?;
-        let (decision, revision) = match self.reader.check_now(at, wanted, &query) {
-            Some(answer) => answer,
-            // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.reader.check(at, wanted, &query)).await?,
-        };
+        let (decision, revision) = self.reader.check(at, wanted, &query).await?;
         self.record(decision.reason);
         Ok(Response::new(cv::decision_to_proto(decision, revision)))
     }
@@ -124,11 +129,7 @@ impl PermissionService for PermissionApi {
     ) -> Result<Response<CheckAccessBatchResponse>, Status> {
         let (cx, at) = self.context(&request).await?;
         let CheckBatch { queries, wanted } = self.parse(&cx, request)?;
-        let (decisions, revision) = match self.reader.check_all_now(at, wanted, &queries) {
-            Some(answer) => answer,
-            // Boxed: only a miss needs the state of a read that waits.
-            None => Box::pin(self.reader.check_all(at, wanted, &queries)).await?,
-        };
+        let (decisions, revision) = self.reader.check_all(at, wanted, &queries).await?;
         let results = decisions
             .into_iter()
             .map(|decision| {
@@ -169,7 +170,7 @@ impl PermissionService for PermissionApi {
             .grants_page(at, wanted, (&tenant, &user), &query, &page)
             .await?;
         Ok(Response::new(ListExternalPermissionsResponse {
-            next_page_token: next_page_token(self.reader.page_secret()?, &page, &listing),
+            next_page_token: next_page_token(self.page_secret.get()?, &page, &listing),
             permissions: page.items.iter().map(cv::grant_to_proto).collect(),
             checked_at: revision.token(),
         }))

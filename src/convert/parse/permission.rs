@@ -3,7 +3,7 @@
 use super::{Listed, Parse, Parsing, wanted};
 use crate::cache::Wanted;
 use crate::domain::{
-    AccessQuery, AppId, ExternalId, GroupId, OwnedAccessQuery, PermissionId, PermissionRef,
+    AccessQuery, AppId, ExternalId, GroupId, PermissionId, PermissionRef, TenantAccessQuery,
     TenantId, UserId, ValidationError, Viewer,
 };
 use crate::proto::*;
@@ -82,15 +82,12 @@ pub struct TokenIssue {
     pub wanted: Wanted,
 }
 
-/// The access question of a CheckAccess request or batch item, its tenant first. The tenant's
-/// string is moved out and back, never copied.
-fn access_query(
-    cx: &Parsing<'_>,
-    mut req: CheckAccessRequest,
-) -> Result<AccessQuery, ServiceError> {
-    let tenant = cx.tenant(std::mem::take(&mut req.tenant_id))?;
-    Ok(AccessQuery::parse_owned(OwnedAccessQuery {
-        tenant_id: tenant.into(),
+/// The access question of a CheckAccess request or batch item, its tenant first: parsed once,
+/// and kept (its string moved, never copied).
+fn access_query(cx: &Parsing<'_>, req: CheckAccessRequest) -> Result<AccessQuery, ServiceError> {
+    let tenant = cx.tenant(req.tenant_id)?;
+    Ok(AccessQuery::parse_owned(TenantAccessQuery {
+        tenant_id: tenant,
         app_id: req.app_id,
         user_id: req.user_id,
         on_behalf_of: req.on_behalf_of,
@@ -245,13 +242,15 @@ impl Parse for IssueContextTokenRequest {
         if !self.user_id.is_empty() || !self.on_behalf_of.is_empty() {
             cx.caller.require_may_mint_for_user()?;
         }
-        let query = AccessQuery::parse_owned(OwnedAccessQuery {
-            tenant_id: tenant.into(),
+        let query = AccessQuery::parse_owned(TenantAccessQuery {
+            tenant_id: tenant,
             app_id: self.app_id,
             user_id: self.user_id,
             on_behalf_of: self.on_behalf_of,
             resource: self.resource,
-            ..OwnedAccessQuery::default()
+            scope: String::new(),
+            permission: String::new(),
+            explain: false,
         })?;
         let token = TokenRequest {
             tenant_id: query.tenant_id.clone(),

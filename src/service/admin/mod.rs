@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 
 use super::auth::{Authenticator, CallContext};
-use super::paging::{Position, next_page_token};
+use super::paging::{Position, SharedSecret, next_page_token};
 use super::status::ServiceError;
 use super::{Applied, Written};
 use crate::convert::{Limits, Listed, Parse, Parsing};
@@ -24,6 +24,8 @@ pub struct AdminApi {
     auth: Authenticator,
     applied: Applied,
     limits: Limits,
+    /// What page tokens are signed with.
+    page_secret: SharedSecret,
 }
 
 /// What a store write hands back: the revision it committed at, and anything else the reply
@@ -50,19 +52,21 @@ impl<X> Wrote for (Revision, X) {
 }
 
 impl AdminApi {
-    /// The service over `store`, validating requests within `limits`; `applied` is told of
-    /// every write before the reply leaves.
+    /// The service over `store`, validating requests within `limits` and signing page tokens
+    /// with `page_secret`; `applied` is told of every write before the reply leaves.
     pub fn new(
         store: Arc<dyn Store>,
         auth: Authenticator,
         applied: Applied,
         limits: Limits,
+        page_secret: SharedSecret,
     ) -> Self {
         Self {
             store,
             auth,
             applied,
             limits,
+            page_secret,
         }
     }
 
@@ -87,7 +91,7 @@ impl AdminApi {
             caller: &cx.caller,
             acting_user: cx.acting_user.as_ref(),
             limits: self.limits,
-            page_secret: self.applied.0.page_secret()?,
+            page_secret: self.page_secret.get()?,
         };
         let command = request.into_inner().parse(&parsing)?;
         Ok((cx, command))
@@ -122,7 +126,7 @@ impl AdminApi {
     {
         let (_, Listed { of, page, listing }) = self.accept(request).await?;
         let page = load(&of, &page).await?;
-        let token = next_page_token(self.applied.0.page_secret()?, &page, &listing);
+        let token = next_page_token(self.page_secret.get()?, &page, &listing);
         Ok((page.items.iter().map(|i| to_proto(&of, i)).collect(), token))
     }
 }

@@ -292,36 +292,41 @@ async fn two_in_process_servers_agree_within_a_second(db: &TestDb) {
     b.stop().await;
 }
 
-/// Hits of the `apps` and `users` caches, and their misses.
-fn counts(server: &TestServer) -> [u64; 4] {
-    let c = &server.caches.counters;
+/// Hits of the `apps` and `users` caches, and their misses, as the metrics of the server at
+/// `metrics` count them (a process of its own, so they are that server's alone).
+async fn counts(metrics: std::net::SocketAddr) -> [u64; 4] {
+    let body = scrape(metrics).await;
+    let count = |metric, cache| scraped(&body, metric, cache) as u64;
     [
-        c[0].hits.load(Ordering::Relaxed),
-        c[1].hits.load(Ordering::Relaxed),
-        c[0].misses.load(Ordering::Relaxed),
-        c[1].misses.load(Ordering::Relaxed),
+        count("consentry_cache_hits_total", "apps"),
+        count("consentry_cache_hits_total", "users"),
+        count("consentry_cache_misses_total", "apps"),
+        count("consentry_cache_misses_total", "users"),
     ]
 }
 
-/// The value of `consentry_cache_hits_total{cache="<cache>"}` in a scrape (process-wide).
-fn scraped_hits(body: &str, cache: &str) -> f64 {
+/// The value of `<metric>{cache="<cache>"}` in a scrape.
+fn scraped(body: &str, metric: &str, cache: &str) -> f64 {
     let label = format!("cache=\"{cache}\"");
     body.lines()
-        .filter(|l| l.starts_with("consentry_cache_hits_total") && l.contains(&label))
+        .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
+/// The value of `consentry_cache_hits_total{cache="<cache>"}` in a scrape.
+fn scraped_hits(body: &str, cache: &str) -> f64 {
+    scraped(body, "consentry_cache_hits_total", cache)
+}
+
 async fn repeated_checks_are_cache_hits(db: &TestDb) {
-    let mut cfg = config(db);
-    cfg.metrics_listen = Some(([127, 0, 0, 1], 0).into());
-    let server = TestServer::start_with(cfg).await;
-    let metrics = server.metrics_addr.expect("metrics are served");
+    let server = BinaryServer::start(&db.url, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let metrics = server.metrics.expect("metrics are served");
     let api = Api::at(server.addr).await;
     acme(&api).await;
     let q = may("dave", "EDIT_ITEMS", "/hr/team/docs");
     decided(&api.decide(q.clone()).await, Reason::Allowed, None);
-    let before = counts(&server);
+    let before = counts(metrics).await;
     let scraped_before = scrape(metrics).await;
     let timing = Instant::now();
     for _ in 0..20 {
@@ -331,7 +336,7 @@ async fn repeated_checks_are_cache_hits(db: &TestDb) {
         "20 cached checks, one after another: {:?}",
         timing.elapsed()
     );
-    let after = counts(&server);
+    let after = counts(metrics).await;
     assert!(
         after[0] >= before[0] + 20,
         "apps hits {before:?} → {after:?}"
@@ -366,15 +371,16 @@ async fn repeated_checks_are_cache_hits(db: &TestDb) {
         Reason::Allowed,
         None,
     );
-    assert_eq!(counts(&server), after);
+    assert_eq!(counts(metrics).await, after);
     api.grant_right("acme", "dave", "/hr", Right::Manage).await;
     decided(&api.decide(q.clone()).await, Reason::Allowed, None);
-    let reloaded = counts(&server);
+    let reloaded = counts(metrics).await;
     assert_eq!(reloaded[3], after[3] + 1, "dave's snapshot reloaded once");
     assert_eq!(reloaded[2], after[2], "the app's snapshot was untouched");
     decided(&api.decide(q).await, Reason::Allowed, None);
-    assert_eq!(counts(&server)[3], reloaded[3]);
-    server.stop().await;
+    assert_eq!(counts(metrics).await[3], reloaded[3]);
+    let status = server.terminate().await;
+    assert!(status.success(), "{status:?}");
 }
 
 async fn a_revoked_consent_is_never_allowed_once_its_token_is_presented(db: &TestDb) {

@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use consentry::cache::Caches;
 use consentry::config::ServeConfig;
 use consentry::proto::admin_service_client::AdminServiceClient;
 use consentry::proto::permission_service_client::PermissionServiceClient;
@@ -29,8 +28,6 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     /// Where it serves plaintext health, if asked for.
     pub health_addr: Option<SocketAddr>,
-    /// Its snapshot caches (for hit and miss counters).
-    pub caches: Arc<Caches>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -71,7 +68,6 @@ impl TestServer {
         let app_health = app.health_addr();
         let probe = app_health.filter(|_| app.tls()).unwrap_or(addr);
         let metrics_addr = app.metrics_addr();
-        let caches = app.caches();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -80,7 +76,6 @@ impl TestServer {
             addr,
             metrics_addr,
             health_addr: app_health,
-            caches,
             stop: Some(stop),
             task: Some(task),
         };
