@@ -1,4 +1,4 @@
-//! Where this instance stands in the store's history (DESIGN.md §9): the applied revision with
+//! Where this instance stands in the store's history (docs/rules.md §9): the applied revision with
 //! its tag, the generation, and the tags of revisions it applied or had confirmed.
 //!
 //! Invariant: a revision is said to belong to the applied history only if this instance applied

@@ -13,11 +13,11 @@
 //! entry behind. Answers built from current entries hold at one revision: the instance's
 //! `applied` revision, its `checked_at`.
 //!
-//! Freshness (DESIGN.md §9): answers come from the cache only while the change log was read
+//! Freshness (docs/rules.md §9): answers come from the cache only while the change log was read
 //! successfully within `max_staleness`; while the store is known to be unreachable, nothing
 //! waits for it: what needs the store fails at once, and only the poll keeps probing.
 //!
-//! History (DESIGN.md §9): every read of the change log first checks that the store still holds
+//! History (docs/rules.md §9): every read of the change log first checks that the store still holds
 //! the applied revision with its tag. When it does not, every entry and client is dropped at
 //! once (they belong to an older *generation*, which no request uses again), the store's head
 //! is adopted, and the change is logged and counted. Snapshots read from another history than
