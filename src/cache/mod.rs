@@ -53,7 +53,7 @@ use crate::domain::{
     UserSnapshot,
 };
 use crate::store::change::ChangeKey;
-use crate::store::{CacheReads, StoreResult};
+use crate::store::{CacheReads, ReadFrom, StoreResult};
 
 use clients::Clients;
 pub use error::ReadError;
@@ -233,7 +233,7 @@ impl Caches {
         key: &Q,
         owned: impl FnOnce() -> K,
         keys: impl FnOnce() -> Vec<ChangeKey>,
-        load: impl FnOnce() -> F,
+        load: impl FnOnce(ReadFrom) -> F,
     ) -> Result<Arc<Entry<V>>, ReadError>
     where
         K: Hash + Eq + Clone + Send + Sync,
@@ -251,7 +251,9 @@ impl Caches {
         // The floor (and the entry's age) are taken before the read, so an invalidation racing
         // it is caught, and no watermark is forgotten while the entry may still be used.
         let (head, began) = (self.head(), Instant::now());
-        let (owned, keys, load) = (owned(), keys(), load());
+        // A replica may answer only once it has replayed the revision the entry is marked with.
+        let from = ReadFrom::AtLeast(head.applied.0);
+        let (owned, keys, load) = (owned(), keys(), load(from));
         let seconds = &self.metrics.load_seconds[which];
         // Boxed, so that the state of a load (which only a miss needs) does not make every
         // cache hit's future larger.
@@ -311,7 +313,7 @@ impl Caches {
                     ChangeKey::AppInTenant(tenant.clone(), app.clone()),
                 ]
             },
-            || self.store.app_snapshot(tenant, app),
+            |from| self.store.app_snapshot(tenant, app, from),
         )
         .await
     }
@@ -335,7 +337,7 @@ impl Caches {
                     ChangeKey::User(tenant.clone(), user.clone()),
                 ]
             },
-            || self.store.user_snapshot(tenant, user),
+            |from| self.store.user_snapshot(tenant, user, from),
         )
         .await
     }
@@ -405,7 +407,7 @@ impl Caches {
                     ChangeKey::Groups(tenant.clone()),
                 ]
             },
-            || self.store.user_grants(tenant, user),
+            |from| self.store.user_grants(tenant, user, from),
         )
         .await
     }
@@ -428,7 +430,7 @@ impl Caches {
                     ChangeKey::Groups(tenant.clone()),
                 ]
             },
-            || self.store.external_catalog(tenant),
+            |from| self.store.external_catalog(tenant, from),
         )
         .await
     }

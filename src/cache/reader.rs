@@ -16,7 +16,9 @@ use crate::domain::{
     AccessQuery, AppId, AppSnapshot, Decision, ExternalCatalog, GrantView, PermissionRef, Revision,
     TenantId, Timestamp, UserFacts, UserGrant, UserId, UserSnapshot, Viewer, check_access,
 };
-use crate::store::{CacheReads, GrantKey, GrantQuery, Page, PageRequest, StoreError, StoreResult};
+use crate::store::{
+    CacheReads, GrantKey, GrantQuery, Page, PageRequest, ReadFrom, StoreError, StoreResult,
+};
 
 /// How many times a request gathers its snapshots again when writes land while it reads.
 const SETTLE_ATTEMPTS: usize = 8;
@@ -497,7 +499,11 @@ impl Reader {
     ) -> Result<AppEntry, ReadError> {
         match source {
             Source::Cache(at) => self.caches.app(at, tenant, app).await,
-            Source::Store => self.direct(self.store.app_snapshot(tenant, app).await),
+            Source::Store => self.direct(
+                self.store
+                    .app_snapshot(tenant, app, ReadFrom::Primary)
+                    .await,
+            ),
         }
     }
 
@@ -509,7 +515,11 @@ impl Reader {
     ) -> Result<UserEntry, ReadError> {
         match source {
             Source::Cache(at) => self.caches.user(at, tenant, user).await,
-            Source::Store => self.direct(self.store.user_snapshot(tenant, user).await),
+            Source::Store => self.direct(
+                self.store
+                    .user_snapshot(tenant, user, ReadFrom::Primary)
+                    .await,
+            ),
         }
     }
 
@@ -520,7 +530,9 @@ impl Reader {
     ) -> Result<Arc<Entry<Option<ExternalCatalog>>>, ReadError> {
         match source {
             Source::Cache(at) => self.caches.catalog(at, tenant).await,
-            Source::Store => self.direct(self.store.external_catalog(tenant).await),
+            Source::Store => {
+                self.direct(self.store.external_catalog(tenant, ReadFrom::Primary).await)
+            }
         }
     }
 
@@ -532,7 +544,11 @@ impl Reader {
     ) -> Result<Arc<Entry<Vec<UserGrant>>>, ReadError> {
         match source {
             Source::Cache(at) => self.caches.grants(at, tenant, user).await,
-            Source::Store => self.direct(self.store.user_grants(tenant, user).await),
+            Source::Store => self.direct(
+                self.store
+                    .user_grants(tenant, user, ReadFrom::Primary)
+                    .await,
+            ),
         }
     }
 

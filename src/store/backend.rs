@@ -146,6 +146,12 @@ pub(super) fn options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectO
     connect_options(url, backend, false)
 }
 
+/// Whether `url` parses as a PostgreSQL connection URL (nothing is connected to).
+pub fn parses_as_postgres(url: &str) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    options(url, Backend::Postgres).map(drop)
+}
+
 /// Options that never create an SQLite file (unless the URL itself asks for `mode=rwc`).
 fn existing_options(url: &str, backend: Backend) -> anyhow::Result<AnyConnectOptions> {
     connect_options(url, backend, true)

@@ -33,7 +33,7 @@ use crate::domain::{
 use crate::domain::{AlreadyExists, AuditTarget, NotFound};
 pub use crate::domain::{Entity, PermissionRef};
 pub use backend::{Backend, connect, lazy, migrate, open};
-pub use sql::SqlStore;
+pub use sql::{ReadFrom, Replicas, SqlStore};
 pub use traits::{
     AppRightWrites, AppWrites, CacheReads, ChangeLog, ClientKeys, ClientWrites, ExternalWrites,
     Lists, Settings, Snapshots, Store, TenantWrites,

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::{
     AuditEvent, AuditFilter, BootstrapOutcome, ChangeRead, ClientRecord, GrantKey, GrantQuery,
-    GroupSpec, GroupWithPermissions, Page, PageRequest, PageSecret, PermissionRef, StoreResult,
-    WriteCtx, listener,
+    GroupSpec, GroupWithPermissions, Page, PageRequest, PageSecret, PermissionRef, ReadFrom,
+    StoreResult, WriteCtx, listener,
 };
 use crate::domain::{
     ApiUser, App, AppId, AppKind, AppSnapshot, Caller, Capabilities, ClientId, Consent,
@@ -19,7 +19,9 @@ use crate::domain::{
 };
 
 /// The facts the read path loads, each read at one revision and returned with it: what the
-/// caches hold, and what `fully_consistent` reads directly (`sql/snapshots.rs`).
+/// caches hold, and what `fully_consistent` reads directly (`sql/snapshots.rs`). A load the
+/// cache will trust from a given revision on may go to a read replica that has replayed it
+/// ([`ReadFrom`]); everything else reads the primary.
 #[async_trait]
 pub trait Snapshots: Send + Sync {
     /// The newest committed revision.
@@ -30,6 +32,7 @@ pub trait Snapshots: Send + Sync {
         &self,
         tenant: &TenantId,
         app: &AppId,
+        from: ReadFrom,
     ) -> StoreResult<(AppSnapshot, Revision)>;
 
     /// A user's roles and rights in a tenant (`None` if the tenant does not know them), read at one revision.
@@ -37,6 +40,7 @@ pub trait Snapshots: Send + Sync {
         &self,
         tenant: &TenantId,
         user: &UserId,
+        from: ReadFrom,
     ) -> StoreResult<(Option<UserSnapshot>, Revision)>;
 
     /// A tenant's external permission groups and permissions (`None` if the tenant does not
@@ -44,6 +48,7 @@ pub trait Snapshots: Send + Sync {
     async fn external_catalog(
         &self,
         tenant: &TenantId,
+        from: ReadFrom,
     ) -> StoreResult<(Option<ExternalCatalog>, Revision)>;
 
     /// A user's external permission grants in a tenant, expired ones included, read at one revision.
@@ -51,6 +56,7 @@ pub trait Snapshots: Send + Sync {
         &self,
         tenant: &TenantId,
         user: &UserId,
+        from: ReadFrom,
     ) -> StoreResult<(Vec<UserGrant>, Revision)>;
 
     /// A user's unexpired grants that the viewer may see, ordered by (group, permission), keyset-paged.

@@ -45,6 +45,8 @@ pub const BOOTSTRAP_ACTOR: &str = "(bootstrap)";
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Hot standbys that snapshot loads may go to (none unless `--database-read-url`).
+    replicas: Arc<Replicas>,
     backend: Backend,
     /// Where a change listener connects (Postgres only); never logged.
     listen_url: Option<String>,
@@ -68,6 +70,7 @@ mod clients;
 mod external;
 mod facts;
 mod lists;
+mod replicas;
 mod rows;
 mod settings;
 mod snapshots;
@@ -77,14 +80,43 @@ use audit::*;
 use facts::*;
 use rows::*;
 
+pub use replicas::{ReadFrom, Replicas};
+use std::future::Future;
+use std::sync::Arc;
+
 impl SqlStore {
     /// A store over `pool`, whose schema is migrated for `backend`.
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
         Self {
             pool,
+            replicas: Arc::new(Replicas::default()),
             backend,
             listen_url: None,
         }
+    }
+
+    /// The same store, with snapshot loads that may go to `replicas`.
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = Arc::new(replicas);
+        self
+    }
+
+    /// The store's read replicas.
+    pub fn replicas(&self) -> &Replicas {
+        &self.replicas
+    }
+
+    /// A snapshot read: on a replica when `from` allows it and one has replayed far enough,
+    /// else on the primary.
+    async fn snapshot<T, F, Fut>(&self, from: ReadFrom, read: F) -> StoreResult<(T, Revision)>
+    where
+        F: Fn(AnyPool) -> Fut,
+        Fut: Future<Output = StoreResult<(T, Revision)>>,
+    {
+        if let Some(answer) = self.replicas.read(from, &read).await {
+            return Ok(answer);
+        }
+        read(self.pool.clone()).await
     }
 
     /// The same store, able to listen for changes on a connection of its own to `url`.

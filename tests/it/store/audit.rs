@@ -116,7 +116,10 @@ async fn revision_starts_at_zero_and_every_write_appends_one_audit_event(db: &Te
     assert_eq!(events(s).await, all);
     // Reads report the revision they were read at.
     assert_eq!(
-        s.user_snapshot(&acme, &uid("bob")).await.unwrap().1,
+        s.user_snapshot(&acme, &uid("bob"), consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .1,
         Revision::number(5)
     );
 }

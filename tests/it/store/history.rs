@@ -38,10 +38,22 @@ async fn every_read_carries_the_tag_of_its_revision(db: &TestDb) {
 
     let (acme, alice) = (tid("acme"), uid("alice"));
     let reads = [
-        s.app_snapshot(&acme, &aid("crm")).await.unwrap().1,
-        s.user_snapshot(&acme, &alice).await.unwrap().1,
-        s.external_catalog(&acme).await.unwrap().1,
-        s.user_grants(&acme, &alice).await.unwrap().1,
+        s.app_snapshot(&acme, &aid("crm"), consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .1,
+        s.user_snapshot(&acme, &alice, consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .1,
+        s.external_catalog(&acme, consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .1,
+        s.user_grants(&acme, &alice, consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .1,
     ];
     for (i, read_at) in reads.iter().enumerate() {
         assert!(

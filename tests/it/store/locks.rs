@@ -143,7 +143,7 @@ async fn a_caller_refused_by_its_own_rules_never_waits_for_the_write_lock(db: &T
     let written = admitted.await.unwrap().unwrap();
     check_written(s, before, written).await;
     assert!(
-        s.app_snapshot(&tid("acme"), &crm)
+        s.app_snapshot(&tid("acme"), &crm, consentry::store::ReadFrom::Primary)
             .await
             .unwrap()
             .0

@@ -323,7 +323,10 @@ async fn register(s: &dyn Store, app: &str, kind: AppKind, m: &Manifest) {
 }
 
 async fn snapshot(s: &dyn Store, t: &str, app: &str) -> AppSnapshot {
-    let (snap, rev) = s.app_snapshot(&tid(t), &aid(app)).await.unwrap();
+    let (snap, rev) = s
+        .app_snapshot(&tid(t), &aid(app), consentry::store::ReadFrom::Primary)
+        .await
+        .unwrap();
     assert_eq!(rev, s.revision().await.unwrap(), "app_snapshot's revision");
     snap
 }

@@ -205,18 +205,31 @@ async fn roles_need_an_acting_administrator_except_the_first_one(db: &TestDb) {
         s.put_user(&by_root(), &acme, &uid("bob"), roles(&[Role::Delegate]))
     );
 
-    let (snap, rev) = s.user_snapshot(&acme, &uid("dave")).await.unwrap();
+    let (snap, rev) = s
+        .user_snapshot(&acme, &uid("dave"), consentry::store::ReadFrom::Primary)
+        .await
+        .unwrap();
     assert_eq!(rev, s.revision().await.unwrap());
     let snap = snap.unwrap();
     assert!(snap.known);
     assert_eq!(snap.roles, roles(&[Role::GeneralAdmin, Role::Delegate]));
     assert!(snap.rights.is_empty());
-    assert_eq!(s.user_snapshot(&acme, &uid("ghost")).await.unwrap().0, None);
     assert_eq!(
-        s.user_snapshot(&tid("initech"), &uid("dave"))
+        s.user_snapshot(&acme, &uid("ghost"), consentry::store::ReadFrom::Primary)
             .await
             .unwrap()
             .0,
+        None
+    );
+    assert_eq!(
+        s.user_snapshot(
+            &tid("initech"),
+            &uid("dave"),
+            consentry::store::ReadFrom::Primary
+        )
+        .await
+        .unwrap()
+        .0,
         None
     );
 
@@ -362,7 +375,13 @@ async fn deleting_a_user_takes_their_rights_grants_and_group_entries(db: &TestDb
         ])
     );
 
-    assert_eq!(s.user_snapshot(&acme, &uid("bob")).await.unwrap().0, None);
+    assert_eq!(
+        s.user_snapshot(&acme, &uid("bob"), consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap()
+            .0,
+        None
+    );
     let groups = groups_seen_by(s, "acme", &Viewer::User(uid("alice"))).await;
     assert_eq!(groups.len(), 1);
     assert_eq!(
@@ -383,7 +402,7 @@ async fn deleting_a_user_takes_their_rights_grants_and_group_entries(db: &TestDb
     // Gone for good: the same user added again starts with nothing.
     plain_users(s, "acme", &["bob"]).await;
     let snap = s
-        .user_snapshot(&acme, &uid("bob"))
+        .user_snapshot(&acme, &uid("bob"), consentry::store::ReadFrom::Primary)
         .await
         .unwrap()
         .0
@@ -471,7 +490,12 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
         s,
         s.grant_user_right(&by_root(), &acme, &bob, &path("/"), Right::Write)
     );
-    let snap = s.user_snapshot(&acme, &bob).await.unwrap().0.unwrap();
+    let snap = s
+        .user_snapshot(&acme, &bob, consentry::store::ReadFrom::Primary)
+        .await
+        .unwrap()
+        .0
+        .unwrap();
     assert_eq!(
         snap.rights,
         [(path("/hr"), Right::Manage), (path("/"), Right::Write)]
@@ -523,7 +547,7 @@ async fn a_user_holds_one_right_level_per_path(db: &TestDb) {
         s.revoke_user_right(&by_root(), &acme, &bob, &path("/"), Right::Write)
     );
     assert!(
-        s.user_snapshot(&acme, &bob)
+        s.user_snapshot(&acme, &bob, consentry::store::ReadFrom::Primary)
             .await
             .unwrap()
             .0

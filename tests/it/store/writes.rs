@@ -152,13 +152,23 @@ async fn a_restarted_store_keeps_everything(db: &TestDb) {
     .unwrap();
 
     let revision = s.revision().await.unwrap();
-    let app = s.app_snapshot(&acme, &aid("crm")).await.unwrap();
+    let app = s
+        .app_snapshot(&acme, &aid("crm"), consentry::store::ReadFrom::Primary)
+        .await
+        .unwrap();
     let users: BTreeMap<&str, _> = [
         (
             "alice",
-            s.user_snapshot(&acme, &uid("alice")).await.unwrap(),
+            s.user_snapshot(&acme, &uid("alice"), consentry::store::ReadFrom::Primary)
+                .await
+                .unwrap(),
         ),
-        ("bob", s.user_snapshot(&acme, &uid("bob")).await.unwrap()),
+        (
+            "bob",
+            s.user_snapshot(&acme, &uid("bob"), consentry::store::ReadFrom::Primary)
+                .await
+                .unwrap(),
+        ),
     ]
     .into_iter()
     .collect();
@@ -184,9 +194,19 @@ async fn a_restarted_store_keeps_everything(db: &TestDb) {
     let store = db.store().await;
     let s: &dyn Store = &store;
     assert_eq!(s.revision().await.unwrap(), revision);
-    assert_eq!(s.app_snapshot(&acme, &aid("crm")).await.unwrap(), app);
+    assert_eq!(
+        s.app_snapshot(&acme, &aid("crm"), consentry::store::ReadFrom::Primary)
+            .await
+            .unwrap(),
+        app
+    );
     for (user, snap) in &users {
-        assert_eq!(&s.user_snapshot(&acme, &uid(user)).await.unwrap(), snap);
+        assert_eq!(
+            &s.user_snapshot(&acme, &uid(user), consentry::store::ReadFrom::Primary)
+                .await
+                .unwrap(),
+            snap
+        );
     }
     let again = s
         .list_user_grants(&acme, &uid("bob"), &query, &first_page(10))
