@@ -92,6 +92,16 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         "The newest revision this instance has applied.",
     ),
     (
+        "consentry_replica_reads_total",
+        Kind::Counter,
+        "Snapshot loads offered to a read replica, by result: replica (it had replayed far enough and answered), behind (it had not; the primary answered), down (it failed or was too slow; the primary answered and it is skipped for a while).",
+    ),
+    (
+        "consentry_replica_lag_revisions",
+        Kind::Gauge,
+        "How many revisions a read replica was behind the revision asked of it at its last read, per replica (in --database-read-url order, from 0).",
+    ),
+    (
         "consentry_revision_regressions_total",
         Kind::Counter,
         "Times the store's history was found replaced (a restore, a failover that lost commits) and the instance started afresh from its head.",
@@ -136,6 +146,11 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
 /// Counters whose every label value is known, present at zero from the start, so that the first
 /// event is an increase to Prometheus (a series that appears at 1 shows no increase).
 const AT_ZERO: &[(&str, &str, &[&str])] = &[
+    (
+        "consentry_replica_reads_total",
+        "result",
+        &["replica", "behind", "down"],
+    ),
     (
         "consentry_tls_reloads_total",
         "result",

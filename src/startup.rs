@@ -77,7 +77,9 @@ impl App {
         };
         let health = HealthReporter::new();
         let url = &config.db.database_url;
-        let store = Arc::new(crate::store::lazy(url, config.db_max_connections)?);
+        let replicas = crate::store::Replicas::lazy(&config.database_read_urls)?;
+        let store =
+            Arc::new(crate::store::lazy(url, config.db_max_connections)?.with_replicas(replicas));
         let reads: Arc<dyn CacheReads> = store.clone();
         let caches = Caches::new(
             reads,
@@ -438,6 +440,8 @@ async fn prepare(
         crate::store::backend::check_migrated(url).await?;
         tracing::info!(database = %redact(url), backend = ?store.backend(), "store ready, schema current");
     }
+    // A replica that is no standby is a mistake to refuse; one that is down only waits.
+    store.replicas().check_standbys().await?;
     // The demo's world first, so that its client is the first write of its database (what
     // `demo::may_load` recognises at the next start), the bootstrap client after it.
     if config.demo {

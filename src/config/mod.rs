@@ -284,6 +284,15 @@ pub struct ServeConfig {
     /// Where the store is.
     #[command(flatten)]
     pub db: DatabaseArgs,
+    /// A PostgreSQL hot standby that snapshot loads may read from when it has replayed far
+    /// enough (repeatable; comma-separated in the variable). Never the primary's URL.
+    #[arg(
+        long = "database-read-url",
+        env = "DATABASE_READ_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub database_read_urls: Vec<String>,
     /// Address to serve Prometheus metrics on (`/metrics`); off when unset.
     #[arg(long, env = "CONSENTRY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -416,6 +425,43 @@ impl ServeConfig {
         matches.expect("`consentry serve` parses with no flags")
     }
 
+    /// What is wrong with the read replicas' URLs: each must be a PostgreSQL URL other than the
+    /// primary's, and the primary must be PostgreSQL too.
+    fn read_url_problems(&self) -> Vec<String> {
+        use crate::store::Backend;
+        use crate::store::backend::redact;
+        let mut problems = Vec::new();
+        let primary = Backend::of_url(&self.db.database_url).ok();
+        for url in &self.database_read_urls {
+            let shown = redact(url.trim());
+            let shown = crate::domain::error::quoted(&shown);
+            match Backend::of_url(url.trim()) {
+                Err(_) => problems.push(format!(
+                    "--database-read-url {shown}: not a database URL (postgres://…)"
+                )),
+                Ok(Backend::Sqlite) => problems.push(format!(
+                    "--database-read-url {shown}: read replicas are PostgreSQL hot standbys"
+                )),
+                Ok(Backend::Postgres) if url.trim() == self.db.database_url.trim() => {
+                    problems.push(format!(
+                        "--database-read-url {shown}: this is the primary's URL (--database-url); a read replica is a hot standby"
+                    ))
+                }
+                Ok(Backend::Postgres) if primary == Some(Backend::Sqlite) => problems.push(
+                    format!("--database-read-url {shown}: read replicas need a PostgreSQL primary, and --database-url is SQLite"),
+                ),
+                Ok(Backend::Postgres) => {
+                    if crate::store::backend::parses_as_postgres(url.trim()).is_err() {
+                        problems.push(format!(
+                            "--database-read-url {shown}: not a valid PostgreSQL URL"
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
     /// The TLS files, when TLS is configured.
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
@@ -474,6 +520,7 @@ impl ServeConfig {
             }
             Ok(_) => {}
         }
+        problems.extend(self.read_url_problems());
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => problems.push("--tls-cert needs --tls-key".to_owned()),
             (None, Some(_)) => problems.push("--tls-key needs --tls-cert".to_owned()),

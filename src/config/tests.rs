@@ -96,6 +96,7 @@ fn new_has_every_default_of_the_command_line() {
 const EVERY_VARIABLE: &[(&str, &str)] = &[
     ("CONSENTRY_LISTEN", "127.0.0.1:7"),
     ("DATABASE_URL", "postgres://elsewhere/db"),
+    ("DATABASE_READ_URL", "postgres://standby/db"),
     ("CONSENTRY_METRICS_LISTEN", "127.0.0.1:8"),
     (
         "CONSENTRY_BOOTSTRAP_KEY",
@@ -439,4 +440,65 @@ fn client_create_takes_comma_separated_lists() {
     };
     assert_eq!(tenants, ["a", "b"]);
     assert_eq!(capabilities, ["query", "admin"]);
+}
+
+#[test]
+fn read_replica_urls_are_repeatable_and_each_is_checked() {
+    let serve = |args: &[&str]| {
+        let all = [&["consentry", "serve"][..], args].concat();
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Serve(cfg) => cfg,
+            _ => panic!("not serve"),
+        }
+    };
+    let primary = "postgres://app@db:5432/consentry";
+    let good = serve(&[
+        "--database-url",
+        primary,
+        "--database-read-url",
+        "postgres://app@standby-1:5432/consentry",
+        "--database-read-url",
+        "postgres://app@standby-2:5432/consentry",
+    ]);
+    assert_eq!(good.database_read_urls.len(), 2);
+    good.validate().unwrap();
+
+    let bad = serve(&[
+        "--database-url",
+        primary,
+        "--database-read-url",
+        "mysql://app@db/consentry",
+        "--database-read-url",
+        "sqlite://replica.db",
+        "--database-read-url",
+        primary,
+        "--database-read-url",
+        "postgres://app:hunter2@standby:notaport/consentry",
+    ]);
+    let problems = bad.validate().unwrap_err().0;
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    for (problem, words) in problems.iter().zip([
+        "not a database URL",
+        "PostgreSQL hot standbys",
+        "the primary's URL",
+        "not a valid PostgreSQL URL",
+    ]) {
+        assert!(problem.starts_with("--database-read-url "), "{problem}");
+        assert!(problem.contains(words), "{problem}");
+        assert!(!problem.contains("hunter2"), "no password: {problem}");
+    }
+
+    let on_sqlite = serve(&[
+        "--database-url",
+        "sqlite://consentry.db",
+        "--database-read-url",
+        "postgres://app@standby:5432/consentry",
+    ]);
+    let problems = on_sqlite.validate().unwrap_err().0;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("need a PostgreSQL primary")),
+        "{problems:?}"
+    );
 }
