@@ -35,6 +35,7 @@ mod external;
 mod freshness;
 mod outage;
 mod reasons;
+mod replicas;
 mod restore;
 mod scopes;
 mod store_down;
