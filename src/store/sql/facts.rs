@@ -55,17 +55,10 @@ pub(super) async fn api_user_in(
     tenant: &TenantId,
     user: &UserId,
 ) -> StoreResult<Option<ApiUser>> {
-    let row = sqlx::query(AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT {API_USER_COLUMNS} FROM api_users a WHERE a.tenant_id = $1 AND a.user_id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(user.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some(row) => api_user_from(&row)?,
-        None => None,
-    })
+    );
+    row_in(conn, &sql, tenant, user.as_str(), api_user_from).await
 }
 
 /// The acting user's roles in `tenant` (empty without an acting user or if unknown).
@@ -109,17 +102,10 @@ pub(super) async fn consent_in(
     tenant: &TenantId,
     app: &AppId,
 ) -> StoreResult<Option<Consent>> {
-    let row = sqlx::query(AssertSqlSafe(format!(
+    let sql = format!(
         "SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.tenant_id = $1 AND c.app_id = $2"
-    )))
-    .bind(tenant.as_str())
-    .bind(app.as_str())
-    .fetch_optional(conn)
-    .await?;
-    Ok(match row {
-        Some(row) => consent_from(&row)?,
-        None => None,
-    })
+    );
+    row_in(conn, &sql, tenant, app.as_str(), consent_from).await
 }
 
 pub(super) async fn whitelist_in(
@@ -127,13 +113,26 @@ pub(super) async fn whitelist_in(
     tenant: &TenantId,
     app: &AppId,
 ) -> StoreResult<Option<WhitelistEntry>> {
-    let row = sqlx::query("SELECT allowed_scopes, content_access FROM whitelist_entries WHERE tenant_id = $1 AND app_id = $2")
+    let sql = "SELECT allowed_scopes, content_access FROM whitelist_entries \
+               WHERE tenant_id = $1 AND app_id = $2";
+    row_in(conn, sql, tenant, app.as_str(), whitelist_from).await
+}
+
+/// The one row of `sql` for `tenant` and `id` (its two parameters), if any, read by `from`.
+async fn row_in<T>(
+    conn: &mut AnyConnection,
+    sql: &str,
+    tenant: &TenantId,
+    id: &str,
+    from: impl FnOnce(&AnyRow) -> StoreResult<Option<T>>,
+) -> StoreResult<Option<T>> {
+    let row = sqlx::query(AssertSqlSafe(sql.to_owned()))
         .bind(tenant.as_str())
-        .bind(app.as_str())
+        .bind(id)
         .fetch_optional(conn)
         .await?;
     Ok(match row {
-        Some(row) => whitelist_from(&row)?,
+        Some(row) => from(&row)?,
         None => None,
     })
 }
