@@ -35,6 +35,7 @@ pub mod reader;
 mod snapshots;
 pub mod sync;
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -293,6 +294,27 @@ impl Caches {
         })
     }
 
+    /// [`Caches::lookup`] of an entry keyed by a tenant and an app or a user.
+    async fn lookup_pair<B, V, F>(
+        &self,
+        kind: Kind,
+        cache: &Snapshots<Pair<TenantId, B>, V>,
+        at: At,
+        (tenant, second): (&TenantId, &B),
+        keys: impl FnOnce() -> Vec<ChangeKey>,
+        load: impl FnOnce(ReadFrom) -> F,
+    ) -> Result<Arc<Entry<V>>, ReadError>
+    where
+        B: Borrow<str> + Eq + Clone + Send + Sync,
+        V: Weigh + Send + Sync,
+        F: Future<Output = StoreResult<(V, Revision)>> + Send,
+    {
+        let key = (tenant.as_str(), second.borrow());
+        let owned = || Pair(tenant.clone(), second.clone());
+        self.lookup(kind, cache, at, &key as &dyn PairRef, owned, keys, load)
+            .await
+    }
+
     /// The snapshot of an application in a tenant.
     pub async fn app(
         &self,
@@ -300,12 +322,11 @@ impl Caches {
         tenant: &TenantId,
         app: &AppId,
     ) -> Result<Arc<Entry<AppSnapshot>>, ReadError> {
-        self.lookup(
+        self.lookup_pair(
             Kind::Apps,
             &self.snapshots.apps,
             at,
-            &(tenant.as_str(), app.as_str()) as &dyn PairRef,
-            || Pair(tenant.clone(), app.clone()),
+            (tenant, app),
             || {
                 vec![
                     ChangeKey::Tenant(tenant.clone()),
@@ -325,18 +346,12 @@ impl Caches {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Arc<Entry<Option<UserSnapshot>>>, ReadError> {
-        self.lookup(
+        self.lookup_pair(
             Kind::Users,
             &self.snapshots.users,
             at,
-            &(tenant.as_str(), user.as_str()) as &dyn PairRef,
-            || Pair(tenant.clone(), user.clone()),
-            || {
-                vec![
-                    ChangeKey::Tenant(tenant.clone()),
-                    ChangeKey::User(tenant.clone(), user.clone()),
-                ]
-            },
+            (tenant, user),
+            || user_keys(tenant, user).to_vec(),
             |from| self.store.user_snapshot(tenant, user, from),
         )
         .await
@@ -394,18 +409,18 @@ impl Caches {
         tenant: &TenantId,
         user: &UserId,
     ) -> Result<Arc<Entry<Vec<UserGrant>>>, ReadError> {
-        self.lookup(
+        self.lookup_pair(
             Kind::Grants,
             &self.snapshots.grants,
             at,
-            &(tenant.as_str(), user.as_str()) as &dyn PairRef,
-            || Pair(tenant.clone(), user.clone()),
+            (tenant, user),
+            // A grant's visibility also follows the tenant's groups.
             || {
-                vec![
-                    ChangeKey::Tenant(tenant.clone()),
-                    ChangeKey::User(tenant.clone(), user.clone()),
-                    ChangeKey::Groups(tenant.clone()),
+                [
+                    &user_keys(tenant, user)[..],
+                    &[ChangeKey::Groups(tenant.clone())],
                 ]
+                .concat()
             },
             |from| self.store.user_grants(tenant, user, from),
         )
@@ -499,4 +514,12 @@ impl Caches {
     pub fn store(&self) -> &Arc<dyn CacheReads> {
         &self.store
     }
+}
+
+/// The change keys that make a user's entries stale: the tenant's and the user's own.
+fn user_keys(tenant: &TenantId, user: &UserId) -> [ChangeKey; 2] {
+    [
+        ChangeKey::Tenant(tenant.clone()),
+        ChangeKey::User(tenant.clone(), user.clone()),
+    ]
 }
