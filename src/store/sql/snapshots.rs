@@ -18,7 +18,35 @@ impl Snapshots for SqlStore {
         from: ReadFrom,
     ) -> StoreResult<(AppSnapshot, Revision)> {
         self.snapshot(from, |pool| async move {
-            app_snapshot_on(&pool, tenant, app).await
+            // One round trip: the revision and every fact, read by one statement (one snapshot).
+            let sql = format!(
+                "SELECT {REVISION_COLUMNS}, \
+                        t.tenant_id, t.environment, t.whitelisting_enabled, \
+                        a.app_id AS registered_app, {APP_COLUMNS}, {CONSENT_COLUMNS}, \
+                        w.allowed_scopes, w.content_access \
+                 FROM (SELECT $1 AS tenant_id, $2 AS app_id) q \
+                 LEFT JOIN tenants t ON t.tenant_id = q.tenant_id \
+                 LEFT JOIN apps a ON a.app_id = q.app_id \
+                 LEFT JOIN consents c ON c.tenant_id = q.tenant_id AND c.app_id = q.app_id \
+                 LEFT JOIN whitelist_entries w ON w.tenant_id = q.tenant_id AND w.app_id = q.app_id"
+            );
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(tenant.as_str())
+                .bind(app.as_str())
+                .fetch_one(&pool)
+                .await?;
+            let revision = revision_from(&row)?;
+            let tenant = match col::<Option<String>>(&row, "environment")? {
+                Some(_) => Some(tenant_from(&row)?),
+                None => None,
+            };
+            let app = match col::<Option<String>>(&row, "registered_app")? {
+                Some(_) => Some(app_from(&row)?),
+                None => None,
+            };
+            let snapshot =
+                AppSnapshot::new(tenant, app, consent_from(&row)?, whitelist_from(&row)?);
+            Ok((snapshot, revision))
         })
         .await
     }
@@ -30,7 +58,40 @@ impl Snapshots for SqlStore {
         from: ReadFrom,
     ) -> StoreResult<(Option<UserSnapshot>, Revision)> {
         self.snapshot(from, |pool| async move {
-            user_snapshot_on(&pool, tenant, user).await
+            // One statement (one snapshot): the user, their API-user record (at most one row, so
+            // it repeats on every right's row) and their rights.
+            let sql = format!(
+                "SELECT {REVISION_COLUMNS}, u.roles, {API_USER_COLUMNS}, \
+                        r.resource, r.right_level \
+                 FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
+                 LEFT JOIN tenant_users u ON u.tenant_id = q.tenant_id AND u.user_id = q.user_id \
+                 LEFT JOIN api_users a ON a.tenant_id = u.tenant_id AND a.user_id = u.user_id \
+                 LEFT JOIN user_rights r ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
+                .bind(tenant.as_str())
+                .bind(user.as_str())
+                .fetch_all(&pool)
+                .await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("user snapshot returned no row".into()))?;
+            let revision = revision_from(first)?;
+            let Some(roles) = col::<Option<i64>>(first, "roles")? else {
+                return Ok((None, revision));
+            };
+            let mut rights = Vec::new();
+            for row in &rows {
+                if let Some(resource) = col::<Option<String>>(row, "resource")? {
+                    let path = stored(ResourcePath::parse("resource", &resource))?;
+                    rights.push((path, json::right_from_code(col(row, "right_level")?)?));
+                }
+            }
+            let snapshot = UserSnapshot {
+                api_user: api_user_from(first)?,
+                ..UserSnapshot::new(roles_from(roles), rights)
+            };
+            Ok((Some(snapshot), revision))
         })
         .await
     }
@@ -137,7 +198,78 @@ impl Snapshots for SqlStore {
         from: ReadFrom,
     ) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
         self.snapshot(from, |pool| async move {
-            external_catalog_on(&pool, tenant).await
+            // One statement (one snapshot): the revision (its tag in `m`), the tenant, its groups,
+            // their principals and permissions, as rows of one shape.
+            let rows = sqlx::query(
+                "SELECT 'R' AS kind, CAST(NULL AS TEXT) AS g, CAST(NULL AS TEXT) AS a, CAST(NULL AS TEXT) AS b, \
+                        CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, \
+                        COALESCE((SELECT a.tag FROM audit_events a WHERE a.revision = revision.value), 0) AS m \
+                        FROM revision WHERE id = 1 \
+                 UNION ALL SELECT 'T', tenant_id, NULL, NULL, NULL, NULL, 0, 0 FROM tenants WHERE tenant_id = $1 \
+                 UNION ALL SELECT 'G', group_id, name, description, NULL, NULL, 0, 0 FROM permission_groups WHERE tenant_id = $1 \
+                 UNION ALL SELECT 'P', group_id, relation, principal, NULL, NULL, access, position FROM group_principals \
+                           WHERE tenant_id = $1 \
+                 UNION ALL SELECT 'X', group_id, permission_id, name, description, external_id, 0, 0 FROM external_permissions \
+                           WHERE tenant_id = $1 \
+                 ORDER BY 1, 2, 8",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(&pool)
+            .await?;
+            let mut revision = Revision::default();
+            let mut exists = false;
+            let mut catalog = ExternalCatalog::default();
+            let text = |row: &AnyRow, name: &str| -> StoreResult<String> {
+                Ok(col::<Option<String>>(row, name)?.unwrap_or_default())
+            };
+            for row in &rows {
+                let kind = col::<String>(row, "kind")?;
+                let group_id = || stored(GroupId::parse("group_id", &text(row, "g")?));
+                match kind.as_str() {
+                    "R" => revision = revision_of(col(row, "n")?, Some(col(row, "m")?)),
+                    "T" => exists = true,
+                    "G" => {
+                        let group = PermissionGroup {
+                            group_id: group_id()?,
+                            name: stored(Name::parse("name", &text(row, "a")?))?,
+                            description: stored(Description::parse("description", &text(row, "b")?))?,
+                            acl: GroupAcl::default(),
+                        };
+                        catalog.groups.insert(group.group_id.clone(), group);
+                    }
+                    "P" => {
+                        let Some(group) = catalog.groups.get_mut(&group_id()?) else {
+                            continue;
+                        };
+                        let principal = stored(Principal::parse("principal", &text(row, "b")?))?;
+                        match text(row, "a")?.as_str() {
+                            "manager" => {
+                                let access = if col::<i64>(row, "n")? == 2 {
+                                    ManagerAccess::ReadWrite
+                                } else {
+                                    ManagerAccess::Read
+                                };
+                                group.acl.managers.push((principal, access));
+                            }
+                            "grantor" => group.acl.grantors.push(principal),
+                            _ => group.acl.visible_to.push(principal),
+                        }
+                    }
+                    _ => {
+                        let permission = ExternalPermission {
+                            permission_id: stored(PermissionId::parse("permission_id", &text(row, "a")?))?,
+                            group_id: group_id()?,
+                            name: stored(Name::parse("name", &text(row, "b")?))?,
+                            description: stored(Description::parse("description", &text(row, "c")?))?,
+                            external_id: stored(ExternalId::parse("external_id", &text(row, "d")?))?,
+                        };
+                        catalog
+                            .permissions
+                            .insert(permission.permission_id.clone(), permission);
+                    }
+                }
+            }
+            Ok((exists.then_some(catalog), revision))
         })
         .await
     }
@@ -149,202 +281,36 @@ impl Snapshots for SqlStore {
         from: ReadFrom,
     ) -> StoreResult<(Vec<UserGrant>, Revision)> {
         self.snapshot(from, |pool| async move {
-            user_grants_on(&pool, tenant, user).await
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {REVISION_COLUMNS}, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
+                 FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
+                 LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id"
+            )))
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .fetch_all(&pool)
+            .await?;
+            let first = rows
+                .first()
+                .ok_or_else(|| StoreError::Corrupt("user grants returned no row".into()))?;
+            let revision = revision_from(first)?;
+            let mut grants = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let Some(permission) = col::<Option<String>>(row, "permission_id")? else {
+                    continue;
+                };
+                grants.push(UserGrant {
+                    permission_id: stored(PermissionId::parse("permission_id", &permission))?,
+                    granted_by: stored(Principal::parse(
+                        "granted_by",
+                        &col::<String>(row, "granted_by")?,
+                    ))?,
+                    granted_at: Timestamp::from_micros(col(row, "granted_at")?),
+                    expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+                });
+            }
+            Ok((grants, revision))
         })
         .await
     }
-}
-
-/// [`Snapshots::app_snapshot`], read on `pool` (the primary's or a replica's).
-async fn app_snapshot_on(
-    pool: &AnyPool,
-    tenant: &TenantId,
-    app: &AppId,
-) -> StoreResult<(AppSnapshot, Revision)> {
-    // One round trip: the revision and every fact, read by one statement (one snapshot).
-    let sql = format!(
-        "SELECT {REVISION_COLUMNS}, \
-                t.tenant_id, t.environment, t.whitelisting_enabled, \
-                a.app_id AS registered_app, {APP_COLUMNS}, {CONSENT_COLUMNS}, \
-                w.allowed_scopes, w.content_access \
-         FROM (SELECT $1 AS tenant_id, $2 AS app_id) q \
-         LEFT JOIN tenants t ON t.tenant_id = q.tenant_id \
-         LEFT JOIN apps a ON a.app_id = q.app_id \
-         LEFT JOIN consents c ON c.tenant_id = q.tenant_id AND c.app_id = q.app_id \
-         LEFT JOIN whitelist_entries w ON w.tenant_id = q.tenant_id AND w.app_id = q.app_id"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(app.as_str())
-        .fetch_one(pool)
-        .await?;
-    let revision = revision_from(&row)?;
-    let tenant = match col::<Option<String>>(&row, "environment")? {
-        Some(_) => Some(tenant_from(&row)?),
-        None => None,
-    };
-    let app = match col::<Option<String>>(&row, "registered_app")? {
-        Some(_) => Some(app_from(&row)?),
-        None => None,
-    };
-    let snapshot = AppSnapshot::new(tenant, app, consent_from(&row)?, whitelist_from(&row)?);
-    Ok((snapshot, revision))
-}
-
-/// [`Snapshots::user_snapshot`], read on `pool` (the primary's or a replica's).
-async fn user_snapshot_on(
-    pool: &AnyPool,
-    tenant: &TenantId,
-    user: &UserId,
-) -> StoreResult<(Option<UserSnapshot>, Revision)> {
-    // One statement (one snapshot): the user, their API-user record (at most one row, so
-    // it repeats on every right's row) and their rights.
-    let sql = format!(
-        "SELECT {REVISION_COLUMNS}, u.roles, {API_USER_COLUMNS}, \
-                r.resource, r.right_level \
-         FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
-         LEFT JOIN tenant_users u ON u.tenant_id = q.tenant_id AND u.user_id = q.user_id \
-         LEFT JOIN api_users a ON a.tenant_id = u.tenant_id AND a.user_id = u.user_id \
-         LEFT JOIN user_rights r ON r.tenant_id = u.tenant_id AND r.user_id = u.user_id"
-    );
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(tenant.as_str())
-        .bind(user.as_str())
-        .fetch_all(pool)
-        .await?;
-    let first = rows
-        .first()
-        .ok_or_else(|| StoreError::Corrupt("user snapshot returned no row".into()))?;
-    let revision = revision_from(first)?;
-    let Some(roles) = col::<Option<i64>>(first, "roles")? else {
-        return Ok((None, revision));
-    };
-    let mut rights = Vec::new();
-    for row in &rows {
-        if let Some(resource) = col::<Option<String>>(row, "resource")? {
-            let path = stored(ResourcePath::parse("resource", &resource))?;
-            rights.push((path, json::right_from_code(col(row, "right_level")?)?));
-        }
-    }
-    let snapshot = UserSnapshot {
-        api_user: api_user_from(first)?,
-        ..UserSnapshot::new(roles_from(roles), rights)
-    };
-    Ok((Some(snapshot), revision))
-}
-
-/// [`Snapshots::external_catalog`], read on `pool` (the primary's or a replica's).
-async fn external_catalog_on(
-    pool: &AnyPool,
-    tenant: &TenantId,
-) -> StoreResult<(Option<ExternalCatalog>, Revision)> {
-    // One statement (one snapshot): the revision (its tag in `m`), the tenant, its groups,
-    // their principals and permissions, as rows of one shape.
-    let rows = sqlx::query(
-        "SELECT 'R' AS kind, CAST(NULL AS TEXT) AS g, CAST(NULL AS TEXT) AS a, CAST(NULL AS TEXT) AS b, \
-                CAST(NULL AS TEXT) AS c, CAST(NULL AS TEXT) AS d, value AS n, \
-                COALESCE((SELECT a.tag FROM audit_events a WHERE a.revision = revision.value), 0) AS m \
-                FROM revision WHERE id = 1 \
-         UNION ALL SELECT 'T', tenant_id, NULL, NULL, NULL, NULL, 0, 0 FROM tenants WHERE tenant_id = $1 \
-         UNION ALL SELECT 'G', group_id, name, description, NULL, NULL, 0, 0 FROM permission_groups WHERE tenant_id = $1 \
-         UNION ALL SELECT 'P', group_id, relation, principal, NULL, NULL, access, position FROM group_principals \
-                   WHERE tenant_id = $1 \
-         UNION ALL SELECT 'X', group_id, permission_id, name, description, external_id, 0, 0 FROM external_permissions \
-                   WHERE tenant_id = $1 \
-         ORDER BY 1, 2, 8",
-    )
-    .bind(tenant.as_str())
-    .fetch_all(pool)
-    .await?;
-    let mut revision = Revision::default();
-    let mut exists = false;
-    let mut catalog = ExternalCatalog::default();
-    let text = |row: &AnyRow, name: &str| -> StoreResult<String> {
-        Ok(col::<Option<String>>(row, name)?.unwrap_or_default())
-    };
-    for row in &rows {
-        let kind = col::<String>(row, "kind")?;
-        let group_id = || stored(GroupId::parse("group_id", &text(row, "g")?));
-        match kind.as_str() {
-            "R" => revision = revision_of(col(row, "n")?, Some(col(row, "m")?)),
-            "T" => exists = true,
-            "G" => {
-                let group = PermissionGroup {
-                    group_id: group_id()?,
-                    name: stored(Name::parse("name", &text(row, "a")?))?,
-                    description: stored(Description::parse("description", &text(row, "b")?))?,
-                    acl: GroupAcl::default(),
-                };
-                catalog.groups.insert(group.group_id.clone(), group);
-            }
-            "P" => {
-                let Some(group) = catalog.groups.get_mut(&group_id()?) else {
-                    continue;
-                };
-                let principal = stored(Principal::parse("principal", &text(row, "b")?))?;
-                match text(row, "a")?.as_str() {
-                    "manager" => {
-                        let access = if col::<i64>(row, "n")? == 2 {
-                            ManagerAccess::ReadWrite
-                        } else {
-                            ManagerAccess::Read
-                        };
-                        group.acl.managers.push((principal, access));
-                    }
-                    "grantor" => group.acl.grantors.push(principal),
-                    _ => group.acl.visible_to.push(principal),
-                }
-            }
-            _ => {
-                let permission = ExternalPermission {
-                    permission_id: stored(PermissionId::parse("permission_id", &text(row, "a")?))?,
-                    group_id: group_id()?,
-                    name: stored(Name::parse("name", &text(row, "b")?))?,
-                    description: stored(Description::parse("description", &text(row, "c")?))?,
-                    external_id: stored(ExternalId::parse("external_id", &text(row, "d")?))?,
-                };
-                catalog
-                    .permissions
-                    .insert(permission.permission_id.clone(), permission);
-            }
-        }
-    }
-    Ok((exists.then_some(catalog), revision))
-}
-
-/// [`Snapshots::user_grants`], read on `pool` (the primary's or a replica's).
-async fn user_grants_on(
-    pool: &AnyPool,
-    tenant: &TenantId,
-    user: &UserId,
-) -> StoreResult<(Vec<UserGrant>, Revision)> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {REVISION_COLUMNS}, g.permission_id, g.granted_by, g.granted_at, g.expires_at \
-         FROM (SELECT $1 AS tenant_id, $2 AS user_id) q \
-         LEFT JOIN external_grants g ON g.tenant_id = q.tenant_id AND g.user_id = q.user_id"
-    )))
-    .bind(tenant.as_str())
-    .bind(user.as_str())
-    .fetch_all(pool)
-    .await?;
-    let first = rows
-        .first()
-        .ok_or_else(|| StoreError::Corrupt("user grants returned no row".into()))?;
-    let revision = revision_from(first)?;
-    let mut grants = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(permission) = col::<Option<String>>(row, "permission_id")? else {
-            continue;
-        };
-        grants.push(UserGrant {
-            permission_id: stored(PermissionId::parse("permission_id", &permission))?,
-            granted_by: stored(Principal::parse(
-                "granted_by",
-                &col::<String>(row, "granted_by")?,
-            ))?,
-            granted_at: Timestamp::from_micros(col(row, "granted_at")?),
-            expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
-        });
-    }
-    Ok((grants, revision))
 }
