@@ -6,7 +6,7 @@
 /// value of an exact name) and `Display` (the name). The enum's attributes and doc comments, each
 /// variant's, and those of the three items are written at the call:
 ///
-/// ```ignore
+/// ```text
 /// named_enum! {
 ///     /// What the enum is.
 ///     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
