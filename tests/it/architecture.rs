@@ -3,8 +3,8 @@
 //! async; sqlx stays in the store; `Status` is built in one place; generated types stay at the
 //! edge; the cache knows no database and holds only the store's reads; every function that
 //! writes to the store does so inside the audited write transaction; admin handlers go through
-//! the write helper. Each failure names the file and line, and each check is tried on a source
-//! made to break it.
+//! the write helper. Each failure names the file and line. The layer, `Status` and write checks,
+//! and the source reader, are also tried on sources made to break them.
 
 use std::path::{Path, PathBuf};
 
