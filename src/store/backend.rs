@@ -3,8 +3,9 @@
 //! default for one process.
 
 use std::str::FromStr;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -512,11 +513,12 @@ pub fn is_schema_behind(e: &anyhow::Error) -> bool {
 /// Connects to the database at `url`, applying pending migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = migrate(url).await?;
-    let pool: AnyPool = pool_options(max_connections)
+    let suspicion = Suspicion::default();
+    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
         .connect_with(options(url, backend)?)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    Ok(SqlStore::new(pool, backend).with_listener(url))
+    Ok(SqlStore::new(pool, backend, suspicion).with_listener(url))
 }
 
 /// A store on the database at `url` for the admin commands: checks, changing nothing, that the
@@ -525,11 +527,12 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
 /// schema that is behind.
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = check_migrated(url).await?;
-    let pool: AnyPool = pool_options(max_connections)
+    let suspicion = Suspicion::default();
+    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
         .connect_with(existing_options(url, backend)?)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    Ok(SqlStore::new(pool, backend))
+    Ok(SqlStore::new(pool, backend, suspicion))
 }
 
 /// A store on the database at `url` that connects on first use: nothing is read, written or
@@ -537,14 +540,70 @@ pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
 pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
-    let pool: AnyPool = pool_options(max_connections).connect_lazy_with(options(url, backend)?);
-    Ok(SqlStore::new(pool, backend).with_listener(url))
+    let suspicion = Suspicion::default();
+    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
+        .connect_lazy_with(options(url, backend)?);
+    Ok(SqlStore::new(pool, backend, suspicion).with_listener(url))
 }
 
-fn pool_options(max_connections: u32) -> AnyPoolOptions {
+/// How long a pooled connection may sit idle and still be handed out without a ping first.
+/// sqlx pings every connection when it is returned, so one reused within this window was
+/// answering a moment ago; one idle longer (across a restart, or a proxy's idle cut) is pinged
+/// before use. A busy pool so skips a round trip per statement.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// When a connection of one pool was last found broken under a statement. For
+/// [`PING_IF_IDLE_FOR`] after that, every connection of the pool is pinged before use, however
+/// briefly it was idle: what ended one (a restart, a failover) usually ended them all, and a read
+/// tried again must not meet the next dead one.
+#[derive(Debug, Clone, Default)]
+pub struct Suspicion(Arc<AtomicU64>);
+
+/// The instant [`Suspicion`] counts from.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Suspicion {
+    /// Notes that a connection of the pool was just found broken.
+    pub fn raise(&self) {
+        let since = EPOCH.elapsed().as_millis() as u64;
+        // 0 means never, so a raise in the epoch's first millisecond counts as the second.
+        self.0.store(since.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a connection was found broken less than [`PING_IF_IDLE_FOR`] ago.
+    fn raised(&self) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = EPOCH.elapsed().as_millis() as u64;
+                now.saturating_sub(at) < PING_IF_IDLE_FOR.as_millis() as u64
+            }
+        }
+    }
+}
+
+/// The pool settings of the primary and of each read replica: `max_connections`, the acquire
+/// timeout `acquire_timeout`, and a ping before use only after [`PING_IF_IDLE_FOR`] idle or
+/// while `suspicion` is raised.
+pub(super) fn pool_options(
+    max_connections: u32,
+    acquire_timeout: Duration,
+    suspicion: &Suspicion,
+) -> AnyPoolOptions {
+    let suspicion = suspicion.clone();
     AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            let ping = meta.idle_for >= PING_IF_IDLE_FOR || suspicion.raised();
+            Box::pin(async move {
+                if ping {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 #[cfg(test)]

@@ -99,6 +99,15 @@ impl From<sqlx::Error> for StoreError {
 #[derive(Debug)]
 pub struct DatabaseError(sqlx::Error);
 
+impl DatabaseError {
+    /// Whether the connection broke under the statement (reset, cut, its backend ended), which
+    /// a read on another connection may not meet; not a wait for a connection that never came.
+    pub fn is_broken_connection(&self) -> bool {
+        !matches!(self.0, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+            && backend::is_connection_error(&self.0)
+    }
+}
+
 impl std::fmt::Display for DatabaseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {

@@ -18,6 +18,7 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Decode, Row, Transaction,
 
 #[cfg(doc)]
 use super::Store;
+use super::backend::Suspicion;
 use super::change::ChangeKey;
 use super::json;
 use super::{
@@ -50,6 +51,8 @@ pub struct SqlStore {
     backend: Backend,
     /// Where a change listener connects (Postgres only); never logged.
     listen_url: Option<String>,
+    /// Raised when a connection of `pool` is found broken (see [`SqlStore::snapshot`]).
+    suspicion: Suspicion,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -85,13 +88,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 impl SqlStore {
-    /// A store over `pool`, whose schema is migrated for `backend`.
-    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+    /// A store over `pool`, whose schema is migrated for `backend`, made with
+    /// `backend::pool_options` and `suspicion`.
+    pub fn new(pool: AnyPool, backend: Backend, suspicion: Suspicion) -> Self {
         Self {
             pool,
             replicas: Arc::new(Replicas::default()),
             backend,
             listen_url: None,
+            suspicion,
         }
     }
 
@@ -116,7 +121,18 @@ impl SqlStore {
         if let Some(answer) = self.replicas.read(from, &read).await {
             return Ok(answer);
         }
-        read(self.pool.clone()).await
+        match read(self.pool.clone()).await {
+            // A pooled connection reused without a ping (see `backend::PING_IF_IDLE_FOR`) may
+            // have died since it was returned; the pool drops it, pings the others before use
+            // for a while, and the read is tried once more. A database that is really gone fails
+            // the second read too.
+            Err(StoreError::Unavailable(e)) if e.is_broken_connection() => {
+                self.suspicion.raise();
+                tracing::debug!(error = %e, "snapshot read on a dropped connection, read again");
+                read(self.pool.clone()).await
+            }
+            answer => answer,
+        }
     }
 
     /// The same store, able to listen for changes on a connection of its own to `url`.

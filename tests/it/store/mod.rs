@@ -31,6 +31,7 @@ mod external;
 mod history;
 mod lists;
 mod locks;
+mod pool;
 mod recognised;
 mod standby;
 mod tenants;
