@@ -15,8 +15,34 @@ use consentry::store::ClientWrites;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    small_pages_only();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("consentry: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(consentry_main())
+}
+
+/// Turns transparent huge pages off for this process, before anything is allocated on a worker
+/// thread. mimalloc advises huge pages for the regions it reserves, so with THP in `madvise` or
+/// `always` mode each region touched at all is backed by 2 MiB pages: an idle instance held 16
+/// MiB of them (see BENCHMARKS.md, "Memory"). A failure only leaves the kernel's default.
+fn small_pages_only() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("consentry: transparent huge pages stay as the kernel has them: {e}");
+    }
+}
+
+/// Parses the command line, starts logging and runs the command.
+async fn consentry_main() -> ExitCode {
     let cli = Cli::parse_args();
     let json = matches!(&cli.command, Command::Serve(c) if c.log_json);
     consentry::telemetry::init(json);
