@@ -195,8 +195,8 @@ impl SnapshotCaches {
     /// Empty caches sharing `budget` bytes.
     pub(super) fn new(budget: u64) -> Self {
         Self {
-            apps: build("apps", budget * 45 / 100),
-            users: build("users", budget * 3 / 10),
+            apps: build("apps", budget / 4),
+            users: build("users", budget / 2),
             grants: build("grants", budget / 10),
             catalogs: build("catalogs", budget * 15 / 100),
         }
