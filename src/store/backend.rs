@@ -3,8 +3,8 @@
 //! default for one process.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -513,12 +513,11 @@ pub fn is_schema_behind(e: &anyhow::Error) -> bool {
 /// Connects to the database at `url`, applying pending migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = migrate(url).await?;
-    let suspicion = Suspicion::default();
-    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
+    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT)
         .connect_with(options(url, backend)?)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    Ok(SqlStore::new(pool, backend, suspicion).with_listener(url))
+    Ok(SqlStore::new(pool, backend).with_listener(url))
 }
 
 /// A store on the database at `url` for the admin commands: checks, changing nothing, that the
@@ -527,12 +526,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<SqlStore
 /// schema that is behind.
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     let backend = check_migrated(url).await?;
-    let suspicion = Suspicion::default();
-    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
+    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT)
         .connect_with(existing_options(url, backend)?)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
-    Ok(SqlStore::new(pool, backend, suspicion))
+    Ok(SqlStore::new(pool, backend))
 }
 
 /// A store on the database at `url` that connects on first use: nothing is read, written or
@@ -540,10 +538,9 @@ pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
 pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of_url(url)?;
-    let suspicion = Suspicion::default();
-    let pool: AnyPool = pool_options(max_connections, ACQUIRE_TIMEOUT, &suspicion)
-        .connect_lazy_with(options(url, backend)?);
-    Ok(SqlStore::new(pool, backend, suspicion).with_listener(url))
+    let pool: AnyPool =
+        pool_options(max_connections, ACQUIRE_TIMEOUT).connect_lazy_with(options(url, backend)?);
+    Ok(SqlStore::new(pool, backend).with_listener(url))
 }
 
 /// How long a pooled connection may sit idle and still be handed out without a ping first.
@@ -552,51 +549,46 @@ pub fn lazy(url: &str, max_connections: u32) -> anyhow::Result<SqlStore> {
 /// before use. A busy pool so skips a round trip per statement.
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-/// When a connection of one pool was last found broken under a statement. For
-/// [`PING_IF_IDLE_FOR`] after that, every connection of the pool is pinged before use, however
-/// briefly it was idle: what ended one (a restart, a failover) usually ended them all, and a read
-/// tried again must not meet the next dead one.
-#[derive(Debug, Clone, Default)]
-pub struct Suspicion(Arc<AtomicU64>);
+/// When a connection was last found broken under a statement, in milliseconds from [`EPOCH`]
+/// (0: never). For [`PING_IF_IDLE_FOR`] after that, every pooled connection is pinged before
+/// use, however briefly it was idle: what ended one (a restart, a failover) usually ended them
+/// all, and the next caller must not meet the next dead one. Process-wide, so that whichever
+/// statement meets a broken connection first (a read, a write, a change-log poll) warns every
+/// pool, as the error is turned into a `StoreError` (see [`suspect_connections`]).
+static SUSPECTED_AT: AtomicU64 = AtomicU64::new(0);
 
-/// The instant [`Suspicion`] counts from.
+/// The instant [`SUSPECTED_AT`] counts from.
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-impl Suspicion {
-    /// Notes that a connection of the pool was just found broken.
-    pub fn raise(&self) {
-        let since = EPOCH.elapsed().as_millis() as u64;
-        // 0 means never, so a raise in the epoch's first millisecond counts as the second.
-        self.0.store(since.max(1), Ordering::Relaxed);
-    }
+/// Notes that a pooled connection was just found broken: every connection is pinged before use
+/// for the next [`PING_IF_IDLE_FOR`].
+pub fn suspect_connections() {
+    let since = EPOCH.elapsed().as_millis() as u64;
+    // 0 means never, so a raise in the epoch's first millisecond counts as the second.
+    SUSPECTED_AT.store(since.max(1), Ordering::Relaxed);
+}
 
-    /// Whether a connection was found broken less than [`PING_IF_IDLE_FOR`] ago.
-    fn raised(&self) -> bool {
-        match self.0.load(Ordering::Relaxed) {
-            0 => false,
-            at => {
-                let now = EPOCH.elapsed().as_millis() as u64;
-                now.saturating_sub(at) < PING_IF_IDLE_FOR.as_millis() as u64
-            }
+/// Whether a connection was found broken less than [`PING_IF_IDLE_FOR`] ago.
+fn connections_suspected() -> bool {
+    match SUSPECTED_AT.load(Ordering::Relaxed) {
+        0 => false,
+        at => {
+            let now = EPOCH.elapsed().as_millis() as u64;
+            now.saturating_sub(at) < PING_IF_IDLE_FOR.as_millis() as u64
         }
     }
 }
 
 /// The pool settings of the primary and of each read replica: `max_connections`, the acquire
 /// timeout `acquire_timeout`, and a ping before use only after [`PING_IF_IDLE_FOR`] idle or
-/// while `suspicion` is raised.
-pub(super) fn pool_options(
-    max_connections: u32,
-    acquire_timeout: Duration,
-    suspicion: &Suspicion,
-) -> AnyPoolOptions {
-    let suspicion = suspicion.clone();
+/// while connections are suspected ([`suspect_connections`]).
+pub(super) fn pool_options(max_connections: u32, acquire_timeout: Duration) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
         .test_before_acquire(false)
         .before_acquire(move |conn, meta| {
-            let ping = meta.idle_for >= PING_IF_IDLE_FOR || suspicion.raised();
+            let ping = meta.idle_for >= PING_IF_IDLE_FOR || connections_suspected();
             Box::pin(async move {
                 if ping {
                     conn.ping().await?;

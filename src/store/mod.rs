@@ -88,7 +88,11 @@ impl StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Unavailable(DatabaseError(e))
+        let e = DatabaseError(e);
+        if e.is_broken_connection() {
+            backend::suspect_connections();
+        }
+        StoreError::Unavailable(e)
     }
 }
 

@@ -9,6 +9,42 @@ use super::*;
 #[async_trait]
 impl ChangeLog for SqlStore {
     async fn changes_since(&self, after: Revision) -> StoreResult<ChangeRead> {
+        read_again_if_dropped(|| self.changes_since_once(after)).await
+    }
+
+    async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
+        read_again_if_dropped(|| async { tag_in(&mut *self.conn().await?, number).await }).await
+    }
+
+    async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
+        sqlx::query("DELETE FROM changes WHERE revision < $1")
+            .bind(rev_i64(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn listen_for_changes(
+        &self,
+    ) -> StoreResult<Option<crate::store::listener::ChangeListener>> {
+        match &self.listen_url {
+            Some(url) => Ok(Some(
+                crate::store::listener::ChangeListener::connect(url).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    async fn try_connect(&self) -> StoreResult<()> {
+        let conn = self.pool.connect_options().connect().await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// [`ChangeLog::changes_since`], read once.
+    async fn changes_since_once(&self, after: Revision) -> StoreResult<ChangeRead> {
         // One statement: the head with its tag, and the tag the store records for `after`
         // (NULL, read as none, when it records no such revision).
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -51,34 +87,5 @@ impl ChangeLog for SqlStore {
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(read(changes))
-    }
-
-    async fn revision_tag(&self, number: u64) -> StoreResult<Option<Tag>> {
-        tag_in(&mut *self.conn().await?, number).await
-    }
-
-    async fn prune_changes(&self, before: Revision) -> StoreResult<()> {
-        sqlx::query("DELETE FROM changes WHERE revision < $1")
-            .bind(rev_i64(before))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn listen_for_changes(
-        &self,
-    ) -> StoreResult<Option<crate::store::listener::ChangeListener>> {
-        match &self.listen_url {
-            Some(url) => Ok(Some(
-                crate::store::listener::ChangeListener::connect(url).await?,
-            )),
-            None => Ok(None),
-        }
-    }
-
-    async fn try_connect(&self) -> StoreResult<()> {
-        let conn = self.pool.connect_options().connect().await?;
-        let _ = conn.close().await;
-        Ok(())
     }
 }

@@ -6,6 +6,13 @@ use super::*;
 #[async_trait]
 impl ClientKeys for SqlStore {
     async fn client_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
+        read_again_if_dropped(|| self.client_by_key_hash_once(key_hash)).await
+    }
+}
+
+impl SqlStore {
+    /// [`ClientKeys::client_by_key_hash`], read once.
+    async fn client_by_key_hash_once(&self, key_hash: &str) -> StoreResult<Option<Caller>> {
         let row = sqlx::query(
             "SELECT client_id, key_hash, tenants, capabilities, created_at, revoked_at FROM clients \
              WHERE key_hash = $1 AND revoked_at IS NULL",

@@ -18,7 +18,6 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Decode, Row, Transaction,
 
 #[cfg(doc)]
 use super::Store;
-use super::backend::Suspicion;
 use super::change::ChangeKey;
 use super::json;
 use super::{
@@ -51,8 +50,6 @@ pub struct SqlStore {
     backend: Backend,
     /// Where a change listener connects (Postgres only); never logged.
     listen_url: Option<String>,
-    /// Raised when a connection of `pool` is found broken (see [`SqlStore::snapshot`]).
-    suspicion: Suspicion,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -87,16 +84,34 @@ pub use replicas::{ReadFrom, Replicas};
 use std::future::Future;
 use std::sync::Arc;
 
+/// Runs the read `read`, and once more if its connection turned out broken under it: a pooled
+/// connection reused without a ping (see `backend::PING_IF_IDLE_FOR`) may have died since it was
+/// returned. The pool drops it, the error has every pool ping before use for a while, and the
+/// second read gets a connection that answers. A database that is really gone fails it too.
+/// Only for reads: a write is never repeated behind its caller's back.
+async fn read_again_if_dropped<T, F, Fut>(read: F) -> StoreResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    match read().await {
+        Err(StoreError::Unavailable(e)) if e.is_broken_connection() => {
+            tracing::debug!(error = %e, "read on a dropped connection, read again");
+            read().await
+        }
+        answer => answer,
+    }
+}
+
 impl SqlStore {
-    /// A store over `pool`, whose schema is migrated for `backend`, made with
-    /// `backend::pool_options` and `suspicion`.
-    pub fn new(pool: AnyPool, backend: Backend, suspicion: Suspicion) -> Self {
+    /// A store over `pool` (made with `backend::pool_options`), whose schema is migrated for
+    /// `backend`.
+    pub fn new(pool: AnyPool, backend: Backend) -> Self {
         Self {
             pool,
             replicas: Arc::new(Replicas::default()),
             backend,
             listen_url: None,
-            suspicion,
         }
     }
 
@@ -121,18 +136,7 @@ impl SqlStore {
         if let Some(answer) = self.replicas.read(from, &read).await {
             return Ok(answer);
         }
-        match read(self.pool.clone()).await {
-            // A pooled connection reused without a ping (see `backend::PING_IF_IDLE_FOR`) may
-            // have died since it was returned; the pool drops it, pings the others before use
-            // for a while, and the read is tried once more. A database that is really gone fails
-            // the second read too.
-            Err(StoreError::Unavailable(e)) if e.is_broken_connection() => {
-                self.suspicion.raise();
-                tracing::debug!(error = %e, "snapshot read on a dropped connection, read again");
-                read(self.pool.clone()).await
-            }
-            answer => answer,
-        }
+        read_again_if_dropped(|| read(self.pool.clone())).await
     }
 
     /// The same store, able to listen for changes on a connection of its own to `url`.
@@ -156,16 +160,35 @@ impl SqlStore {
     /// Begins a write: bumps the revision first, which takes the write lock (Postgres row lock,
     /// SQLite database lock) so that revisions follow commit order.
     async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let mut tx = self.pool.begin().await?;
-        let value: i64 = sqlx::query_scalar(
-            "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        Ok(WriteTx {
-            tx,
-            revision: Revision(rev_from(value).0, fresh_tag()),
-        })
+        let mut again = true;
+        loop {
+            let begun: StoreResult<_> = async {
+                let mut tx = self.pool.begin().await?;
+                let value: i64 = sqlx::query_scalar(
+                    "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                Ok((tx, value))
+            }
+            .await;
+            match begun {
+                // Nothing was written: the transaction had not got past its first statement
+                // when its connection turned out dead (see `read_again_if_dropped`), so it is
+                // begun once more, on a connection pinged first. A commit is never repeated.
+                Err(StoreError::Unavailable(e)) if again && e.is_broken_connection() => {
+                    tracing::debug!(error = %e, "write begun on a dropped connection, again");
+                    again = false;
+                }
+                Err(e) => return Err(e),
+                Ok((tx, value)) => {
+                    return Ok(WriteTx {
+                        tx,
+                        revision: Revision(rev_from(value).0, fresh_tag()),
+                    });
+                }
+            }
+        }
     }
 
     async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {

@@ -15,7 +15,7 @@ use metrics::{Counter, Gauge};
 use sqlx::AnyPool;
 
 use super::super::StoreResult;
-use super::super::backend::{self, Backend, Suspicion, redact};
+use super::super::backend::{self, Backend, redact};
 use crate::domain::Revision;
 
 /// Where a snapshot read may go.
@@ -45,8 +45,6 @@ struct Replica {
     backoff: Mutex<(Option<Instant>, u32)>,
     /// Revisions the replica was behind the asked-for revision at its last read.
     lag: Gauge,
-    /// Raised when a read on the replica fails, so its next reads ping first.
-    suspicion: Suspicion,
 }
 
 impl Replica {
@@ -115,8 +113,7 @@ impl Replicas {
                     redact(url)
                 );
             }
-            let suspicion = Suspicion::default();
-            let pool = backend::pool_options(MAX_CONNECTIONS, READ_TIMEOUT, &suspicion)
+            let pool = backend::pool_options(MAX_CONNECTIONS, READ_TIMEOUT)
                 .connect_lazy_with(backend::options(url, Backend::Postgres)?);
             let name = i.to_string();
             list.push(Replica {
@@ -124,7 +121,6 @@ impl Replicas {
                 shown: redact(url),
                 backoff: Mutex::new((None, 0)),
                 lag: metrics::gauge!("consentry_replica_lag_revisions", "replica" => name),
-                suspicion,
             });
         }
         Ok(Replicas {
@@ -215,7 +211,6 @@ impl Replicas {
 
     fn down(&self, replica: &Replica, e: &dyn std::fmt::Display) {
         self.counted[2].increment(1);
-        replica.suspicion.raise();
         let pause = replica.failed();
         tracing::warn!(
             error = %e,

@@ -7,8 +7,11 @@ use super::*;
 #[async_trait]
 impl Snapshots for SqlStore {
     async fn revision(&self) -> StoreResult<Revision> {
-        let mut conn = self.pool.acquire().await?;
-        revision_in(&mut conn).await
+        read_again_if_dropped(|| async {
+            let mut conn = self.pool.acquire().await?;
+            revision_in(&mut conn).await
+        })
+        .await
     }
 
     async fn app_snapshot(
