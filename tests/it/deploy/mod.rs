@@ -85,14 +85,24 @@ pub fn copy_of_the_tree(into: &Path) -> PathBuf {
     tree
 }
 
+/// The variables the process reads besides `serve`'s own: the log filter, and the allocator's
+/// tuning (the image sets `MIMALLOC_ARENA_EAGER_COMMIT`), each with the values it accepts.
+const PROCESS_VARIABLES: [(&str, &[&str]); 2] = [
+    ("RUST_LOG", &[]),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", &["0", "1", "2"]),
+];
+
 /// `serve` parsed from environment variables, as the binary would parse them: each variable
-/// must be one of `serve`'s, and its value must parse.
+/// must be one of `serve`'s (or of [`PROCESS_VARIABLES`]), and its value must parse.
 pub fn serve_from_env(env: &BTreeMap<String, String>) -> Result<ServeConfig, String> {
     let command = Cli::command();
     let serve = command.find_subcommand("serve").unwrap();
     let mut args = vec!["consentry".to_owned(), "serve".to_owned()];
     for (name, value) in env {
-        if name == "RUST_LOG" {
+        if let Some((_, accepted)) = PROCESS_VARIABLES.iter().find(|(n, _)| n == name) {
+            if !accepted.is_empty() && !accepted.contains(&value.as_str()) {
+                return Err(format!("{name}={value:?} is not one of {accepted:?}"));
+            }
             continue;
         }
         let arg = serve
