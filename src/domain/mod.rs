@@ -18,6 +18,7 @@ pub mod prompt;
 pub mod revision;
 pub mod rights;
 pub mod rules;
+pub mod search;
 pub mod tenant;
 pub mod time;
 pub mod token;

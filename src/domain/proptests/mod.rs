@@ -12,6 +12,7 @@
 //! * `app_rights.rs`: a site-level app right never takes an ALLOW away and never allows above
 //!   the manifest's request nor the approved one, whatever is stored (§2, §8);
 //! * `tokens.rs`: a context token's `rights` against the engine (§8 "Context tokens");
+//! * `search.rs`: the action and resource searches against the engine (§10);
 //! * `model.rs`: the engine against a literal model of §2, §3 and §8 that shares nothing with it
 //!   but the types: every decision, a context token's claims and the app-right ceiling.
 //!
@@ -34,6 +35,7 @@ mod model;
 mod monotone;
 mod paths;
 mod prompt;
+mod search;
 mod strategies;
 mod tokens;
 
