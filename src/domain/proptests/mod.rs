@@ -78,6 +78,16 @@ const USERS: [&str; 4] = ["u0", "u1", "u2", "u3"];
 /// Users a query may name: the known ones and one the tenant never knows.
 const QUERY_USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "ghost"];
 
+/// Every name a check may ask for (each level and each fine-grained permission), parsed.
+fn every_permission() -> Vec<PermissionName> {
+    Right::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(FinePermission::ALL.iter().map(|p| p.as_str()))
+        .map(|name| PermissionName::parse("permission", name).unwrap())
+        .collect()
+}
+
 fn paths_at_depth(depth: usize) -> Vec<&'static str> {
     PATHS
         .iter()

@@ -14,16 +14,6 @@ use crate::domain::search::{action_search, resource_search};
 /// are, and this sits well below.
 const MIN_REACHED_SHARE: f64 = 0.5;
 
-/// Every name a check may ask for.
-fn every_permission() -> Vec<PermissionName> {
-    Right::ALL
-        .iter()
-        .map(|r| r.as_str())
-        .chain(FinePermission::ALL.iter().map(|p| p.as_str()))
-        .map(|name| PermissionName::parse("permission", name).unwrap())
-        .collect()
-}
-
 /// The search question of `ask` at `resource`; the search ignores scope and permission.
 fn search_query(ask: &Ask, resource: &'static str) -> AccessQuery {
     Ask {

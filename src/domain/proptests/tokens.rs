@@ -9,16 +9,6 @@ use proptest::sample::select;
 use super::strategies::open_world_and_ask;
 use super::*;
 
-/// Every name a check may ask for, parsed.
-fn every_permission() -> Vec<PermissionName> {
-    Right::ALL
-        .iter()
-        .map(|r| r.as_str())
-        .chain(FinePermission::ALL.iter().map(|p| p.as_str()))
-        .map(|name| PermissionName::parse("permission", name).unwrap())
-        .collect()
-}
-
 /// The token question of `ask`: no scope, no permission, at `resource`.
 fn token_query(ask: &Ask, resource: &'static str) -> AccessQuery {
     Ask {
