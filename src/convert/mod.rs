@@ -13,10 +13,12 @@ use crate::proto;
 use crate::store::{AuditEvent, ClientRecord, GroupSpec};
 
 mod admin;
+mod http;
 mod parse;
 mod permission;
 
 pub use admin::*;
+pub use http::*;
 pub use parse::*;
 pub use permission::*;
 

@@ -1,0 +1,228 @@
+//! An HTTP request as a check asks it (docs/rules.md §10.3): the resource its path names under a
+//! route's prefix, and the permission its method needs. What the mesh's authorizer and any other
+//! HTTP-facing edge share, so that one request is read one way.
+
+use crate::domain::error::quoted;
+use crate::domain::{PermissionName, ResourcePath, Right, Valid, ValidationError};
+
+/// The resource an HTTP request path names under `prefix`: the query and fragment removed,
+/// percent-decoded once, empty and `.` segments dropped and a trailing `/` ignored; a `..`
+/// segment, a NUL, an encoded `/` or `\` (which the upstream may not read as a separator) and a
+/// bad percent escape are refused, naming `field`.
+pub fn resource_of_path(field: &str, prefix: &ResourcePath, raw: &str) -> Valid<ResourcePath> {
+    let fail = |problem: &str| {
+        Err(ValidationError::new(
+            field,
+            format_args!("{} {problem}", quoted(raw)),
+        ))
+    };
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return fail("is not an absolute path");
+    }
+    let mut resource = prefix.as_str().trim_end_matches('/').to_owned();
+    for segment in path.split('/') {
+        let Some(segment) = decode_once(segment) else {
+            return fail("has a bad percent escape");
+        };
+        if segment.contains(['/', '\\']) {
+            return fail("has an encoded '/' or '\\' in a segment");
+        }
+        if segment.contains('\0') {
+            return fail("has a NUL");
+        }
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => return fail("has a '..' segment"),
+            _ => {
+                resource.push('/');
+                resource.push_str(&segment);
+            }
+        }
+    }
+    if resource.is_empty() {
+        resource.push('/');
+    }
+    ResourcePath::parse(field, resource)
+}
+
+/// `segment` with each `%XX` replaced by its byte, once; `None` when an escape is not two hex
+/// digits or the bytes are not UTF-8.
+fn decode_once(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_owned());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Which permission each HTTP method needs: by default GET and HEAD read, POST, PUT and PATCH
+/// edit items, DELETE deletes items; a method the table does not name is not allowed at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodTable(Vec<(String, PermissionName)>);
+
+impl Default for MethodTable {
+    fn default() -> Self {
+        use crate::domain::FinePermission::{DeleteItems, EditItems};
+        let read = PermissionName::Level(Right::Read);
+        Self(
+            [
+                ("GET", read),
+                ("HEAD", read),
+                ("POST", PermissionName::Fine(EditItems)),
+                ("PUT", PermissionName::Fine(EditItems)),
+                ("PATCH", PermissionName::Fine(EditItems)),
+                ("DELETE", PermissionName::Fine(DeleteItems)),
+            ]
+            .into_iter()
+            .map(|(m, p)| (m.to_owned(), p))
+            .collect(),
+        )
+    }
+}
+
+impl MethodTable {
+    /// A table of `(method, permission name)` pairs, each name as a check spells it, naming
+    /// `field` in the error; a method named twice is refused.
+    pub fn parse(field: &str, pairs: &[(String, String)]) -> Valid<Self> {
+        let mut table: Vec<(String, PermissionName)> = Vec::with_capacity(pairs.len());
+        for (method, name) in pairs {
+            let valid = !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase());
+            if !valid {
+                return Err(ValidationError::new(
+                    field,
+                    format_args!("{} is not an HTTP method in upper case", quoted(method)),
+                ));
+            }
+            if table.iter().any(|(m, _)| m == method) {
+                return Err(ValidationError::new(
+                    field,
+                    format_args!("{} is named twice", quoted(method)),
+                ));
+            }
+            table.push((method.clone(), PermissionName::parse(field, name)?));
+        }
+        Ok(Self(table))
+    }
+
+    /// The permission `method` needs, if the table names it (methods are case-sensitive).
+    pub fn permission(&self, method: &str) -> Option<PermissionName> {
+        self.0.iter().find(|(m, _)| m == method).map(|(_, p)| *p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testing::path as p;
+
+    fn under(prefix: &str, raw: &str) -> Result<String, String> {
+        resource_of_path("path", &p(prefix), raw)
+            .map(|r| r.as_str().to_owned())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_path_is_cut_at_its_query_decoded_once_and_normalised() {
+        assert_eq!(under("/", "/").unwrap(), "/");
+        assert_eq!(
+            under("/", "").unwrap_err(),
+            "path: \"\" is not an absolute path"
+        );
+        assert_eq!(under("/", "/hr/team?x=1#f").unwrap(), "/hr/team");
+        assert_eq!(under("/hr", "/team/docs/").unwrap(), "/hr/team/docs");
+        assert_eq!(under("/hr", "/").unwrap(), "/hr");
+        assert_eq!(under("/", "//a/./b//").unwrap(), "/a/b");
+        assert_eq!(under("/", "/a%20b/%C3%A9").unwrap(), "/a b/é");
+        // Once: an escaped escape stays an escape.
+        assert_eq!(under("/", "/a%2541").unwrap(), "/a%41");
+    }
+
+    #[test]
+    fn what_could_leave_the_prefix_or_confuse_the_upstream_is_refused() {
+        for (raw, problem) in [
+            ("/a/../b", "'..'"),
+            ("/a/%2e%2e/b", "'..'"),
+            ("/a%2Fb", "encoded '/'"),
+            ("/a%5cb", "encoded"),
+            ("/a%00", "NUL"),
+            ("/a%zz", "bad percent escape"),
+            ("/a%4", "bad percent escape"),
+            ("/a%ff", "bad percent escape"),
+            ("hr/team", "absolute"),
+        ] {
+            let e = under("/hr", raw).unwrap_err();
+            assert!(e.starts_with("path: "), "{raw}: {e}");
+            assert!(e.contains(problem), "{raw}: {e}");
+        }
+        // Too many segments for a resource: the domain's own limit, named by field.
+        let deep = "/s".repeat(40);
+        assert!(under("/", &deep).unwrap_err().starts_with("path: "));
+    }
+
+    proptest::proptest! {
+        /// Whatever the path, the answer is a refusal naming the field or a resource under the
+        /// prefix with no `.` or `..` segment.
+        #[test]
+        fn any_path_is_refused_or_lands_under_the_prefix(
+            raw in "[/a-z.%0-9A-F?#\\\\\\x00]{0,40}",
+        ) {
+            match resource_of_path("path", &p("/hr"), &raw) {
+                Ok(resource) => {
+                    proptest::prop_assert!(p("/hr").covers(&resource), "{}", resource);
+                    proptest::prop_assert!(
+                        resource.as_str().split('/').all(|s| s != ".." && s != "."),
+                        "{}", resource
+                    );
+                }
+                Err(e) => proptest::prop_assert_eq!(e.field, "path"),
+            }
+        }
+    }
+
+    #[test]
+    fn methods_map_to_permissions_by_the_table() {
+        let table = MethodTable::default();
+        assert_eq!(table.permission("GET").unwrap().as_str(), "READ");
+        assert_eq!(table.permission("HEAD").unwrap().as_str(), "READ");
+        assert_eq!(table.permission("PATCH").unwrap().as_str(), "EDIT_ITEMS");
+        assert_eq!(table.permission("DELETE").unwrap().as_str(), "DELETE_ITEMS");
+        assert_eq!(table.permission("get"), None);
+        assert_eq!(table.permission("OPTIONS"), None);
+
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let custom = MethodTable::parse("method_table", &pairs(&[("GET", "VIEW_ITEMS")])).unwrap();
+        assert_eq!(custom.permission("GET").unwrap().as_str(), "VIEW_ITEMS");
+        assert_eq!(custom.permission("POST"), None);
+        for bad in [
+            pairs(&[("get", "READ")]),
+            pairs(&[("GET", "read")]),
+            pairs(&[("GET", "READ"), ("GET", "WRITE")]),
+        ] {
+            assert!(
+                MethodTable::parse("method_table", &bad)
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("method_table: ")
+            );
+        }
+    }
+}
