@@ -6,9 +6,11 @@ use crate::domain::error::quoted;
 use crate::domain::{PermissionName, ResourcePath, Right, Valid, ValidationError};
 
 /// The resource an HTTP request path names under `prefix`: the query and fragment removed,
-/// percent-decoded once, empty and `.` segments dropped and a trailing `/` ignored; a `..`
-/// segment, a NUL, an encoded `/` or `\` (which the upstream may not read as a separator) and a
-/// bad percent escape are refused, naming `field`.
+/// percent-decoded once, `.` segments dropped and a trailing `/` ignored. Refused, naming
+/// `field`: an empty segment (`//`), a `..` segment, a `\` or an encoded `/` (which the upstream may not read as
+/// the check does), a `;` (path parameters, cut by some servers before they normalise), a `%`
+/// left after decoding (encoded twice), a lookalike of `.`, `/` or `\`, a control character and
+/// a bad percent escape.
 pub fn resource_of_path(field: &str, prefix: &ResourcePath, raw: &str) -> Valid<ResourcePath> {
     let fail = |problem: &str| {
         Err(ValidationError::new(
@@ -21,15 +23,32 @@ pub fn resource_of_path(field: &str, prefix: &ResourcePath, raw: &str) -> Valid<
         return fail("is not an absolute path");
     }
     let mut resource = prefix.as_str().trim_end_matches('/').to_owned();
-    for segment in path.split('/') {
-        let Some(segment) = decode_once(segment) else {
+    let segments: Vec<&str> = path.split('/').collect();
+    let last = segments.len() - 1;
+    for (i, raw_segment) in segments.into_iter().enumerate() {
+        if raw_segment.is_empty() && i != 0 && i != last {
+            // `/a//b`: servers that do not merge slashes (Envoy's default) see another path.
+            return fail("has an empty segment ('//')");
+        }
+        let Some(segment) = decode_once(raw_segment) else {
             return fail("has a bad percent escape");
         };
         if segment.contains(['/', '\\']) {
-            return fail("has an encoded '/' or '\\' in a segment");
+            return fail("has a '\\' or an encoded '/' in a segment");
         }
-        if segment.contains('\0') {
-            return fail("has a NUL");
+        if segment.contains(';') {
+            // `/a/..;/b` is `/b` to servers that cut path parameters before normalising.
+            return fail("has a ';' (a path parameter)");
+        }
+        if segment.contains('%') {
+            // Encoded twice: a server that decodes again would see another path.
+            return fail("has a '%' left after decoding");
+        }
+        if segment.contains(LOOKALIKES) {
+            return fail("has a character that some servers read as '.', '/' or '\\'");
+        }
+        if segment.chars().any(char::is_control) {
+            return fail("has a NUL or another control character");
         }
         match segment.as_str() {
             "" | "." => {}
@@ -46,6 +65,12 @@ pub fn resource_of_path(field: &str, prefix: &ResourcePath, raw: &str) -> Valid<
     ResourcePath::parse(field, resource)
 }
 
+/// Characters that servers applying Unicode compatibility mappings read as `.`, `/` or `\`
+/// (fullwidth forms, the division slash, the set minus, the one-dot leader).
+const LOOKALIKES: [char; 6] = [
+    '\u{FF0E}', '\u{FF0F}', '\u{FF3C}', '\u{2215}', '\u{2216}', '\u{2024}',
+];
+
 /// `segment` with each `%XX` replaced by its byte, once; `None` when an escape is not two hex
 /// digits or the bytes are not UTF-8.
 fn decode_once(segment: &str) -> Option<String> {
@@ -58,6 +83,9 @@ fn decode_once(segment: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -146,21 +174,29 @@ mod tests {
         assert_eq!(under("/", "/hr/team?x=1#f").unwrap(), "/hr/team");
         assert_eq!(under("/hr", "/team/docs/").unwrap(), "/hr/team/docs");
         assert_eq!(under("/hr", "/").unwrap(), "/hr");
-        assert_eq!(under("/", "//a/./b//").unwrap(), "/a/b");
+        assert_eq!(under("/", "/a/./b/").unwrap(), "/a/b");
         assert_eq!(under("/", "/a%20b/%C3%A9").unwrap(), "/a b/é");
-        // Once: an escaped escape stays an escape.
-        assert_eq!(under("/", "/a%2541").unwrap(), "/a%41");
     }
 
     #[test]
     fn what_could_leave_the_prefix_or_confuse_the_upstream_is_refused() {
         for (raw, problem) in [
             ("/a/../b", "'..'"),
+            ("/a//b", "empty segment"),
+            ("//a", "empty segment"),
             ("/a/%2e%2e/b", "'..'"),
             ("/a%2Fb", "encoded '/'"),
-            ("/a%5cb", "encoded"),
+            ("/a%5cb", "'\\'"),
+            ("/a\\b", "'\\'"),
             ("/a%00", "NUL"),
+            ("/a%09", "control"),
+            ("/public/..;/secret", "';'"),
+            ("/public/..%3B/secret", "';'"),
+            ("/public/.;/x", "';'"),
+            ("/public/%252e%252e/secret", "'%' left"),
+            ("/\u{FF0E}\u{FF0E}/secret", "read as"),
             ("/a%zz", "bad percent escape"),
+            ("/a%+0", "bad percent escape"),
             ("/a%4", "bad percent escape"),
             ("/a%ff", "bad percent escape"),
             ("hr/team", "absolute"),
@@ -179,7 +215,7 @@ mod tests {
         /// prefix with no `.` or `..` segment.
         #[test]
         fn any_path_is_refused_or_lands_under_the_prefix(
-            raw in "[/a-z.%0-9A-F?#\\\\\\x00]{0,40}",
+            raw in "[/a-z.;%0-9A-F?#\\\\\\x00\u{FF0E}]{0,40}",
         ) {
             match resource_of_path("path", &p("/hr"), &raw) {
                 Ok(resource) => {

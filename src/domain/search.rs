@@ -6,7 +6,7 @@
 //! engine's without asking it once per path. Since a side's level only grows on the way down,
 //! the paths where the level is at least `L` are whole subtrees, each rooted at a path that
 //! carries a grant with a level of `L` or more (or at the resource itself, when an ancestor
-//! carries one): the search lists those roots, top-most first in path order. Every path it lists
+//! carries one): the search lists those roots, in tree order. Every path it lists
 //! checks ALLOWED at `L`, and every path under the resource that checks ALLOWED at `L` lies
 //! under one it lists; the property tests hold both against the engine.
 //!
