@@ -565,7 +565,7 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 pub fn suspect_connections() {
     let since = EPOCH.elapsed().as_millis() as u64;
     // 0 means never, so a raise in the epoch's first millisecond counts as the second.
-    SUSPECTED_AT.store(since.max(1), Ordering::Relaxed);
+    SUSPECTED_AT.fetch_max(since.max(1), Ordering::Relaxed);
 }
 
 /// Whether a connection was found broken less than [`PING_IF_IDLE_FOR`] ago.

@@ -104,11 +104,20 @@ impl From<sqlx::Error> for StoreError {
 pub struct DatabaseError(sqlx::Error);
 
 impl DatabaseError {
-    /// Whether the connection broke under the statement (reset, cut, its backend ended), which
-    /// a read on another connection may not meet; not a wait for a connection that never came.
+    /// Whether the connection broke under the statement (reset, cut, its backend ended or the
+    /// server going down), which a read on another connection may not meet. Not a wait for a
+    /// connection that never came, and not a refusal to open one (a password, a missing
+    /// database, TLS), which another attempt would only repeat.
     pub fn is_broken_connection(&self) -> bool {
-        !matches!(self.0, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-            && backend::is_connection_error(&self.0)
+        match &self.0 {
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+            // Class 08 (connection exception) and 57P01-57P03 (terminated by an administrator,
+            // a crash shutdown, the server not yet accepting connections).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
     }
 }
 
