@@ -1,4 +1,4 @@
--- API users (DESIGN.md §8): a tenant user an administrator has narrowed to a set of API scopes
+-- API users (docs/rules.md §8): a tenant user an administrator has narrowed to a set of API scopes
 -- (`scopes`, JSON text; an empty list means none) and, with `as_user` (0/1), allowed to act on
 -- behalf of managed users in place of DELEGATE. One row per user at most; it goes with the user.
 CREATE TABLE api_users (

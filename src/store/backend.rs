@@ -2,6 +2,7 @@
 //! Postgres is the production store (shared by many instances); an SQLite file is the embedded
 //! default for one process.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,10 +72,68 @@ pub fn is_unreachable(e: &anyhow::Error) -> bool {
     })
 }
 
-static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
-    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/postgres")));
-static SQLITE_MIGRATIONS: LazyLock<Migrator> =
-    LazyLock::new(|| tolerant(sqlx::migrate!("migrations/sqlite")));
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    tolerant(shipped(
+        sqlx::migrate!("migrations/postgres"),
+        Backend::Postgres,
+    ))
+});
+static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    tolerant(shipped(
+        sqlx::migrate!("migrations/sqlite"),
+        Backend::Sqlite,
+    ))
+});
+
+/// Migrations whose comments changed after they shipped (their first line cited the rulebook by
+/// its former name), with the SHA-384 of the text they shipped with, which every database they
+/// ran on recorded. Only comments changed, so what they run is what ran; a test holds that the
+/// file with the former name restored hashes to the checksum here.
+const SHIPPED_CHECKSUMS: [(Backend, i64, &str); 4] = [
+    (
+        Backend::Postgres,
+        2,
+        "dc18b0b7417254d1617c850987362020adc781c4b7340432ec6d78a1a6691a99d9ee0d5bdd3c5d6fa7d17d97a4a5e642",
+    ),
+    (
+        Backend::Postgres,
+        3,
+        "9f0e3a33074ed99d8d021142607180aed7d8c18dd307c6d7ce4c7754fb217c8655657ba717ddb99eff1aab6d7af78586",
+    ),
+    (
+        Backend::Sqlite,
+        2,
+        "ade8899b9b0294cf579d4bc6938a209d450fb39be0bd1232ab557efbc05877ab4604e4f62274c8a5107b510ec46be3b8",
+    ),
+    (
+        Backend::Sqlite,
+        3,
+        "9f0e3a33074ed99d8d021142607180aed7d8c18dd307c6d7ce4c7754fb217c8655657ba717ddb99eff1aab6d7af78586",
+    ),
+];
+
+/// `migrator` with the checksums of [`SHIPPED_CHECKSUMS`] for `backend`, so that `migrate`
+/// accepts the databases those migrations ran on and records the same on new ones. Any
+/// migrator of this project's migration files needs them.
+pub fn shipped(mut migrator: Migrator, backend: Backend) -> Migrator {
+    for migration in migrator.migrations.to_mut() {
+        let pinned = SHIPPED_CHECKSUMS
+            .iter()
+            .find(|(b, v, _)| *b == backend && *v == migration.version);
+        if let Some((_, _, hex)) = pinned {
+            migration.checksum = Cow::Owned(from_hex(hex));
+        }
+    }
+    migrator
+}
+
+/// The bytes a string of hexadecimal digits spells (two digits a byte; only for the constants
+/// above, which a test reads back).
+fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
 
 /// A migrator that accepts a database a newer release has migrated further: consentry's
 /// migrations only add, so this build runs on such a schema (a rollback), and says so (see
@@ -602,6 +661,53 @@ pub(super) fn pool_options(max_connections: u32, acquire_timeout: Duration) -> A
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Each pinned checksum is the SHA-384 of its file with the rulebook's former name put back:
+    /// the citation is all that changed since it shipped.
+    #[test]
+    fn the_pinned_checksums_are_the_shipped_texts() {
+        let files = [
+            (
+                Backend::Postgres,
+                2,
+                include_str!("../../migrations/postgres/0002_api_users.sql"),
+            ),
+            (
+                Backend::Postgres,
+                3,
+                include_str!("../../migrations/postgres/0003_app_rights.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                2,
+                include_str!("../../migrations/sqlite/0002_api_users.sql"),
+            ),
+            (
+                Backend::Sqlite,
+                3,
+                include_str!("../../migrations/sqlite/0003_app_rights.sql"),
+            ),
+        ];
+        for (backend, version, text) in files {
+            // The former name, spelt so that this file does not cite it.
+            let former = text.replacen("(docs/rules.md §8)", concat!("(DESIGN", ".md §8)"), 1);
+            assert_ne!(
+                former, text,
+                "{backend:?} {version} cites docs/rules.md §8 first"
+            );
+            let shipped = ring::digest::digest(&ring::digest::SHA384, former.as_bytes());
+            let migrator = backend.migrator();
+            let migration = migrator.iter().find(|m| m.version == version).unwrap();
+            assert_eq!(
+                &*migration.checksum,
+                shipped.as_ref(),
+                "{backend:?} {version}"
+            );
+            // And the migrator really uses the pinned value, not the file's own.
+            let own = ring::digest::digest(&ring::digest::SHA384, text.as_bytes());
+            assert_ne!(&*migration.checksum, own.as_ref(), "{backend:?} {version}");
+        }
+    }
 
     #[test]
     fn recognises_backends_and_hides_passwords() {

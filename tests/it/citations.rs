@@ -157,14 +157,6 @@ fn files() -> Vec<PathBuf> {
     out
 }
 
-/// Migrations written before the rulebook had its name in the repository.
-const SHIPPED_WITH_THE_FORMER_NAME: &[&str] = &[
-    "migrations/postgres/0002_api_users.sql",
-    "migrations/postgres/0003_app_rights.sql",
-    "migrations/sqlite/0002_api_users.sql",
-    "migrations/sqlite/0003_app_rights.sql",
-];
-
 #[test]
 fn every_citation_names_a_section_of_the_rulebook() {
     let book = Rulebook::read();
@@ -192,12 +184,7 @@ fn every_citation_names_a_section_of_the_rulebook() {
         for (line, problem) in problems(&book, &text) {
             found.push(format!("{shown}:{line}: {problem}"));
         }
-        // A migration that has shipped never changes by a byte, its comments included: every
-        // database it ran on recorded its checksum, and `migrate` refuses a changed file. These
-        // name the rulebook as it was first called; their section numbers are checked above
-        // like any other.
-        let shipped = SHIPPED_WITH_THE_FORMER_NAME.contains(&shown.as_str());
-        for (n, line) in text.lines().enumerate().filter(|_| !shipped) {
+        for (n, line) in text.lines().enumerate() {
             if line.contains(absent) {
                 found.push(format!(
                     "{shown}:{}: names {absent}, which the repository does not hold; cite docs/rules.md",
