@@ -159,7 +159,21 @@ pub(super) fn api_user_from(row: &AnyRow) -> StoreResult<Option<ApiUser>> {
 pub(super) const GRANT_COLUMNS: &str = "g.permission_id, g.group_id, pg.name AS group_name, p.name, p.external_id, \
                              g.granted_by, g.granted_at, g.expires_at";
 
+/// Who made a grant, when, and until when, from the `granted_by`, `granted_at` and
+/// `expires_at` columns of an `external_grants` row.
+pub(super) fn granted_from(row: &AnyRow) -> StoreResult<(Principal, Timestamp, Option<Timestamp>)> {
+    Ok((
+        stored(Principal::parse(
+            "granted_by",
+            &col::<String>(row, "granted_by")?,
+        ))?,
+        Timestamp::from_micros(col(row, "granted_at")?),
+        col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+    ))
+}
+
 pub(super) fn grant_from(row: &AnyRow) -> StoreResult<GrantView> {
+    let (granted_by, granted_at, expires_at) = granted_from(row)?;
     Ok(GrantView {
         permission_id: stored(PermissionId::parse(
             "permission_id",
@@ -169,12 +183,9 @@ pub(super) fn grant_from(row: &AnyRow) -> StoreResult<GrantView> {
         group_name: col(row, "group_name")?,
         name: col(row, "name")?,
         external_id: col(row, "external_id")?,
-        granted_by: stored(Principal::parse(
-            "granted_by",
-            &col::<String>(row, "granted_by")?,
-        ))?,
-        granted_at: Timestamp::from_micros(col(row, "granted_at")?),
-        expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+        granted_by,
+        granted_at,
+        expires_at,
     })
 }
 

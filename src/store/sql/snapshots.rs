@@ -302,14 +302,12 @@ impl Snapshots for SqlStore {
                 let Some(permission) = col::<Option<String>>(row, "permission_id")? else {
                     continue;
                 };
+                let (granted_by, granted_at, expires_at) = granted_from(row)?;
                 grants.push(UserGrant {
                     permission_id: stored(PermissionId::parse("permission_id", &permission))?,
-                    granted_by: stored(Principal::parse(
-                        "granted_by",
-                        &col::<String>(row, "granted_by")?,
-                    ))?,
-                    granted_at: Timestamp::from_micros(col(row, "granted_at")?),
-                    expires_at: col::<Option<i64>>(row, "expires_at")?.map(Timestamp::from_micros),
+                    granted_by,
+                    granted_at,
+                    expires_at,
                 });
             }
             Ok((grants, revision))
