@@ -88,7 +88,8 @@ use std::sync::Arc;
 /// connection reused without a ping (see `backend::PING_IF_IDLE_FOR`) may have died since it was
 /// returned. The pool drops it, the error has every pool ping before use for a while, and the
 /// second read gets a connection that answers. A database that is really gone fails it too.
-/// Only for reads: a write is never repeated behind its caller's back.
+/// Only for work that has written nothing when it returns (reads, and a write transaction's
+/// opening in `begin_write`): a commit is never repeated behind its caller's back.
 async fn read_again_if_dropped<T, F, Fut>(read: F) -> StoreResult<T>
 where
     F: Fn() -> Fut,
@@ -160,35 +161,22 @@ impl SqlStore {
     /// Begins a write: bumps the revision first, which takes the write lock (Postgres row lock,
     /// SQLite database lock) so that revisions follow commit order.
     async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let mut again = true;
-        loop {
-            let begun: StoreResult<_> = async {
-                let mut tx = self.pool.begin().await?;
-                let value: i64 = sqlx::query_scalar(
-                    "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                Ok((tx, value))
-            }
-            .await;
-            match begun {
-                // Nothing was written: the transaction had not got past its first statement
-                // when its connection turned out dead (see `read_again_if_dropped`), so it is
-                // begun once more, on a connection pinged first. A commit is never repeated.
-                Err(StoreError::Unavailable(e)) if again && e.is_broken_connection() => {
-                    tracing::debug!(error = %e, "write begun on a dropped connection, again");
-                    again = false;
-                }
-                Err(e) => return Err(e),
-                Ok((tx, value)) => {
-                    return Ok(WriteTx {
-                        tx,
-                        revision: Revision(rev_from(value).0, fresh_tag()),
-                    });
-                }
-            }
-        }
+        // Nothing is written until the transaction commits, so its first statement meeting a
+        // dropped connection is begun again like a read; a commit is never repeated.
+        let (tx, value) = read_again_if_dropped(|| async {
+            let mut tx = self.pool.begin().await?;
+            let value: i64 = sqlx::query_scalar(
+                "UPDATE revision SET value = value + 1 WHERE id = 1 RETURNING value",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok((tx, value))
+        })
+        .await?;
+        Ok(WriteTx {
+            tx,
+            revision: Revision(rev_from(value).0, fresh_tag()),
+        })
     }
 
     async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
