@@ -112,7 +112,7 @@ const SHIPPED_CHECKSUMS: [(Backend, i64, &str); 4] = [
     ),
 ];
 
-/// `migrator` with the checksums of [`SHIPPED_CHECKSUMS`] for `backend`, so that `migrate`
+/// `migrator` with the checksums of `SHIPPED_CHECKSUMS` for `backend`, so that `migrate`
 /// accepts the databases those migrations ran on and records the same on new ones. Any
 /// migrator of this project's migration files needs them.
 pub fn shipped(mut migrator: Migrator, backend: Backend) -> Migrator {
