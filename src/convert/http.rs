@@ -150,6 +150,22 @@ impl MethodTable {
     pub fn permission(&self, method: &str) -> Option<PermissionName> {
         self.0.iter().find(|(m, _)| m == method).map(|(_, p)| *p)
     }
+
+    /// The permission `method` needs; a method the table does not name is refused, naming
+    /// `field` and the methods it does.
+    pub fn permission_of(&self, field: &str, method: &str) -> Valid<PermissionName> {
+        self.permission(method).ok_or_else(|| {
+            let named: Vec<&str> = self.0.iter().map(|(m, _)| m.as_str()).collect();
+            ValidationError::new(
+                field,
+                format_args!(
+                    "{} is not a method the table maps to a permission ({})",
+                    quoted(method),
+                    named.join(", ")
+                ),
+            )
+        })
+    }
 }
 
 #[cfg(test)]
