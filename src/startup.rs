@@ -24,9 +24,11 @@ use crate::config::ServeConfig;
 use crate::convert::Limits;
 use crate::health::Readiness;
 use crate::proto::admin_service_server::AdminServiceServer;
+use crate::proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
+use crate::service::ext_authz::ExtAuthzApi;
 use crate::service::paging::SharedSecret;
 use crate::service::permission::PermissionApi;
 use crate::service::{Applied, FramingLayer, ObserveLayer};
@@ -200,20 +202,43 @@ impl App {
             limits,
             page_secret.clone(),
         );
+        let max_message = config.max_message_bytes;
         let tokens = signing_keys
             .clone()
             .map(|keys| TokenIssuer::new(keys, config.token_issuer.clone()));
+        // Envoy's external authorization, only when configured (validated before start).
+        let ext_authz = config
+            .ext_authz_settings()
+            .map_err(|problems| anyhow::Error::from(crate::config::ConfigError(problems)))?
+            .map(|settings| {
+                let api = ExtAuthzApi::new(
+                    Reader::new(caches.clone()),
+                    auth.clone(),
+                    settings,
+                    tokens.clone(),
+                );
+                AuthorizationServer::new(api)
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_message)
+            });
         let permission = PermissionApi::new(Reader::new(caches.clone()), auth, limits, page_secret)
             .with_tokens(tokens);
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-        let max_message = config.max_message_bytes;
+        // Reflection lists what is served: Envoy's protocol only when it is.
+        let mut served_sets = vec![
+            crate::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ];
+        if ext_authz.is_some() {
+            served_sets.push(crate::proto::ENVOY_FILE_DESCRIPTOR_SET);
+        }
+        let reflection = || {
+            served_sets.iter().fold(
+                tonic_reflection::server::Builder::configure(),
+                |builder, set| builder.register_encoded_file_descriptor_set(set),
+            )
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
         let drain_readiness = readiness.clone();
@@ -238,6 +263,7 @@ impl App {
             config.request_timeout(),
             &[
                 crate::proto::FILE_DESCRIPTOR_SET,
+                crate::proto::ENVOY_FILE_DESCRIPTOR_SET,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
@@ -261,7 +287,8 @@ impl App {
                 PermissionServiceServer::new(permission)
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message),
-            );
+            )
+            .add_optional_service(ext_authz);
         tracing::info!(
             listen = %listener.local_addr()?,
             tls = tls.is_some(),

@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::store::backend::DEFAULT_DATABASE_URL;
 
+mod ext_authz;
+pub use ext_authz::ExtAuthzArgs;
+
 /// Default gRPC listen address: loopback only, so nothing is exposed by accident.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 
@@ -293,6 +296,9 @@ pub struct ServeConfig {
         hide_env_values = true
     )]
     pub database_read_urls: Vec<String>,
+    /// Envoy's external authorization.
+    #[command(flatten)]
+    pub ext_authz: ExtAuthzArgs,
     /// Address to serve Prometheus metrics on (`/metrics`); off when unset.
     #[arg(long, env = "CONSENTRY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -573,6 +579,9 @@ impl ServeConfig {
                 "--demo refuses --signing-key-file (CONSENTRY_SIGNING_KEY_FILE): the demo client's key is public, so anyone could mint tokens signed with that key file. The demo signs context tokens with a throwaway key of its own, made at start and never written anywhere; serve without --demo to sign with a key file"
                     .to_owned(),
             );
+        }
+        if let Err(ext_authz) = self.ext_authz_settings() {
+            problems.extend(ext_authz);
         }
         if self.signing_key_reload_interval.is_zero() {
             problems.push("--signing-key-reload-interval must be more than zero".to_owned());

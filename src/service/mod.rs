@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod codec;
+pub mod ext_authz;
 pub mod framing;
 pub mod observe;
 pub mod paging;

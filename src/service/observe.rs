@@ -175,6 +175,16 @@ pub struct ObserveLayer {
     shared: Arc<Shared>,
 }
 
+/// The `rpc` label of a method: its name for consentry's and gRPC's own services, and a name of
+/// the protocol for another's (`ext_authz.check` for Envoy's `Check`), so that dashboards tell
+/// the mesh's calls from CheckAccess.
+fn rpc_label(package: &str, method: &str) -> String {
+    match package {
+        "envoy.service.auth.v3" => format!("ext_authz.{}", method.to_ascii_lowercase()),
+        _ => method.to_owned(),
+    }
+}
+
 impl ObserveLayer {
     /// A layer that lets at most `max_in_flight` calls run at once, whose deadline is at most
     /// `limit`, naming in its metrics the methods of every service in `descriptor_sets` (encoded
@@ -191,7 +201,7 @@ impl ObserveLayer {
                         let path =
                             format!("/{}.{}/{}", file.package(), service.name(), method.name());
                         let sheddable = file.package() != "grpc.health.v1";
-                        let rpc = Rpc::new(method.name().to_owned(), sheddable);
+                        let rpc = Rpc::new(rpc_label(file.package(), method.name()), sheddable);
                         rpcs.insert(path, Arc::new(rpc));
                     }
                 }
@@ -433,6 +443,33 @@ fn finish(call: &Call, code: Code, id: Option<&HeaderValue>, response: &http::Re
         _ => {
             tracing::info!(rpc = name, request_id = %request_id, code = code_str, duration_ms = ms, message, "request refused")
         }
+    }
+}
+
+/// `consentry_decisions_total{reason}`: one counter handle per reason, made once, so that a
+/// decision counts without a registry lookup.
+pub struct Decisions([metrics::Counter; 12]);
+
+impl Decisions {
+    /// The handles of every reason, in [`Reason::ALL`](crate::domain::Reason::ALL) order.
+    pub fn new() -> Self {
+        Self(
+            crate::domain::Reason::ALL
+                .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
+        )
+    }
+
+    /// Counts one decision for `reason`.
+    pub fn record(&self, reason: crate::domain::Reason) {
+        if let Some(i) = crate::domain::Reason::ALL.iter().position(|r| *r == reason) {
+            self.0[i].increment(1);
+        }
+    }
+}
+
+impl Default for Decisions {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -5,10 +5,10 @@
 //! the caller's bounds), asks the cache's [`Reader`] for the answer at one revision, and
 //! converts it back. A failing store is an error, never an answer: it fails closed.
 
-use metrics::Counter;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Authenticator, CallContext};
+use super::observe::Decisions;
 use super::paging::{SharedSecret, next_page_token};
 use super::status::ServiceError;
 use crate::cache::{At, Reader};
@@ -30,8 +30,8 @@ pub struct PermissionApi {
     limits: Limits,
     /// What page tokens are signed with.
     page_secret: SharedSecret,
-    /// `consentry_decisions_total`, one handle per reason, in [`Reason::ALL`] order.
-    decisions: [Counter; 12],
+    /// `consentry_decisions_total`.
+    decisions: Decisions,
     /// What signs context tokens; `None` without `--signing-key-file`.
     tokens: Option<TokenIssuer>,
 }
@@ -50,8 +50,7 @@ impl PermissionApi {
             auth,
             limits,
             page_secret,
-            decisions: Reason::ALL
-                .map(|r| metrics::counter!("consentry_decisions_total", "reason" => r.as_str())),
+            decisions: Decisions::new(),
             tokens: None,
         }
     }
@@ -80,9 +79,7 @@ impl PermissionApi {
     }
 
     fn record(&self, reason: Reason) {
-        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
-            self.decisions[i].increment(1);
-        }
+        self.decisions.record(reason);
     }
 
     /// An answer about one app in one tenant (GetAppScopes, GetConsentPrompt): the app's

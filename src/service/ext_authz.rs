@@ -1,0 +1,128 @@
+//! `envoy.service.auth.v3.Authorization`: an Envoy or Istio sidecar asks before it forwards a
+//! request (docs/rules.md §10.4). The request is placed as an access question
+//! (`convert::envoy::place`) and decided by the same reader and engine as CheckAccess.
+//!
+//! Every outcome but one is an answer Envoy acts on without its failure mode: allowed, denied,
+//! or refused (the request cannot be placed, or the ext_authz client may not ask) as a 403.
+//! Only when consentry cannot decide now (the store unreachable past the staleness bound, an
+//! overload) is the answer `UNAVAILABLE` with a 503 error response, so that the filter's
+//! `failure_mode_allow` decides and an outage never reads as a deny, nor a deny as an outage.
+
+use tonic::{Code, Request, Response, Status};
+
+use super::auth::Authenticator;
+use super::observe::Decisions;
+use super::status::ServiceError;
+use crate::cache::{Reader, Wanted};
+use crate::convert::envoy::{self as ev, ExtAuthzSettings};
+use crate::domain::{Capability, Reason, context_grant};
+use crate::proto::envoy::service::auth::v3::authorization_server::Authorization;
+use crate::proto::envoy::service::auth::v3::{CheckRequest, CheckResponse};
+use crate::token::{TokenIssuer, TokenRequest};
+
+/// The Authorization service over the cache's reader.
+pub struct ExtAuthzApi {
+    reader: Reader,
+    auth: Authenticator,
+    settings: ExtAuthzSettings,
+    tokens: Option<TokenIssuer>,
+    decisions: Decisions,
+}
+
+impl ExtAuthzApi {
+    /// The service, placing requests by `settings`; it attaches context tokens when `settings`
+    /// asks and `tokens` can sign them.
+    pub fn new(
+        reader: Reader,
+        auth: Authenticator,
+        settings: ExtAuthzSettings,
+        tokens: Option<TokenIssuer>,
+    ) -> Self {
+        Self {
+            reader,
+            auth,
+            settings,
+            tokens,
+            decisions: Decisions::new(),
+        }
+    }
+
+    /// The answer to `request`, or the error that kept it from being decided.
+    async fn answer(&self, request: Request<CheckRequest>) -> Result<CheckResponse, ServiceError> {
+        let at = self.reader.at()?;
+        // The ext_authz client's own key; an acting user is never read from a sidecar.
+        let caller = self.auth.caller(&request, at).await?;
+        caller.require(Capability::Query)?;
+        let placed = ev::place(&self.settings, request.get_ref())?;
+        caller.require_tenant(&placed.query.tenant_id)?;
+        let (decision, revision) = self.reader.check(at, Wanted::Cached, &placed.query).await?;
+        self.decisions.record(decision.reason);
+        let token = match (&self.settings.context_token, &self.tokens) {
+            (Some((audience, ttl)), Some(issuer)) if decision.reason == Reason::Allowed => {
+                self.context_token(at, &placed.query, audience, *ttl, issuer)
+                    .await?
+            }
+            _ => None,
+        };
+        Ok(ev::decided(&decision, revision, placed.smuggled, token))
+    }
+
+    /// A context token for the upstream: the question's grant, signed for `audience`.
+    async fn context_token(
+        &self,
+        at: crate::cache::At,
+        query: &crate::domain::AccessQuery,
+        audience: &str,
+        ttl: std::time::Duration,
+        issuer: &TokenIssuer,
+    ) -> Result<Option<String>, ServiceError> {
+        let (outcome, revision) = self
+            .reader
+            .evaluate(at, Wanted::Cached, query, context_grant)
+            .await?;
+        let Ok(grant) = outcome else {
+            return Ok(None);
+        };
+        let request = TokenRequest {
+            tenant_id: query.tenant_id.clone(),
+            app_id: query.app_id.clone(),
+            audience: audience.to_owned(),
+            ttl,
+        };
+        let (jws, _) = issuer
+            .issue(&request, grant, revision, std::time::SystemTime::now())
+            .map_err(|cause| ServiceError::Internal {
+                what: "signing the context token",
+                cause,
+            })?;
+        Ok(Some(jws))
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzApi {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let response = match self.answer(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                let status = Status::from(error);
+                match status.code() {
+                    Code::InvalidArgument => {
+                        ev::refused(status.code(), ev::INVALID_REQUEST, status.message())
+                    }
+                    Code::Unauthenticated => {
+                        ev::refused(status.code(), ev::UNAUTHENTICATED, status.message())
+                    }
+                    Code::PermissionDenied | Code::FailedPrecondition | Code::NotFound => {
+                        ev::refused(status.code(), ev::CLIENT_NOT_ALLOWED, status.message())
+                    }
+                    code => ev::undecided(code, status.message()),
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
+}
