@@ -31,6 +31,7 @@ mod api_users;
 mod batches;
 mod binary;
 mod errors;
+mod ext_authz;
 mod external;
 mod freshness;
 mod outage;

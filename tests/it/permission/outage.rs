@@ -207,7 +207,7 @@ async fn a_server_cut_off_from_its_pool_stops_answering_from_its_cache(db: &Test
 // Through an outage.
 
 /// The host and port of the PostgreSQL server the tests use.
-fn postgres_addr() -> SocketAddr {
+pub(super) fn postgres_addr() -> SocketAddr {
     let url = postgres_server_url();
     let authority = url
         .split("://")
