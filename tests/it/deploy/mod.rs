@@ -16,6 +16,7 @@ mod alerts;
 mod drift;
 mod guide;
 mod manifests;
+mod mesh;
 mod scrape;
 
 /// The repository.
