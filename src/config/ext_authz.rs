@@ -19,11 +19,15 @@ use clap::Args;
 pub struct ExtAuthzArgs {
     /// Serve Envoy's external authorization (`envoy.service.auth.v3.Authorization`) on the gRPC
     /// listener; routes name tenant and app in their `context_extensions`. Off by default.
-    #[arg(long = "ext-authz", env = "CONSENTRY_EXT_AUTHZ")]
+    #[arg(id = "ext_authz", long = "ext-authz", env = "CONSENTRY_EXT_AUTHZ")]
     pub on: bool,
     /// A TOML or YAML file of ext_authz settings (turns the service on): resource_prefix,
     /// methods, claims, principals, headers, context_token (docs/operations.md, "The mesh").
-    #[arg(long = "ext-authz-config", env = "CONSENTRY_EXT_AUTHZ_CONFIG")]
+    #[arg(
+        id = "ext_authz_config",
+        long = "ext-authz-config",
+        env = "CONSENTRY_EXT_AUTHZ_CONFIG"
+    )]
     pub config: Option<std::path::PathBuf>,
     /// The resource a request path is under when its route sets no `resource_prefix`
     /// (default `/`).
@@ -47,7 +51,11 @@ pub struct ExtAuthzArgs {
     )]
     pub tenant_header: Option<String>,
     /// A request header naming the app (needs --ext-authz-headers-stripped).
-    #[arg(long = "ext-authz-app-header", env = "CONSENTRY_EXT_AUTHZ_APP_HEADER")]
+    #[arg(
+        id = "ext_authz_app_header",
+        long = "ext-authz-app-header",
+        env = "CONSENTRY_EXT_AUTHZ_APP_HEADER"
+    )]
     pub app_header: Option<String>,
     /// A request header naming the signed-in user (needs --ext-authz-headers-stripped).
     #[arg(
@@ -108,18 +116,25 @@ struct TokenFile {
 /// Reads `path` as TOML (`.toml`) or YAML (`.yaml`, `.yml`).
 fn read(path: &Path) -> Result<File, String> {
     let shown = path.display();
+    let yaml = match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => false,
+        Some("yaml" | "yml") => true,
+        _ => {
+            return Err(format!(
+                "--ext-authz-config {shown}: name a .toml, .yaml or .yml file"
+            ));
+        }
+    };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--ext-authz-config {shown}: cannot be read: {e}"))?;
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text)
-            .map_err(|e| format!("--ext-authz-config {shown}: not valid here: {e}")),
-        Some("yaml" | "yml") => serde_yaml_ng::from_str::<Option<File>>(&text)
+    let parsed = if yaml {
+        serde_yaml_ng::from_str::<Option<File>>(&text)
             .map(Option::unwrap_or_default)
-            .map_err(|e| format!("--ext-authz-config {shown}: not valid here: {e}")),
-        _ => Err(format!(
-            "--ext-authz-config {shown}: name a .toml, .yaml or .yml file"
-        )),
-    }
+            .map_err(|e| e.to_string())
+    } else {
+        toml::from_str(&text).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| format!("--ext-authz-config {shown}: not valid here: {e}"))
 }
 
 /// A header name as configured: lower case, a valid HTTP token, not consentry's own.

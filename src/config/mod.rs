@@ -296,9 +296,6 @@ pub struct ServeConfig {
         hide_env_values = true
     )]
     pub database_read_urls: Vec<String>,
-    /// Envoy's external authorization.
-    #[command(flatten)]
-    pub ext_authz: ExtAuthzArgs,
     /// Address to serve Prometheus metrics on (`/metrics`); off when unset.
     #[arg(long, env = "CONSENTRY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -386,6 +383,9 @@ pub struct ServeConfig {
     /// How often the signing key file is re-read; a change signs new tokens with its first key.
     #[arg(long, env = "CONSENTRY_SIGNING_KEY_RELOAD_INTERVAL", default_value = DEFAULT_SIGNING_KEY_RELOAD_INTERVAL, value_parser = duration)]
     pub signing_key_reload_interval: Duration,
+    /// Envoy's external authorization.
+    #[command(flatten)]
+    pub ext_authz: ExtAuthzArgs,
     /// Address of a plaintext gRPC listener that serves only `grpc.health.v1.Health` (for
     /// Kubernetes probes, which cannot speak TLS); off when unset.
     #[arg(long, env = "CONSENTRY_HEALTH_LISTEN")]

@@ -122,6 +122,14 @@ const EVERY_VARIABLE: &[(&str, &str)] = &[
     ("CONSENTRY_SIGNING_KEY_FILE", "/elsewhere/keys.pem"),
     ("CONSENTRY_TOKEN_ISSUER", "elsewhere"),
     ("CONSENTRY_SIGNING_KEY_RELOAD_INTERVAL", "7s"),
+    ("CONSENTRY_EXT_AUTHZ", "true"),
+    ("CONSENTRY_EXT_AUTHZ_CONFIG", "/nowhere/ext-authz.toml"),
+    ("CONSENTRY_EXT_AUTHZ_RESOURCE_PREFIX", "/x"),
+    ("CONSENTRY_EXT_AUTHZ_METHODS", "GET=READ"),
+    ("CONSENTRY_EXT_AUTHZ_TENANT_HEADER", "x-t"),
+    ("CONSENTRY_EXT_AUTHZ_APP_HEADER", "x-a"),
+    ("CONSENTRY_EXT_AUTHZ_USER_HEADER", "x-u"),
+    ("CONSENTRY_EXT_AUTHZ_HEADERS_STRIPPED", "true"),
     ("CONSENTRY_HEALTH_LISTEN", "127.0.0.1:9"),
     ("CONSENTRY_SHUTDOWN_DELAY_MS", "7"),
     ("CONSENTRY_SHUTDOWN_GRACE_MS", "7"),
@@ -501,4 +509,122 @@ fn read_replica_urls_are_repeatable_and_each_is_checked() {
             .any(|p| p.contains("need a PostgreSQL primary")),
         "{problems:?}"
     );
+}
+
+/// `serve` with `args`, parsed with no environment.
+fn serve_with(args: &[&str]) -> ServeConfig {
+    use clap::FromArgMatches;
+    let mut all = vec!["consentry", "serve"];
+    all.extend_from_slice(args);
+    let matches = ServeConfig::without_environment()
+        .try_get_matches_from(all)
+        .unwrap();
+    ServeConfig::from_arg_matches(matches.subcommand_matches("serve").unwrap()).unwrap()
+}
+
+#[test]
+fn ext_authz_is_off_unless_asked_for_and_its_flags_win_over_its_file() {
+    assert_eq!(serve_with(&[]).ext_authz_settings(), Ok(None));
+    let on = serve_with(&["--ext-authz"])
+        .ext_authz_settings()
+        .unwrap()
+        .unwrap();
+    assert_eq!(on, crate::convert::envoy::ExtAuthzSettings::default());
+
+    let dir = std::env::temp_dir().join(format!("consentry-ext-authz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.yaml");
+    std::fs::write(
+        &file,
+        "resource_prefix: /docs\nmethods: {GET: READ}\nheaders: {mesh_strips_client_copies: true, user_id: x-user}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let from_file = serve_with(&["--ext-authz-config", path]);
+    let settings = from_file.ext_authz_settings().unwrap().unwrap();
+    assert_eq!(settings.resource_prefix.as_str(), "/docs");
+    assert_eq!(settings.methods.permission("POST"), None);
+    assert_eq!(settings.headers.user_id.as_deref(), Some("x-user"));
+    let flags = serve_with(&[
+        "--ext-authz-config",
+        path,
+        "--ext-authz-resource-prefix",
+        "/other",
+        "--ext-authz-methods",
+        "GET=WRITE,POST=EDIT_ITEMS",
+    ]);
+    let settings = flags.ext_authz_settings().unwrap().unwrap();
+    assert_eq!(settings.resource_prefix.as_str(), "/other");
+    assert!(settings.methods.permission("POST").is_some());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ext_authz_settings_that_cannot_work_are_refused_naming_each() {
+    let problems = |args: &[&str]| {
+        let config = serve_with(args);
+        let Err(ConfigError(problems)) = config.validate() else {
+            panic!("{args:?} is refused");
+        };
+        problems.join("\n")
+    };
+    let p = problems(&["--ext-authz", "--ext-authz-user-header", "x-user"]);
+    assert!(p.contains("--ext-authz-headers-stripped"), "{p}");
+    let p = problems(&[
+        "--ext-authz",
+        "--ext-authz-headers-stripped",
+        "--ext-authz-tenant-header",
+        "X-Tenant",
+        "--ext-authz-app-header",
+        "x-consentry-app",
+    ]);
+    assert!(p.contains("--ext-authz-tenant-header \"X-Tenant\""), "{p}");
+    assert!(
+        p.contains("--ext-authz-app-header \"x-consentry-app\""),
+        "{p}"
+    );
+    let p = problems(&["--ext-authz", "--ext-authz-methods", "GET"]);
+    assert!(p.contains("METHOD=PERMISSION"), "{p}");
+    let p = problems(&["--ext-authz", "--ext-authz-methods", "get=READ"]);
+    assert!(p.contains("upper case"), "{p}");
+    let p = problems(&["--ext-authz", "--ext-authz-methods", "GET=READS"]);
+    assert!(p.contains("--ext-authz-methods"), "{p}");
+    let p = problems(&["--ext-authz", "--ext-authz-resource-prefix", "docs"]);
+    assert!(p.contains("--ext-authz-resource-prefix"), "{p}");
+    let p = problems(&["--ext-authz-config", "/nowhere/settings.toml"]);
+    assert!(p.contains("cannot be read"), "{p}");
+    let p = problems(&["--ext-authz-config", "/nowhere/settings.json"]);
+    assert!(p.contains(".toml, .yaml or .yml"), "{p}");
+
+    let dir = std::env::temp_dir().join(format!("consentry-ext-authz-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text, expected) in [
+        ("typo.toml", "resource_prefx = \"/\"\n", "resource_prefx"),
+        (
+            "app.toml",
+            "[principals]\n\"spiffe://a\" = \"not an app\"\n",
+            "principals",
+        ),
+        (
+            "token.toml",
+            "[context_token]\naudience = \"api\"\n",
+            "--signing-key-file",
+        ),
+        (
+            "ttl.yaml",
+            "context_token: {audience: api, ttl: 2h}\n",
+            "context_token.ttl",
+        ),
+        (
+            "claims.yaml",
+            "claims: {namespace: \"\", user_id: sub}\n",
+            "claims.namespace",
+        ),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let p = problems(&["--ext-authz-config", file.to_str().unwrap()]);
+        assert!(p.contains(expected), "{name}: {p}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
