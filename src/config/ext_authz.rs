@@ -159,10 +159,11 @@ fn header_name(setting: &str, name: &str, problems: &mut Vec<String>) -> Option<
 }
 
 impl ServeConfig {
-    /// The ext_authz settings, when the service is on (`--ext-authz` or `--ext-authz-config`);
-    /// every problem with them, each naming its flag or key.
+    /// The ext_authz settings, when the service is on (`--ext-authz`, `--ext-authz-config`, or
+    /// `--demo`, which shows everything the server does); every problem with them, each naming
+    /// its flag or key.
     pub fn ext_authz_settings(&self) -> Result<Option<ExtAuthzSettings>, Vec<String>> {
-        if !self.ext_authz.on && self.ext_authz.config.is_none() {
+        if !self.ext_authz.on && self.ext_authz.config.is_none() && !self.demo {
             return Ok(None);
         }
         let mut problems = Vec::new();
