@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ServeConfig;
-use crate::convert::MethodTable;
-use crate::convert::envoy::{ClaimSource, ExtAuthzSettings, HEADER_PREFIX, Names};
+use crate::domain::http::MethodTable;
+use crate::domain::mesh::{ClaimSource, ExtAuthzSettings, HEADER_PREFIX, Names};
 use crate::domain::{AppId, ResourcePath};
 use clap::Args;
 

@@ -529,7 +529,7 @@ fn ext_authz_is_off_unless_asked_for_and_its_flags_win_over_its_file() {
         .ext_authz_settings()
         .unwrap()
         .unwrap();
-    assert_eq!(on, crate::convert::envoy::ExtAuthzSettings::default());
+    assert_eq!(on, crate::domain::mesh::ExtAuthzSettings::default());
 
     let dir = std::env::temp_dir().join(format!("consentry-ext-authz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -14,12 +14,10 @@ use crate::store::{AuditEvent, ClientRecord, GroupSpec};
 
 mod admin;
 pub mod envoy;
-mod http;
 mod parse;
 mod permission;
 
 pub use admin::*;
-pub use http::*;
 pub use parse::*;
 pub use permission::*;
 

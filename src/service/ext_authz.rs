@@ -14,7 +14,8 @@ use super::auth::Authenticator;
 use super::observe::Decisions;
 use super::status::ServiceError;
 use crate::cache::{Reader, Wanted};
-use crate::convert::envoy::{self as ev, ExtAuthzSettings};
+use crate::convert::envoy as ev;
+use crate::domain::mesh::{self, ExtAuthzSettings};
 use crate::domain::{Capability, Reason, context_grant};
 use crate::proto::envoy::service::auth::v3::authorization_server::Authorization;
 use crate::proto::envoy::service::auth::v3::{CheckRequest, CheckResponse};
@@ -111,13 +112,13 @@ impl Authorization for ExtAuthzApi {
                 let status = Status::from(error);
                 match status.code() {
                     Code::InvalidArgument => {
-                        ev::refused(status.code(), ev::INVALID_REQUEST, status.message())
+                        ev::refused(status.code(), mesh::INVALID_REQUEST, status.message())
                     }
                     Code::Unauthenticated => {
-                        ev::refused(status.code(), ev::UNAUTHENTICATED, status.message())
+                        ev::refused(status.code(), mesh::UNAUTHENTICATED, status.message())
                     }
                     Code::PermissionDenied | Code::FailedPrecondition | Code::NotFound => {
-                        ev::refused(status.code(), ev::CLIENT_NOT_ALLOWED, status.message())
+                        ev::refused(status.code(), mesh::CLIENT_NOT_ALLOWED, status.message())
                     }
                     code => ev::undecided(code, status.message()),
                 }

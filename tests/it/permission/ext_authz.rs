@@ -645,6 +645,7 @@ async fn the_service_is_served_and_reflected_only_when_configured(db: &TestDb) {
     // --ext-authz alone: served, reflected, and routes name tenant and app.
     let mut cfg = config(db);
     cfg.ext_authz.on = true;
+    cfg.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     let server = TestServer::start_with(cfg).await;
     let services = crate::support::calls::reflected(server.addr).await;
     assert!(
@@ -662,6 +663,15 @@ async fn the_service_is_served_and_reflected_only_when_configured(db: &TestDb) {
         .into_inner();
     // No user from any source: an app-only call, which crm may not make.
     denied(&response, "USER_REQUIRED");
+    // Counted under the protocol's name, beside CheckAccess.
+    let metrics = crate::support::server::scrape(server.metrics_addr.unwrap()).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("consentry_requests_total")
+                && l.contains("rpc=\"ext_authz.check\"")),
+        "{metrics}"
+    );
     server.stop().await;
 }
 

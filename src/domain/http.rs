@@ -2,8 +2,8 @@
 //! route's prefix, and the permission its method needs. What the mesh's authorizer and any other
 //! HTTP-facing edge share, so that one request is read one way.
 
-use crate::domain::error::quoted;
-use crate::domain::{PermissionName, ResourcePath, Right, Valid, ValidationError};
+use super::error::quoted;
+use super::{PermissionName, ResourcePath, Right, Valid, ValidationError};
 
 /// The resource an HTTP request path names under `prefix`: the query and fragment removed,
 /// percent-decoded once, `.` segments dropped and a trailing `/` ignored. Refused, naming
@@ -104,7 +104,7 @@ pub struct MethodTable(Vec<(String, PermissionName)>);
 
 impl Default for MethodTable {
     fn default() -> Self {
-        use crate::domain::FinePermission::{DeleteItems, EditItems};
+        use super::FinePermission::{DeleteItems, EditItems};
         let read = PermissionName::Level(Right::Read);
         Self(
             [
