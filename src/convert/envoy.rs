@@ -134,8 +134,8 @@ pub fn place(settings: &ExtAuthzSettings, request: &CheckRequest) -> Valid<Place
     let mut smuggled: Vec<String> = headers
         .names()
         .filter(|name| {
-            name.len() >= HEADER_PREFIX.len()
-                && name[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX)
+            name.get(..HEADER_PREFIX.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(HEADER_PREFIX))
         })
         .map(str::to_ascii_lowercase)
         .collect();

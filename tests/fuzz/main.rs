@@ -10,7 +10,9 @@
 //!   accepted request with any one field made hostile (`one_field.rs`) is refused;
 //! * `tokens`: page tokens (`service::paging`) and revision tokens (`domain::revision`);
 //! * `paths`: resource paths (`domain::path`);
-//! * `demo`: the `--demo` world loader (`demo::load_json`) on arbitrary and mutated JSON.
+//! * `demo`: the `--demo` world loader (`demo::load_json`) on arbitrary and mutated JSON;
+//! * `mesh`: the placement of Envoy's ext_authz requests (`convert::envoy::place`) on decoded
+//!   bytes and on requests of hostile paths, methods, headers, extensions and claims.
 //!
 //! By default each target runs `PROPTEST_CASES` cases (256 under `scripts/test`);
 //! `CONSENTRY_FUZZ_SECONDS` turns that into a time budget per target (`scripts/fuzz`).
@@ -22,6 +24,7 @@
 mod demo;
 mod describe;
 mod harness;
+mod mesh;
 mod one_field;
 mod parsers;
 mod paths;

@@ -241,3 +241,19 @@ fn each_answer_says_what_envoy_does() {
     };
     assert!(d.body.len() < 260, "{}", d.body.len());
 }
+
+#[test]
+fn header_names_of_any_text_are_read_without_panicking() {
+    // Found by the `mesh` fuzz target: a name whose prefix length falls inside a character.
+    let headers = [
+        ("𓭵{𐀟`ﶧѨ.", "x"),
+        ("X-Consentry-é", "y"),
+        ("x-consentr", "z"),
+    ];
+    let placed = place(
+        &ExtAuthzSettings::default(),
+        &request("GET", "/", &headers, ROUTE),
+    )
+    .unwrap();
+    assert_eq!(placed.smuggled, ["x-consentry-é"]);
+}
