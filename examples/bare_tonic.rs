@@ -1,5 +1,6 @@
 //! The floor that `scripts/bench` measures consentry against: a bare tonic server answering
-//! consentry's `PermissionService` RPCs with fixed answers, and nothing else (no authentication,
+//! consentry's `PermissionService` RPCs and Envoy's ext_authz `Check` with fixed answers, and
+//! nothing else (no authentication,
 //! cache, engine, metrics, logs or layers). It uses the same tonic, the same generated code, the
 //! same runtime, tonic's default server settings and the same socket settings
 //! (`consentry::startup::incoming`) as `consentry serve`, so the difference between
@@ -8,6 +9,13 @@
 //! Usage: `cargo run --release --example bare_tonic [ADDR]` (default `127.0.0.1:0`); it prints
 //! `listening on ADDR` on stderr.
 
+use consentry::proto::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use consentry::proto::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use consentry::proto::envoy::service::auth::v3::authorization_server::{
+    Authorization, AuthorizationServer,
+};
+use consentry::proto::envoy::service::auth::v3::check_response::HttpResponse;
+use consentry::proto::envoy::service::auth::v3::{CheckRequest, CheckResponse, OkHttpResponse};
 use consentry::proto::permission_service_server::{PermissionService, PermissionServiceServer};
 use consentry::proto::*;
 use tonic::{Request, Response, Status};
@@ -113,6 +121,36 @@ impl PermissionService for Bare {
     }
 }
 
+/// Envoy's `Check`, answered with a fixed allow that sets one header, as consentry's allow does.
+#[tonic::async_trait]
+impl Authorization for Bare {
+    async fn check(
+        &self,
+        _request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let revision = HeaderValueOption {
+            header: Some(HeaderValue {
+                key: "x-consentry-revision".to_owned(),
+                value: "r1".to_owned(),
+                raw_value: Vec::new(),
+            }),
+            append: None,
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        };
+        Ok(Response::new(CheckResponse {
+            status: Some(consentry::proto::google::rpc::Status {
+                code: 0,
+                message: String::new(),
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: vec![revision],
+                headers_to_remove: Vec::new(),
+            })),
+            dynamic_metadata: None,
+        }))
+    }
+}
+
 /// mimalloc: a request allocates and frees small blocks on whichever worker thread runs it, and
 /// glibc's per-thread arenas then contend on their locks (see BENCHMARKS.md).
 #[global_allocator]
@@ -129,6 +167,11 @@ async fn main() -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(
             PermissionServiceServer::new(Bare)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            AuthorizationServer::new(Bare)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
