@@ -62,15 +62,21 @@ impl Authenticator {
         request: &Request<T>,
         at: At,
     ) -> Result<Arc<Caller>, ServiceError> {
-        let header =
-            request
-                .metadata()
-                .get("authorization")
-                .ok_or(ServiceError::Unauthenticated(
-                    "missing `authorization: Bearer <key>`",
-                ))?;
-        let key = header
-            .to_str()
+        let header = request.metadata().get("authorization");
+        self.caller_by(header.map(|h| h.as_bytes()), at).await
+    }
+
+    /// The client behind an `authorization` header's value (gRPC metadata or HTTP), as the cache
+    /// knows it at `at`: `UNAUTHENTICATED` for a missing, unknown or revoked key.
+    pub async fn caller_by(
+        &self,
+        header: Option<&[u8]>,
+        at: At,
+    ) -> Result<Arc<Caller>, ServiceError> {
+        let header = header.ok_or(ServiceError::Unauthenticated(
+            "missing `authorization: Bearer <key>`",
+        ))?;
+        let key = std::str::from_utf8(header)
             .ok()
             .and_then(|v| {
                 v.strip_prefix("Bearer ")

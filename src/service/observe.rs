@@ -418,16 +418,20 @@ fn code_of(response: &http::Response<Body>) -> Code {
 /// Records the call's metrics and logs it: successes at `debug`, refusals at `info`, failures
 /// at `warn`.
 fn finish(call: &Call, code: Code, id: Option<&HeaderValue>, response: &http::Response<Body>) {
+    let status = response.extensions().get::<Status>();
+    record(call, code, id, status.map_or("", Status::message));
+}
+
+/// [`finish`] of a call whose answer's code and message are known.
+fn record(call: &Call, code: Code, id: Option<&HeaderValue>, message: &str) {
     let (rpc, elapsed) = (&call.rpc, call.started.elapsed());
     rpc.count(code);
     rpc.seconds.record(elapsed.as_secs_f64());
     if code == Code::Ok && !tracing::enabled!(tracing::Level::DEBUG) {
         return;
     }
-    let status = response.extensions().get::<Status>();
     let request_id = id.and_then(|id| id.to_str().ok()).unwrap_or("");
     let ms = elapsed.as_secs_f64() * 1e3;
-    let message = status.map_or("", Status::message);
     let (name, code_str) = (rpc.name.as_str(), code_name(code));
     match code {
         Code::Ok => tracing::debug!(
@@ -443,6 +447,88 @@ fn finish(call: &Call, code: Code, id: Option<&HeaderValue>, response: &http::Re
         _ => {
             tracing::info!(rpc = name, request_id = %request_id, code = code_str, duration_ms = ms, message, "request refused")
         }
+    }
+}
+
+/// What a listener other than gRPC's (AuthZEN over HTTP) shares with [`ObserveLayer`]: the same
+/// limit of calls in flight, the same server deadline and request ids, and the same metrics and
+/// request log, under its own `rpc` names.
+#[derive(Clone)]
+pub struct Admission {
+    shared: Arc<Shared>,
+    rpcs: Arc<HashMap<&'static str, Arc<Rpc>>>,
+}
+
+impl ObserveLayer {
+    /// The admission of calls named `rpcs` (their `rpc` labels), counted with this layer's.
+    pub fn admission(&self, rpcs: &[&'static str]) -> Admission {
+        let rpcs = rpcs
+            .iter()
+            .map(|name| (*name, Arc::new(Rpc::new((*name).to_owned(), true))))
+            .collect();
+        Admission {
+            shared: self.shared.clone(),
+            rpcs: Arc::new(rpcs),
+        }
+    }
+}
+
+impl Admission {
+    /// A call of `rpc` with the caller's request id, if valid: it holds a place among the calls
+    /// in flight until it is finished or dropped; `shed` when none was free.
+    pub fn enter(&self, rpc: &str, given_id: Option<&HeaderValue>) -> AdmittedCall {
+        let rpc = self.rpcs.get(rpc).unwrap_or(&self.shared.unknown).clone();
+        let entered = self.shared.enter(rpc.sheddable);
+        let id = match given_id {
+            Some(id) if valid_id(id) => (id.clone(), true),
+            _ => (self.shared.new_id(), false),
+        };
+        AdmittedCall {
+            call: Call {
+                entered,
+                shared: self.shared.clone(),
+                rpc,
+                id: Some(id),
+                started: Instant::now(),
+                limit: self.shared.limit,
+                by_caller: false,
+            },
+        }
+    }
+
+    /// The server's deadline for a call (`--request-timeout-ms`).
+    pub fn limit(&self) -> Duration {
+        self.shared.limit
+    }
+}
+
+/// A call admitted by [`Admission::enter`].
+pub struct AdmittedCall {
+    call: Call,
+}
+
+impl AdmittedCall {
+    /// Whether it was shed: no place among the calls in flight was free.
+    pub fn shed(&self) -> bool {
+        !self.call.entered
+    }
+
+    /// The error of a shed call.
+    pub fn overloaded(&self) -> ServiceError {
+        ServiceError::Overloaded {
+            limit: self.call.shared.max_in_flight,
+        }
+    }
+
+    /// The request id: the caller's, or one made up for it.
+    pub fn id(&self) -> Option<&HeaderValue> {
+        self.call.id.as_ref().map(|(id, _)| id)
+    }
+
+    /// Records the answer's code and message (metrics and the request log) and gives the place
+    /// back.
+    pub fn finish(self, code: Code, message: &str) {
+        record(&self.call, code, self.id(), message);
     }
 }
 

@@ -89,6 +89,30 @@ impl From<ServiceError> for Status {
     }
 }
 
+/// The code and message of an error, as the HTTP listener answers them.
+pub fn code_and_message(e: ServiceError) -> (Code, String) {
+    answer(e)
+}
+
+/// The HTTP status of each gRPC code, for the HTTP listener (AuthZEN): what the caller can do
+/// about it, in HTTP's words. An overload is 429, a store past its bound 503, a deadline 504.
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => 400,
+        Code::Unauthenticated => 401,
+        Code::PermissionDenied => 403,
+        Code::NotFound => 404,
+        Code::AlreadyExists | Code::Aborted => 409,
+        Code::ResourceExhausted => 429,
+        Code::Unavailable => 503,
+        Code::DeadlineExceeded => 504,
+        Code::Cancelled => 499,
+        Code::Unimplemented => 501,
+        Code::Internal | Code::Unknown | Code::DataLoss => 500,
+    }
+}
+
 /// A failure below the services (a layer or the transport) as the status it answers with.
 pub fn transport(e: Box<dyn std::error::Error + Send + Sync>) -> Status {
     Status::from_error(e)
