@@ -13,6 +13,7 @@ use crate::proto;
 use crate::store::{AuditEvent, ClientRecord, GroupSpec};
 
 mod admin;
+pub mod authzen;
 pub mod envoy;
 mod parse;
 mod permission;
