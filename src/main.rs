@@ -65,6 +65,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(addr) = app.health_addr() {
                 eprintln!("health (plaintext) at {addr}");
             }
+            if let Some(addr) = app.http_addr() {
+                eprintln!("AuthZEN at http://{addr}");
+            }
             let scheme = if app.tls() { " (TLS)" } else { "" };
             eprintln!("consentry listening on {}{scheme}", app.local_addr());
             if let Some(key) = app.demo_key() {

@@ -28,6 +28,7 @@ use crate::proto::envoy::service::auth::v3::authorization_server::AuthorizationS
 use crate::proto::permission_service_server::PermissionServiceServer;
 use crate::service::admin::AdminApi;
 use crate::service::auth::{Authenticator, hash_key};
+use crate::service::authzen::AuthzenApi;
 use crate::service::ext_authz::ExtAuthzApi;
 use crate::service::paging::SharedSecret;
 use crate::service::permission::PermissionApi;
@@ -54,6 +55,7 @@ pub struct App {
     listener: TcpListener,
     tls: Option<Arc<Tls>>,
     health_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
     store: Arc<SqlStore>,
     caches: Arc<Caches>,
@@ -107,11 +109,20 @@ impl App {
             ),
             None => None,
         };
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--http-listen)"))?,
+            ),
+            None => None,
+        };
         Ok(App {
             config,
             listener,
             tls,
             health_listener,
+            http_listener,
             metrics_addr,
             store,
             caches,
@@ -120,6 +131,13 @@ impl App {
             demo_key,
             signing_keys,
         })
+    }
+
+    /// The address AuthZEN is served on (`--http-listen`), if it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The address the server listens on (the real port when configured with port 0).
@@ -167,6 +185,7 @@ impl App {
             listener,
             tls,
             health_listener,
+            http_listener,
             store,
             caches,
             health,
@@ -221,8 +240,13 @@ impl App {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(max_message)
             });
-        let permission = PermissionApi::new(Reader::new(caches.clone()), auth, limits, page_secret)
-            .with_tokens(tokens);
+        let permission = PermissionApi::new(
+            Reader::new(caches.clone()),
+            auth.clone(),
+            limits,
+            page_secret.clone(),
+        )
+        .with_tokens(tokens);
         // Reflection lists what is served: Envoy's protocol only when it is.
         let mut served_sets = vec![
             crate::proto::FILE_DESCRIPTOR_SET,
@@ -269,6 +293,22 @@ impl App {
                 tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
             ],
         );
+        // AuthZEN over HTTP, sharing the layer's limit, deadline, ids and metrics.
+        let http = http_listener.map(|listener| {
+            let api = AuthzenApi::new(
+                Reader::new(caches.clone()),
+                auth.clone(),
+                limits,
+                page_secret.clone(),
+                config.authzen_issuer_url.clone(),
+                max_message,
+                observe.admission(&crate::service::authzen::RPCS),
+            );
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(listen = %addr, "serving AuthZEN over HTTP");
+            }
+            crate::service::authzen::serve(listener, Arc::new(api), stop.subscribe())
+        });
         let router = Server::builder()
             .layer(observe)
             // Inside it: request bodies whose framing is broken or too long, refused as such.
@@ -340,7 +380,7 @@ impl App {
         let _ = stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
-        for task in [tls_follow, keys_follow].into_iter().flatten() {
+        for task in [tls_follow, keys_follow, http].into_iter().flatten() {
             let _ = task.await;
         }
         // A probe's connection (a Watch stream never ends by itself) must not hold up the exit.

@@ -386,6 +386,14 @@ pub struct ServeConfig {
     /// Envoy's external authorization.
     #[command(flatten)]
     pub ext_authz: ExtAuthzArgs,
+    /// Address to serve the OpenID AuthZEN Authorization API on (HTTP/1.1 and h2c, JSON); off
+    /// when unset.
+    #[arg(long, env = "CONSENTRY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// The AuthZEN PDP identifier: the public base URL of `--http-listen` that clients reach,
+    /// named in `/.well-known/authzen-configuration` (never taken from a request's `Host`).
+    #[arg(long, env = "CONSENTRY_AUTHZEN_ISSUER_URL", alias = "authzen-base-url")]
+    pub authzen_issuer_url: Option<String>,
     /// Address of a plaintext gRPC listener that serves only `grpc.health.v1.Health` (for
     /// Kubernetes probes, which cannot speak TLS); off when unset.
     #[arg(long, env = "CONSENTRY_HEALTH_LISTEN")]
@@ -545,6 +553,7 @@ impl ServeConfig {
             ("--listen", Some(self.listen)),
             ("--health-listen", self.health_listen),
             ("--metrics-listen", self.metrics_listen),
+            ("--http-listen", self.http_listen),
         ];
         for (i, (flag, addr)) in listeners.iter().enumerate() {
             for (other, other_addr) in &listeners[i + 1..] {
@@ -580,6 +589,19 @@ impl ServeConfig {
                     .to_owned(),
             );
         }
+        if let Some(url) = &self.authzen_issuer_url {
+            if let Err(problem) = issuer_url_problem(url) {
+                problems.push(format!(
+                    "--authzen-issuer-url {}: {problem}",
+                    crate::domain::error::quoted(url)
+                ));
+            }
+            if self.http_listen.is_none() {
+                problems.push(
+                    "--authzen-issuer-url needs --http-listen, where AuthZEN is served".to_owned(),
+                );
+            }
+        }
         if let Err(ext_authz) = self.ext_authz_settings() {
             problems.extend(ext_authz);
         }
@@ -592,6 +614,32 @@ impl ServeConfig {
             Err(ConfigError(problems))
         }
     }
+}
+
+/// What is wrong with a PDP identifier: it must be an absolute `https` URL (or `http` to a
+/// loopback host, for a PDP reached on the same machine) with no query or fragment.
+fn issuer_url_problem(url: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("not an absolute URL (https://pdp.example.com)");
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "[::1]");
+    match scheme {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("the scheme must be https (http only for a loopback host)"),
+    }
+    if host.is_empty() {
+        return Err("names no host");
+    }
+    if url.contains(['?', '#']) {
+        return Err("must have no query or fragment");
+    }
+    if !url.is_ascii() || url.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("must be printable ASCII");
+    }
+    Ok(())
 }
 
 /// Every problem found in a configuration, each naming its flag.

@@ -130,6 +130,8 @@ const EVERY_VARIABLE: &[(&str, &str)] = &[
     ("CONSENTRY_EXT_AUTHZ_APP_HEADER", "x-a"),
     ("CONSENTRY_EXT_AUTHZ_USER_HEADER", "x-u"),
     ("CONSENTRY_EXT_AUTHZ_HEADERS_STRIPPED", "true"),
+    ("CONSENTRY_HTTP_LISTEN", "127.0.0.1:10"),
+    ("CONSENTRY_AUTHZEN_ISSUER_URL", "https://pdp.example.com"),
     ("CONSENTRY_HEALTH_LISTEN", "127.0.0.1:9"),
     ("CONSENTRY_SHUTDOWN_DELAY_MS", "7"),
     ("CONSENTRY_SHUTDOWN_GRACE_MS", "7"),
@@ -627,4 +629,49 @@ fn ext_authz_settings_that_cannot_work_are_refused_naming_each() {
         assert!(p.contains(expected), "{name}: {p}");
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_authzen_identifier_is_an_https_url_served_by_the_http_listener() {
+    let ok = serve_with(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--authzen-issuer-url",
+        "https://pdp.example.com/tenant1",
+    ]);
+    ok.validate().unwrap();
+    let alias = serve_with(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--authzen-base-url",
+        "http://localhost:8080",
+    ]);
+    assert_eq!(
+        alias.authzen_issuer_url.as_deref(),
+        Some("http://localhost:8080")
+    );
+    alias.validate().unwrap();
+    for (url, problem) in [
+        ("pdp.example.com", "not an absolute URL"),
+        ("http://pdp.example.com", "https"),
+        ("https://pdp.example.com?x=1", "no query or fragment"),
+        ("https://", "no host"),
+    ] {
+        let config = serve_with(&["--http-listen", "127.0.0.1:0", "--authzen-issuer-url", url]);
+        let Err(ConfigError(problems)) = config.validate() else {
+            panic!("{url} is refused");
+        };
+        assert!(
+            problems.iter().any(|p| p.contains(problem)),
+            "{url}: {problems:?}"
+        );
+    }
+    let without_listener = serve_with(&["--authzen-issuer-url", "https://pdp.example.com"]);
+    let Err(ConfigError(problems)) = without_listener.validate() else {
+        panic!("an identifier without a listener is refused");
+    };
+    assert!(
+        problems.iter().any(|p| p.contains("needs --http-listen")),
+        "{problems:?}"
+    );
 }

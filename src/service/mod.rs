@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod authzen;
 pub mod codec;
 pub mod ext_authz;
 pub mod framing;

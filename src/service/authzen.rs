@@ -1,0 +1,496 @@
+//! The OpenID AuthZEN Authorization API 1.0 over HTTP/1.1 and HTTP/2 (h2c) on `--http-listen`
+//! (docs/rules.md §10.5): evaluation, evaluations, action and resource search, and the PDP
+//! metadata. Requests are read by `convert::authzen` and decided by the same reader and engine
+//! as CheckAccess; they share the gRPC listener's limit of calls in flight, deadline, request
+//! ids, metrics and request log ([`Admission`]).
+//!
+//! Every answer is JSON. A deny is 200 with `"decision": false`; an error is its HTTP status with
+//! `{"error": {"status", "message"}}` (the message naming the member at fault), never a 500 for
+//! bad input: 400, 401 (with `WWW-Authenticate`), 403, 404 for an unknown path, 405, 413 over
+//! `--max-message-bytes`, 415, 429 when shed, 503 when the store is unreachable past the bound,
+//! 504 past the deadline. `X-Request-ID` is echoed on every answer (one is made when none came).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::Code;
+
+use super::auth::Authenticator;
+use super::observe::{Admission, AdmittedCall, Decisions};
+use super::paging::{SharedSecret, next_page_token};
+use super::status::{ServiceError, code_and_message, http_status};
+use crate::cache::{At, Reader};
+use crate::convert::authzen::{self as az, Evaluations};
+use crate::convert::{Limits, Parsing};
+use crate::domain::search::{action_search, resource_search, tree_order};
+use crate::domain::{Capability, ValidationError};
+use crate::store::Page;
+
+/// The request header (and answer header) that identifies a request.
+const REQUEST_ID: &str = "x-request-id";
+/// The well-known path of the PDP metadata (before the issuer's own path, if any).
+pub const WELL_KNOWN: &str = "/.well-known/authzen-configuration";
+
+/// Each endpoint: its method, path and `rpc` label.
+const ENDPOINTS: [(&str, &str); 4] = [
+    ("/access/v1/evaluation", "authzen.evaluation"),
+    ("/access/v1/evaluations", "authzen.evaluations"),
+    ("/access/v1/search/action", "authzen.search.action"),
+    ("/access/v1/search/resource", "authzen.search.resource"),
+];
+/// The `rpc` label of the metadata.
+const METADATA_RPC: &str = "authzen.metadata";
+
+/// The `rpc` labels of the AuthZEN listener, for [`crate::service::ObserveLayer::admission`].
+pub const RPCS: [&str; 5] = [
+    "authzen.evaluation",
+    "authzen.evaluations",
+    "authzen.search.action",
+    "authzen.search.resource",
+    METADATA_RPC,
+];
+
+/// The AuthZEN API over the cache's reader.
+pub struct AuthzenApi {
+    reader: Reader,
+    auth: Authenticator,
+    limits: Limits,
+    page_secret: SharedSecret,
+    /// The PDP identifier (`--authzen-issuer-url`), without a trailing `/`.
+    issuer: Option<String>,
+    max_body: usize,
+    admission: Admission,
+    decisions: Decisions,
+}
+
+impl AuthzenApi {
+    /// The API, reading bodies up to `max_body` bytes and naming `issuer` in its metadata.
+    pub fn new(
+        reader: Reader,
+        auth: Authenticator,
+        limits: Limits,
+        page_secret: SharedSecret,
+        issuer: Option<String>,
+        max_body: usize,
+        admission: Admission,
+    ) -> Self {
+        Self {
+            reader,
+            auth,
+            limits,
+            page_secret,
+            issuer: issuer.map(|i| i.trim_end_matches('/').to_owned()),
+            max_body,
+            admission,
+            decisions: Decisions::new(),
+        }
+    }
+
+    /// Answers one HTTP request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let endpoint = ENDPOINTS.iter().find(|(p, _)| *p == path);
+        let metadata_path = self.metadata_path();
+        let rpc = match endpoint {
+            Some((_, rpc)) => *rpc,
+            None if Some(path.as_str()) == metadata_path.as_deref() => METADATA_RPC,
+            None => "unknown",
+        };
+        let call = self.admission.enter(rpc, request.headers().get(REQUEST_ID));
+        let outcome = if call.shed() {
+            Err(Failure::Service(call.overloaded()))
+        } else {
+            let limit = self.admission.limit();
+            match tokio::time::timeout(limit, self.route(rpc, endpoint.is_some(), request)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure::Service(ServiceError::Deadline {
+                    by_caller: false,
+                    limit,
+                })),
+            }
+        };
+        respond(call, outcome)
+    }
+
+    async fn route(
+        &self,
+        rpc: &str,
+        is_endpoint: bool,
+        request: Request<Incoming>,
+    ) -> Result<Value, Failure> {
+        if rpc == METADATA_RPC {
+            if request.method() != Method::GET && request.method() != Method::HEAD {
+                return Err(Failure::Method("GET, HEAD"));
+            }
+            return self.metadata();
+        }
+        if !is_endpoint {
+            return Err(Failure::NotFound);
+        }
+        if request.method() != Method::POST {
+            return Err(Failure::Method("POST"));
+        }
+        let at = self.reader.at().map_err(ServiceError::from)?;
+        let header = request.headers().get(http::header::AUTHORIZATION);
+        let caller = self
+            .auth
+            .caller_by(header.map(HeaderValue::as_bytes), at)
+            .await?;
+        caller
+            .require(Capability::Query)
+            .map_err(ServiceError::from)?;
+        let body = self.body(request).await?;
+        let secret = self.page_secret.get().map_err(ServiceError::from)?;
+        let cx = Parsing {
+            caller: &caller,
+            acting_user: None,
+            limits: self.limits,
+            page_secret: secret,
+        };
+        match rpc {
+            "authzen.evaluation" => self.evaluation(&cx, at, &body).await,
+            "authzen.evaluations" => self.evaluations(&cx, at, &body).await,
+            "authzen.search.action" => self.search_action(&cx, at, &body).await,
+            _ => self.search_resource(&cx, at, &body).await,
+        }
+    }
+
+    /// The request's JSON body: at most `max_body` bytes (413), JSON (415 for another content
+    /// type, 400 when it does not parse).
+    async fn body(&self, request: Request<Incoming>) -> Result<Value, Failure> {
+        if let Some(kind) = request.headers().get(CONTENT_TYPE) {
+            let kind = kind.to_str().unwrap_or_default();
+            let essence = kind.split(';').next().unwrap_or_default().trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(Failure::MediaType);
+            }
+        }
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(Failure::TooLarge(self.max_body));
+        }
+        let bytes = Limited::new(request.into_body(), self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    Failure::TooLarge(self.max_body)
+                } else {
+                    Failure::Service(ServiceError::from(ValidationError::new(
+                        "body",
+                        "was not received whole",
+                    )))
+                }
+            })?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Service(ServiceError::from(ValidationError::new(
+                "body",
+                format_args!("is not JSON: {e}"),
+            )))
+        })
+    }
+
+    async fn evaluation(&self, cx: &Parsing<'_>, at: At, body: &Value) -> Result<Value, Failure> {
+        let evaluation = az::evaluation(cx, body)?;
+        let (decision, revision) = self
+            .reader
+            .check(at, evaluation.wanted, &evaluation.query)
+            .await
+            .map_err(ServiceError::from)?;
+        self.decisions.record(decision.reason);
+        Ok(az::decision_to_json(&decision, revision))
+    }
+
+    async fn evaluations(&self, cx: &Parsing<'_>, at: At, body: &Value) -> Result<Value, Failure> {
+        let (items, semantic) = match az::evaluations(cx, body)? {
+            Evaluations::Single(evaluation) => {
+                let (decision, revision) = self
+                    .reader
+                    .check(at, evaluation.wanted, &evaluation.query)
+                    .await
+                    .map_err(ServiceError::from)?;
+                self.decisions.record(decision.reason);
+                return Ok(az::decision_to_json(&decision, revision));
+            }
+            Evaluations::Many { items, semantic } => (items, semantic),
+        };
+        // Every item at one revision, as freshly as the strictest item asks.
+        let wanted = items
+            .iter()
+            .filter_map(|i| i.as_ref().ok().map(|e| e.wanted))
+            .fold(crate::cache::Wanted::Cached, strictest);
+        let queries: Vec<_> = items
+            .iter()
+            .filter_map(|i| i.as_ref().ok().map(|e| e.query.clone()))
+            .collect();
+        let (decisions, revision) = self
+            .reader
+            .check_all(at, wanted, &queries)
+            .await
+            .map_err(ServiceError::from)?;
+        let mut decided = decisions.into_iter();
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(_) => {
+                    let Some(decision) = decided.next() else {
+                        break;
+                    };
+                    self.decisions.record(decision.reason);
+                    answers.push(az::decision_to_json(&decision, revision));
+                }
+                Err(e) => {
+                    let (code, message) = code_and_message(e);
+                    answers.push(az::item_error_to_json(http_status(code), &message));
+                }
+            }
+        }
+        Ok(json!({"evaluations": az::cut(answers, semantic)}))
+    }
+
+    async fn search_action(
+        &self,
+        cx: &Parsing<'_>,
+        at: At,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let search = az::action_search(cx, body)?;
+        let (outcome, revision) = self
+            .reader
+            .evaluate(at, search.wanted, &search.query, action_search)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(az::actions_to_json(outcome, revision))
+    }
+
+    async fn search_resource(
+        &self,
+        cx: &Parsing<'_>,
+        at: At,
+        body: &Value,
+    ) -> Result<Value, Failure> {
+        let search = az::resource_search(cx, cx.page_secret, body)?;
+        let permission = search.permission;
+        let (outcome, revision) = self
+            .reader
+            .evaluate(at, search.wanted, &search.query, |q, app, users| {
+                resource_search(q, permission, app, users)
+            })
+            .await
+            .map_err(ServiceError::from)?;
+        let (paths, refused) = match outcome {
+            Ok(paths) => (paths, None),
+            Err(decision) => (Vec::new(), Some(decision)),
+        };
+        let total = paths.len();
+        let start = match &search.page.after {
+            None => 0,
+            Some(position) => paths
+                .iter()
+                .position(|p| tree_order(p, &position.after).is_gt())
+                .unwrap_or(total),
+        };
+        let limit = search.page.limit as usize;
+        let items: Vec<_> = paths.into_iter().skip(start).take(limit).collect();
+        let more = start + items.len() < total;
+        let next = match (more, items.last()) {
+            (true, Some(last)) => Some(az::SearchPosition {
+                after: last.clone(),
+                limit: search.page.limit,
+            }),
+            _ => None,
+        };
+        let page = Page { items, next };
+        let token = next_page_token(cx.page_secret, &page, &search.listing);
+        Ok(az::resources_to_json(
+            &page.items,
+            token,
+            total,
+            refused.as_ref(),
+            revision,
+        ))
+    }
+
+    /// The path the metadata is served at: the well-known path, then the issuer's own path.
+    fn metadata_path(&self) -> Option<String> {
+        let issuer = self.issuer.as_deref()?;
+        let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        Some(format!("{WELL_KNOWN}{path}"))
+    }
+
+    /// The PDP metadata, built from `--authzen-issuer-url` (never from the request's `Host`).
+    fn metadata(&self) -> Result<Value, Failure> {
+        let issuer = self.issuer.as_deref().ok_or(Failure::NotFound)?;
+        let url = |path: &str| format!("{issuer}{path}");
+        Ok(json!({
+            "policy_decision_point": issuer,
+            "access_evaluation_endpoint": url(ENDPOINTS[0].0),
+            "access_evaluations_endpoint": url(ENDPOINTS[1].0),
+            "search_action_endpoint": url(ENDPOINTS[2].0),
+            "search_resource_endpoint": url(ENDPOINTS[3].0),
+        }))
+    }
+}
+
+/// The stricter of two consistencies: the store over any token, the newer token over the older,
+/// any token over the cache.
+fn strictest(a: crate::cache::Wanted, b: crate::cache::Wanted) -> crate::cache::Wanted {
+    use crate::cache::Wanted::{AtLeast, Cached, Store};
+    match (a, b) {
+        (Store, _) | (_, Store) => Store,
+        (AtLeast(x), AtLeast(y)) => AtLeast(x.max(y)),
+        (AtLeast(x), Cached) | (Cached, AtLeast(x)) => AtLeast(x),
+        (Cached, Cached) => Cached,
+    }
+}
+
+/// Why a request was not answered with a body of its own.
+enum Failure {
+    /// An error of the service, answered with its code's HTTP status.
+    Service(ServiceError),
+    /// No such endpoint (404).
+    NotFound,
+    /// Another method than the endpoint's (405, with `Allow`).
+    Method(&'static str),
+    /// A body over the limit (413).
+    TooLarge(usize),
+    /// A body that is not JSON by its content type (415).
+    MediaType,
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        Failure::Service(e)
+    }
+}
+
+/// The answer to a call, recorded with its code.
+fn respond(call: AdmittedCall, outcome: Result<Value, Failure>) -> Response<Full<Bytes>> {
+    let (status, body, code, message, allow) = match outcome {
+        Ok(body) => (200, body, Code::Ok, String::new(), None),
+        Err(failure) => {
+            let (status, code, message, allow) = match failure {
+                Failure::Service(e) => {
+                    let (code, message) = code_and_message(e);
+                    (http_status(code), code, message, None)
+                }
+                Failure::NotFound => (
+                    404,
+                    Code::NotFound,
+                    "no such endpoint: POST /access/v1/evaluation, /access/v1/evaluations, /access/v1/search/action or /access/v1/search/resource".to_owned(),
+                    None,
+                ),
+                Failure::Method(allow) => (
+                    405,
+                    Code::InvalidArgument,
+                    format!("this endpoint takes {allow}"),
+                    Some(allow),
+                ),
+                Failure::TooLarge(max) => (
+                    413,
+                    Code::ResourceExhausted,
+                    format!("the body is larger than the {max} bytes this server takes (--max-message-bytes)"),
+                    None,
+                ),
+                Failure::MediaType => (
+                    415,
+                    Code::InvalidArgument,
+                    "the body must be application/json".to_owned(),
+                    None,
+                ),
+            };
+            let body = json!({"error": {"status": status, "message": message}});
+            (status, body, code, message, allow)
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = call.id() {
+        headers.insert(REQUEST_ID, id.clone());
+    }
+    if status == 401 {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(allow) = allow {
+        headers.insert(ALLOW, HeaderValue::from_static(allow));
+    }
+    call.finish(code, &message);
+    response
+}
+
+/// How long a client may take to send a request's head before its connection is closed.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `api` on `listener` (HTTP/1.1 and h2c) until `stop` turns true: connections then
+/// finish the request in progress and close.
+pub fn serve(
+    listener: TcpListener,
+    api: Arc<AuthzenApi>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((socket, peer)) = accepted else { continue };
+                    let _ = socket.set_nodelay(true);
+                    tokio::spawn(connection(socket, peer, api.clone(), stop.clone()));
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+/// One connection, until the client closes it or `stop` turns true.
+async fn connection(
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    api: Arc<AuthzenApi>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(api.handle(request).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(socket), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "AuthZEN connection ended");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
