@@ -53,8 +53,14 @@ async fn every_readme_example_works_against_a_demo_server() {
         !readme.contains("--demo --signing-key-file"),
         "the demo refuses a key file"
     );
+    // The AuthZEN examples ask the demo on the HTTP listener their section starts it with.
+    assert!(
+        readme.contains("serve --demo --http-listen 127.0.0.1:8080"),
+        "README starts AuthZEN with --http-listen"
+    );
     let db = TestDb::sqlite().await;
-    let server = BinaryServer::start(&db.url, &["--demo"]).await;
+    let server = BinaryServer::start(&db.url, &["--demo", "--http-listen", "127.0.0.1:0"]).await;
+    let http = server.http.expect("the demo serves AuthZEN").to_string();
     assert_eq!(
         server.stdout.first().map(String::as_str),
         key_line.strip_prefix("KEY="),
@@ -68,8 +74,15 @@ async fn every_readme_example_works_against_a_demo_server() {
         .filter(|b| b.contains("grpcurl") && !tls.contains(b.as_str()))
         .collect();
     assert!(grpc_examples.len() >= 10, "README lost its examples");
-    for block in grpc_examples {
-        let script = format!("{key_line}\n{}", block.replace("localhost:50051", &addr));
+    let http_examples: Vec<_> = blocks.iter().filter(|b| b.starts_with("curl ")).collect();
+    assert!(http_examples.len() >= 3, "README lost its AuthZEN examples");
+    for block in grpc_examples.into_iter().chain(http_examples) {
+        let script = format!(
+            "{key_line}\n{}",
+            block
+                .replace("localhost:50051", &addr)
+                .replace("localhost:8080", &http)
+        );
         run_example(std::path::Path::new("."), block, &script);
     }
     assert!(server.terminate().await.success());

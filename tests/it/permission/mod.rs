@@ -28,6 +28,7 @@ use crate::support::server::{BOOTSTRAP_KEY, TestServer, config, connect};
 use crate::support::world::{Admin, new_client, put_user, register};
 
 mod api_users;
+mod authzen;
 mod batches;
 mod binary;
 mod errors;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod db;
 pub mod dir;
 pub mod fixtures;
+pub mod http;
 pub mod proxy;
 pub mod server;
 pub mod standby;

@@ -28,6 +28,8 @@ pub struct TestServer {
     pub metrics_addr: Option<SocketAddr>,
     /// Where it serves plaintext health, if asked for.
     pub health_addr: Option<SocketAddr>,
+    /// Where it serves AuthZEN, if asked for.
+    pub http_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -68,6 +70,7 @@ impl TestServer {
         let app_health = app.health_addr();
         let probe = app_health.filter(|_| app.tls()).unwrap_or(addr);
         let metrics_addr = app.metrics_addr();
+        let http_addr = app.http_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -76,6 +79,7 @@ impl TestServer {
             addr,
             metrics_addr,
             health_addr: app_health,
+            http_addr,
             stop: Some(stop),
             task: Some(task),
         };
@@ -214,6 +218,8 @@ pub struct BinaryServer {
     pub health: Option<SocketAddr>,
     /// Where it serves metrics, if asked to.
     pub metrics: Option<SocketAddr>,
+    /// Where it serves AuthZEN, if asked to.
+    pub http: Option<SocketAddr>,
     /// Every line it wrote to stderr so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
     /// Keeps reading stderr (so the child never blocks on a full pipe) until the child closes it.
@@ -254,7 +260,7 @@ impl BinaryServer {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut health, mut metrics) = (None, None);
+        let (mut health, mut metrics, mut http) = (None, None, None);
         let addr = loop {
             let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
                 .await
@@ -265,6 +271,9 @@ impl BinaryServer {
             // The metrics and health addresses come first, if there are any.
             if let Some(rest) = line.strip_prefix("metrics at http://") {
                 metrics = rest.trim().trim_end_matches("/metrics").parse().ok();
+            }
+            if let Some(rest) = line.strip_prefix("AuthZEN at http://") {
+                http = Some(rest.trim().parse::<SocketAddr>().unwrap());
             }
             if let Some(rest) = line.strip_prefix("health (plaintext) at ") {
                 health = Some(rest.trim().parse::<SocketAddr>().unwrap());
@@ -296,6 +305,7 @@ impl BinaryServer {
             child,
             stdout,
             health,
+            http,
             metrics,
             stderr,
             reader,
