@@ -166,7 +166,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
     let crm = json!({"tenant_id": "acme", "app_id": "crm"});
     let resource = |path: &str| json!({"type": "path", "id": path, "properties": crm});
 
-    // §6.1.1 (and §10.1.4): an evaluation with an action's properties and a context that
+    // The specification's example 6.1.1 (and 10.1.4): an evaluation with an action's properties and a context that
     // consentry does not use: answered.
     let body = json!({
         "subject": {"type": "user", "id": "dave", "properties": {"department": "Sales"}},
@@ -176,7 +176,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
     });
     assert!(decision(&pdp.evaluate(&body).await).0);
 
-    // §7.1: three requests, no defaults.
+    // The specification's 7.1: three requests, no defaults.
     let item = |path: &str| {
         json!({
             "subject": {"type": "user", "id": "dave"},
@@ -200,7 +200,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
         "no top-level decision with items"
     );
 
-    // §7.1.1: the subject and context as defaults; the third item overrides the action.
+    // The specification's 7.1.1: the subject and context as defaults; the third item overrides the action.
     let body = json!({
         "subject": {"type": "user", "id": "dave"},
         "context": {"time": "2024-05-31T15:22-07:00"},
@@ -225,7 +225,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
     let revisions: Vec<&Value> = items.iter().map(|e| &e["context"]["checked_at"]).collect();
     assert!(revisions.windows(2).all(|w| w[0] == w[1]), "{revisions:?}");
 
-    // §7.1.2.1.1: "read" on three documents (allowed, denied, allowed) under each semantic.
+    // The specification's 7.1.2.1.1: "read" on three documents (allowed, denied, allowed) under each semantic.
     for (semantic, expected) in [
         ("execute_all", vec![true, false, true]),
         ("deny_on_first_deny", vec![true, false]),
@@ -251,7 +251,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
         assert_eq!(got, expected, "{semantic}");
     }
 
-    // §7.2.1: an item that fails on its own is denied with the error in its context.
+    // The specification's 7.2.1: an item that fails on its own is denied with the error in its context.
     let body = json!({
         "subject": {"type": "user", "id": "dave"},
         "action": {"name": "READ"},
@@ -267,7 +267,7 @@ async fn the_specifications_evaluations_examples_in_consentrys_terms(db: &TestDb
     assert_eq!(second["context"]["error"]["status"], json!(403));
     assert!(second["context"]["error"]["message"].is_string());
 
-    // §7.1: without items the request is one evaluation, answered as one.
+    // The specification's 7.1: without items the request is one evaluation, answered as one.
     let answer = pdp
         .post("/access/v1/evaluations", &ask("dave", "READ", "/hr"))
         .await;
@@ -283,7 +283,7 @@ async fn searches_list_actions_and_the_top_most_reachable_paths_paged(db: &TestD
     }
     let crm = json!({"tenant_id": "acme", "app_id": "crm"});
 
-    // §8.6.2: the actions dave may take at /hr/team, by the names a check accepts.
+    // The specification's 8.6.2: the actions dave may take at /hr/team, by the names a check accepts.
     let body = json!({
         "subject": {"type": "user", "id": "dave"},
         "resource": {"type": "path", "id": "/hr/team", "properties": crm},
@@ -316,7 +316,7 @@ async fn searches_list_actions_and_the_top_most_reachable_paths_paged(db: &TestD
     assert_eq!(answer.json["results"], json!([]));
     assert_eq!(answer.json["context"]["reason"], json!("UNKNOWN_APP"));
 
-    // §8.5.2 and §8.2.3: the resources erin may read, paged two at a time; the resource has
+    // The specification's 8.5.2 and 8.2.3: the resources erin may read, paged two at a time; the resource has
     // a type and no id (the tenancy).
     let body = json!({
         "subject": {"type": "user", "id": "erin"},
