@@ -11,6 +11,8 @@
 //! * `tokens`: page tokens (`service::paging`) and revision tokens (`domain::revision`);
 //! * `paths`: resource paths (`domain::path`);
 //! * `demo`: the `--demo` world loader (`demo::load_json`) on arbitrary and mutated JSON;
+//! * `authzen`: the AuthZEN readers (`convert::authzen`) on arbitrary JSON and on well-formed
+//!   requests with one member replaced;
 //! * `mesh`: the placement of Envoy's ext_authz requests (`convert::envoy::place`) on decoded
 //!   bytes and on requests of hostile paths, methods, headers, extensions and claims.
 //!
@@ -21,6 +23,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod authzen;
 mod demo;
 mod describe;
 mod harness;
