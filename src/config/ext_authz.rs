@@ -84,6 +84,8 @@ struct File {
     principals: BTreeMap<String, String>,
     headers: Option<HeadersFile>,
     context_token: Option<TokenFile>,
+    #[serde(default)]
+    app_only_requests: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +286,7 @@ impl ServeConfig {
             user_id,
         };
 
+        settings.app_only_requests = file.app_only_requests;
         if let Some(token) = file.context_token {
             if let Err(e) = crate::token::parse_audience(&token.audience) {
                 problems.push(format!("context_token.{e}"));

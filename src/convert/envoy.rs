@@ -114,6 +114,12 @@ pub fn place(settings: &ExtAuthzSettings, request: &CheckRequest) -> Valid<Place
     let app_id = AppId::parse(app.field.as_str(), app.value)?;
     let user_id = match sources.first(None, |n| &n.user_id, false)? {
         Some(user) => Some(UserId::parse(user.field.as_str(), user.value)?),
+        // Where a source of users is configured, a request without one is not quietly asked
+        // as the app alone (a token that failed verification would otherwise get the app's
+        // rights), unless the operator says app-only requests come this way.
+        None if sources.names_users() && !settings.app_only_requests => {
+            return Err(sources.missing("user_id"));
+        }
         None => None,
     };
     let scope = match extension("scope") {
@@ -133,9 +139,15 @@ pub fn place(settings: &ExtAuthzSettings, request: &CheckRequest) -> Valid<Place
     let resource = resource_of_path("attributes.request.http.path", &prefix, &http.path)?;
     let mut smuggled: Vec<String> = headers
         .names()
+        // `x_consentry_user` too: servers that map headers to variables (CGI, WSGI, Rack, PHP)
+        // read it as `x-consentry-user`.
         .filter(|name| {
-            name.get(..HEADER_PREFIX.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(HEADER_PREFIX))
+            name.get(..HEADER_PREFIX.len()).is_some_and(|start| {
+                start
+                    .bytes()
+                    .zip(HEADER_PREFIX.bytes())
+                    .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
+            })
         })
         .map(str::to_ascii_lowercase)
         .collect();
@@ -234,12 +246,23 @@ impl<'a> Sources<'a> {
         }
     }
 
+    /// Whether any source is configured to name the user.
+    fn names_users(&self) -> bool {
+        let claims = self.settings.claims.as_ref();
+        claims.is_some_and(|c| c.names.user_id.is_some()) || self.settings.headers.user_id.is_some()
+    }
+
     /// The refusal of a request with no value for `part` in any source, naming each source
     /// configured for it.
     fn missing(&self, part: &str) -> ValidationError {
-        let mut looked = vec![format!("attributes.context_extensions.{part}")];
+        let mut looked = if part == "user_id" {
+            Vec::new()
+        } else {
+            vec![format!("attributes.context_extensions.{part}")]
+        };
         let pick = |names: &Names| match part {
             "tenant_id" => names.tenant_id.clone(),
+            "user_id" => names.user_id.clone(),
             _ => names.app_id.clone(),
         };
         if let Some(claims) = &self.settings.claims
@@ -312,7 +335,8 @@ pub fn decided(
         if let Some(token) = context_token {
             headers.push(set_header(CONTEXT_TOKEN_HEADER, token));
         }
-        // A header consentry sets replaces the client's copy; every other one is removed.
+        // A header consentry sets replaces the client's copy (of that exact name); every other
+        // one is removed.
         let set = |name: &String| {
             headers
                 .iter()

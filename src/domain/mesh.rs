@@ -65,6 +65,9 @@ pub struct ExtAuthzSettings {
     pub headers: Names,
     /// Attach a context token for this audience and lifetime to allowed requests.
     pub context_token: Option<(String, std::time::Duration)>,
+    /// Ask a request that names no user as the app alone, even where a user source is
+    /// configured (`app_only_requests`); otherwise such a request is refused.
+    pub app_only_requests: bool,
 }
 
 impl Default for ExtAuthzSettings {
@@ -77,6 +80,7 @@ impl Default for ExtAuthzSettings {
             principals: HashMap::new(),
             headers: Names::default(),
             context_token: None,
+            app_only_requests: false,
         }
     }
 }

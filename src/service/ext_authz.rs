@@ -106,11 +106,11 @@ impl Authorization for ExtAuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let response = match self.answer(request).await {
-            Ok(response) => response,
+        let (answer, status) = match self.answer(request).await {
+            Ok(answer) => (answer, None),
             Err(error) => {
                 let status = Status::from(error);
-                match status.code() {
+                let answer = match status.code() {
                     Code::InvalidArgument => {
                         ev::refused(status.code(), mesh::INVALID_REQUEST, status.message())
                     }
@@ -121,9 +121,16 @@ impl Authorization for ExtAuthzApi {
                         ev::refused(status.code(), mesh::CLIENT_NOT_ALLOWED, status.message())
                     }
                     code => ev::undecided(code, status.message()),
-                }
+                };
+                (answer, Some(status))
             }
         };
-        Ok(Response::new(response))
+        let mut response = Response::new(answer);
+        // The call itself succeeds (Envoy reads the answer), but its metrics and request log
+        // count what kept it from being decided, as every other call's do.
+        if let Some(status) = status {
+            response.extensions_mut().insert(status);
+        }
+        Ok(response)
     }
 }

@@ -40,6 +40,7 @@ fn settings() -> ExtAuthzSettings {
             user_id: Some("x-user".into()),
         },
         context_token: None,
+        app_only_requests: false,
     }
 }
 
@@ -199,6 +200,7 @@ fn mesh_requests_are_placed_or_refused_naming_their_field() {
         "attributes".to_owned(),
         "tenant_id".to_owned(),
         "app_id".to_owned(),
+        "user_id".to_owned(),
     ];
     fuzz("mesh", harness::budget(), inputs(), |input| {
         let Some(request) = request(input) else {

@@ -131,6 +131,11 @@ fn the_raw_header_list_is_read_like_the_map() {
                 raw_value: Vec::new(),
             },
             HeaderValue {
+                key: "x-user".into(),
+                value: "dave".into(),
+                raw_value: Vec::new(),
+            },
+            HeaderValue {
                 key: "x-consentry-user".into(),
                 value: "alice".into(),
                 raw_value: Vec::new(),
@@ -145,7 +150,12 @@ fn the_raw_header_list_is_read_like_the_map() {
 
 #[test]
 fn a_mapped_principal_names_the_app_above_headers() {
-    let mut r = request("GET", "/", &[("x-tenant", "acme"), ("x-app", "other")], &[]);
+    let mut r = request(
+        "GET",
+        "/",
+        &[("x-tenant", "acme"), ("x-app", "other"), ("x-user", "dave")],
+        &[],
+    );
     r.attributes.as_mut().unwrap().source = Some(Peer {
         principal: "spiffe://a/crm".into(),
         ..Default::default()
@@ -256,4 +266,43 @@ fn header_names_of_any_text_are_read_without_panicking() {
     )
     .unwrap();
     assert_eq!(placed.smuggled, ["x-consentry-é"]);
+}
+
+#[test]
+fn underscore_spellings_of_consentrys_headers_are_removed_too() {
+    // Upstreams that map headers to variables read `x_consentry_user` as `x-consentry-user`.
+    let headers = [
+        ("x_consentry_user", "alice"),
+        ("X_Consentry-Revision", "r1"),
+    ];
+    let placed = place(
+        &ExtAuthzSettings::default(),
+        &request("GET", "/", &headers, ROUTE),
+    )
+    .unwrap();
+    assert_eq!(
+        placed.smuggled,
+        ["x_consentry-revision", "x_consentry_user"]
+    );
+}
+
+#[test]
+fn where_users_are_named_a_request_without_one_is_refused_unless_app_only_is_allowed() {
+    let mut settings = with_headers();
+    let e = place(&settings, &request("GET", "/", &[], ROUTE)).unwrap_err();
+    assert_eq!(e.field, "user_id");
+    assert!(e.to_string().contains("the header x-user"), "{e}");
+    settings.app_only_requests = true;
+    let q = place(&settings, &request("GET", "/", &[], ROUTE))
+        .unwrap()
+        .query;
+    assert_eq!(q.user_id, None);
+    // Without a source of users, every request is app-only.
+    let q = place(
+        &ExtAuthzSettings::default(),
+        &request("GET", "/", &[], ROUTE),
+    )
+    .unwrap()
+    .query;
+    assert_eq!(q.user_id, None);
 }

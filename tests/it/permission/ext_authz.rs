@@ -336,13 +336,28 @@ async fn requests_are_placed_from_their_sources_and_decided_as_check_access_deci
         ],
     );
     denied(&mesh.check(scoped).await, "SCOPE_NOT_GRANTED");
-    // No user from any source: an app-only call, which crm may not make.
+    // No user from any source where users are named: refused, never asked as the app alone.
     let app_only = routed(
         http("GET", "/hr", &[]),
         &[("tenant_id", "acme"), ("app_id", "crm")],
     );
-    denied(&mesh.check(app_only).await, "USER_REQUIRED");
+    let (message, _) = denied(&mesh.check(app_only.clone()).await, "INVALID_REQUEST");
+    assert!(message.contains("user_id"), "{message}");
     mesh.server.stop().await;
+    // Unless the operator says app-only requests come this way: then the engine decides (crm
+    // may not act app-only).
+    let mut cfg = config(db);
+    let dir = TempDir::new("ext-authz-app-only");
+    let settings = format!("app_only_requests = true\n{SETTINGS}");
+    cfg.ext_authz.config = Some(dir.write("ext-authz.toml", &settings));
+    let server = TestServer::start_with(cfg).await;
+    let response = AuthorizationClient::new(connect(server.addr).await)
+        .check(Who::key(&mesh.key).r(app_only))
+        .await
+        .unwrap()
+        .into_inner();
+    denied(&response, "USER_REQUIRED");
+    server.stop().await;
 }
 
 async fn the_most_trusted_source_gives_each_part(db: &TestDb) {
@@ -663,15 +678,23 @@ async fn the_service_is_served_and_reflected_only_when_configured(db: &TestDb) {
         .into_inner();
     // No user from any source: an app-only call, which crm may not make.
     denied(&response, "USER_REQUIRED");
-    // Counted under the protocol's name, beside CheckAccess.
+    // Counted under the protocol's name, beside CheckAccess, with the code of what kept a call
+    // from being decided (a missing key here), though Envoy gets an answer.
+    let unauthenticated = authz
+        .check(tonic::Request::new(get("dave", "/hr")))
+        .await
+        .unwrap()
+        .into_inner();
+    denied(&unauthenticated, "UNAUTHENTICATED");
     let metrics = crate::support::server::scrape(server.metrics_addr.unwrap()).await;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("consentry_requests_total")
-                && l.contains("rpc=\"ext_authz.check\"")),
-        "{metrics}"
-    );
+    let counted = |code: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("consentry_requests_total")
+                && l.contains("rpc=\"ext_authz.check\"")
+                && l.contains(&format!("code=\"{code}\""))
+        })
+    };
+    assert!(counted("OK") && counted("UNAUTHENTICATED"), "{metrics}");
     server.stop().await;
 }
 
