@@ -265,6 +265,9 @@ impl App {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        // AuthZEN stops accepting when gRPC does (or when the server stops for another reason).
+        let http_stop = Arc::new(watch::channel(false).0);
+        let http_drain = http_stop.clone();
         let drain_readiness = readiness.clone();
         let delay = Duration::from_millis(config.shutdown_delay_ms);
         tokio::spawn(async move {
@@ -279,6 +282,7 @@ impl App {
             tokio::time::sleep(delay).await;
             tracing::info!("no longer accepting; draining requests in flight");
             let _ = drain_tx.send(());
+            let _ = http_drain.send(true);
         });
 
         // The layer every call runs in: load shedding, request id, span, deadline, metrics, log.
@@ -307,7 +311,12 @@ impl App {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listen = %addr, "serving AuthZEN over HTTP");
             }
-            crate::service::authzen::serve(listener, Arc::new(api), stop.subscribe())
+            crate::service::authzen::serve(
+                listener,
+                Arc::new(api),
+                http_stop.subscribe(),
+                Duration::from_millis(config.shutdown_grace_ms),
+            )
         });
         let router = Server::builder()
             .layer(observe)
@@ -378,6 +387,7 @@ impl App {
             Ok(e) = &mut fatal_rx => Err(e),
         };
         let _ = stop.send(true);
+        let _ = http_stop.send(true);
         let _ = follow.await;
         let _ = pool_gauges.await;
         for task in [tls_follow, keys_follow, http].into_iter().flatten() {

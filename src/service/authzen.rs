@@ -98,7 +98,15 @@ impl AuthzenApi {
 
     /// Answers one HTTP request.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = request.uri().path().to_owned();
+        // The endpoints answer at their paths and under the identifier's own path, which the
+        // metadata names (an ingress may pass that path on, or strip it).
+        let full = request.uri().path();
+        let path = self
+            .issuer_path()
+            .and_then(|prefix| full.strip_prefix(prefix))
+            .filter(|rest| rest.starts_with("/access/"))
+            .unwrap_or(full)
+            .to_owned();
         let endpoint = ENDPOINTS.iter().find(|(p, _)| *p == path);
         let metadata_path = self.metadata_path();
         let rpc = match endpoint {
@@ -107,6 +115,8 @@ impl AuthzenApi {
             None => "unknown",
         };
         let call = self.admission.enter(rpc, request.headers().get(REQUEST_ID));
+        // A HEAD answer has the headers of a GET and no body.
+        let head = request.method() == Method::HEAD;
         let outcome = if call.shed() {
             Err(Failure::Service(call.overloaded()))
         } else {
@@ -119,7 +129,7 @@ impl AuthzenApi {
                 })),
             }
         };
-        respond(call, outcome)
+        respond(call, outcome, head)
     }
 
     async fn route(
@@ -199,6 +209,12 @@ impl AuthzenApi {
                 }
             })?
             .to_bytes();
+        // A parsed value takes many times its bytes (`[{},{},…]` about eighty times): the
+        // values are counted first, so that one body never holds more than a bounded number.
+        let max_values = VALUES_PER_ITEM * (self.limits.max_batch + 1) + 1024;
+        if !values_within(&bytes, max_values) {
+            return Err(Failure::TooComplex(max_values));
+        }
         serde_json::from_slice(&bytes).map_err(|e| {
             Failure::Service(ServiceError::from(ValidationError::new(
                 "body",
@@ -328,12 +344,17 @@ impl AuthzenApi {
         ))
     }
 
-    /// The path the metadata is served at: the well-known path, then the issuer's own path.
-    fn metadata_path(&self) -> Option<String> {
+    /// The identifier's own path (`/tenant1` of `https://pdp.example.com/tenant1`), if any.
+    fn issuer_path(&self) -> Option<&str> {
         let issuer = self.issuer.as_deref()?;
         let rest = issuer.split_once("://").map_or(issuer, |(_, r)| r);
-        let path = rest.find('/').map_or("", |i| &rest[i..]);
-        Some(format!("{WELL_KNOWN}{path}"))
+        rest.find('/').map(|i| &rest[i..]).filter(|p| !p.is_empty())
+    }
+
+    /// The path the metadata is served at: the well-known path, then the issuer's own path.
+    fn metadata_path(&self) -> Option<String> {
+        self.issuer.as_ref()?;
+        Some(format!("{WELL_KNOWN}{}", self.issuer_path().unwrap_or("")))
     }
 
     /// The PDP metadata, built from `--authzen-issuer-url` (never from the request's `Host`).
@@ -348,6 +369,40 @@ impl AuthzenApi {
             "search_resource_endpoint": url(ENDPOINTS[3].0),
         }))
     }
+}
+
+/// The JSON values a body may hold per evaluation of `--max-batch` (and for one more), beyond a
+/// fixed allowance: room for members consentry does not use.
+const VALUES_PER_ITEM: usize = 64;
+
+/// Whether the JSON text `bytes` holds at most `max` values, counted by what opens or separates
+/// them (`{`, `[`, `,`, `:`) outside strings. Only counts: a body that is not JSON is refused
+/// by the parser after.
+fn values_within(bytes: &[u8], max: usize) -> bool {
+    let (mut in_string, mut escaped, mut count) = (false, false, 0usize);
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' | b',' | b':' => {
+                count += 1;
+                if count > max {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// The stricter of two consistencies: the store over any token, the newer token over the older,
@@ -374,6 +429,8 @@ enum Failure {
     TooLarge(usize),
     /// A body that is not JSON by its content type (415).
     MediaType,
+    /// A body of more JSON values than the server parses (413).
+    TooComplex(usize),
 }
 
 impl From<ServiceError> for Failure {
@@ -383,7 +440,11 @@ impl From<ServiceError> for Failure {
 }
 
 /// The answer to a call, recorded with its code.
-fn respond(call: AdmittedCall, outcome: Result<Value, Failure>) -> Response<Full<Bytes>> {
+fn respond(
+    call: AdmittedCall,
+    outcome: Result<Value, Failure>,
+    head: bool,
+) -> Response<Full<Bytes>> {
     let (status, body, code, message, allow) = match outcome {
         Ok(body) => (200, body, Code::Ok, String::new(), None),
         Err(failure) => {
@@ -410,6 +471,12 @@ fn respond(call: AdmittedCall, outcome: Result<Value, Failure>) -> Response<Full
                     format!("the body is larger than the {max} bytes this server takes (--max-message-bytes)"),
                     None,
                 ),
+                Failure::TooComplex(max) => (
+                    413,
+                    Code::ResourceExhausted,
+                    format!("the body holds more than {max} JSON values, more than this server parses (64 per evaluation of --max-batch)"),
+                    None,
+                ),
                 Failure::MediaType => (
                     415,
                     Code::InvalidArgument,
@@ -421,7 +488,12 @@ fn respond(call: AdmittedCall, outcome: Result<Value, Failure>) -> Response<Full
             (status, body, code, message, allow)
         }
     };
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
@@ -439,37 +511,94 @@ fn respond(call: AdmittedCall, outcome: Result<Value, Failure>) -> Response<Full
     response
 }
 
-/// How long a client may take to send a request's head before its connection is closed.
+/// How long a client may take to send a request's head before its connection is closed (and,
+/// before that, the first bytes that tell HTTP/1.1 from HTTP/2).
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves `api` on `listener` (HTTP/1.1 and h2c) until `stop` turns true: connections then
-/// finish the request in progress and close.
+/// The most connections the listener holds at once; further ones wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// The pause after a failed accept (out of file descriptors, say), so that the loop never spins.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The start of every HTTP/2 connection (its preface), told apart from HTTP/1.1 by its first
+/// bytes.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves `api` on `listener` (HTTP/1.1 and h2c) until `stop` turns true: then it stops
+/// accepting, each connection finishes the request in progress and closes, and those still open
+/// after `grace` are dropped.
 pub fn serve(
     listener: TcpListener,
     api: Arc<AuthzenApi>,
     mut stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                _ = stop.changed() => break,
+            };
             tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((socket, peer)) = accepted else { continue };
-                    let _ = socket.set_nodelay(true);
-                    tokio::spawn(connection(socket, peer, api.clone(), stop.clone()));
-                }
-                _ = stop.changed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, peer)) => {
+                        let _ = socket.set_nodelay(true);
+                        let connection = connection(socket, peer, api.clone(), stop.clone());
+                        connections.spawn(async move {
+                            connection.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "AuthZEN listener cannot accept; retrying");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+                _ = stop.changed() => break,
             }
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            connections.abort_all();
         }
     })
 }
 
-/// One connection, until the client closes it or `stop` turns true.
+/// Whether the client sent enough to tell its protocol: a byte that is not HTTP/2's preface, or
+/// the whole preface. A client that sends nothing, or part of the preface, is not waited for
+/// past [`HEADER_READ_TIMEOUT`].
+async fn protocol_sent(socket: &tokio::net::TcpStream) -> bool {
+    let mut start = [0u8; 24];
+    loop {
+        match socket.peek(&mut start).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&start[..n]) => return true,
+            // Part of the preface: wait for the rest (peek does not wait for more).
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// One connection, until the client closes it or `stop` turns true (then the request in
+/// progress is answered first).
 async fn connection(
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
     api: Arc<AuthzenApi>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let sent = tokio::time::timeout(HEADER_READ_TIMEOUT, protocol_sent(&socket)).await;
+    if !matches!(sent, Ok(true)) {
+        return;
+    }
     let service = service_fn(move |request| {
         let api = api.clone();
         async move { Ok::<_, Infallible>(api.handle(request).await) }
@@ -480,6 +609,11 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .keep_alive_timeout(std::time::Duration::from_secs(10));
     let connection = builder.serve_connection(TokioIo::new(socket), service);
     let mut connection = std::pin::pin!(connection);
     tokio::select! {

@@ -409,6 +409,17 @@ async fn the_metadata_is_built_from_the_issuer_url_never_from_host(db: &TestDb) 
     );
     let plain = http::get(addr, "/.well-known/authzen-configuration", "x").await;
     assert_eq!(plain.status, 404);
+    // The endpoints it names answer under its path too (here: no key, so 401, not 404).
+    let under = http::post(addr, "/tenant1/access/v1/evaluation", None, &json!({}), &[]).await;
+    assert_eq!(under.status, 401, "{}", under.text);
+    // HEAD: the headers, no body.
+    let request = ::http::Request::head("/.well-known/authzen-configuration/tenant1")
+        .header("host", "x")
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .unwrap();
+    let head = http::send(addr, Version::H2c, request).await;
+    assert_eq!(head.status, 200);
+    assert!(head.text.is_empty(), "{}", head.text);
     server.stop().await;
     // Without an identifier there is no metadata.
     let mut cfg = config(db);
@@ -500,6 +511,21 @@ async fn bad_input_is_a_4xx_naming_the_member_never_a_500(db: &TestDb) {
         pdp.post("/access/v1/evaluations", &unknown).await,
         400,
         "options.evaluations_semantic",
+    ));
+    let many = format!("[{}{{}}]", "{},".repeat(8_000));
+    cases.push((
+        "more JSON values than a batch could need",
+        http::post_raw(
+            pdp.addr(),
+            Version::H2c,
+            path,
+            Some(&pdp.key),
+            many.into_bytes(),
+            &[],
+        )
+        .await,
+        413,
+        "JSON values",
     ));
     let mut bad_path = good.clone();
     bad_path["resource"]["id"] = json!("/hr/../finance");
