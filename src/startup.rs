@@ -306,7 +306,7 @@ impl App {
                 page_secret.clone(),
                 config.authzen_issuer_url.clone(),
                 max_message,
-                observe.admission(&crate::service::authzen::RPCS),
+                observe.admission(&crate::service::authzen::rpcs()),
             );
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listen = %addr, "serving AuthZEN over HTTP");

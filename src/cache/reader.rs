@@ -34,6 +34,20 @@ pub enum Wanted {
     Store,
 }
 
+impl Wanted {
+    /// The stricter of two: the store over any token, the newer token over the older, any token
+    /// over the cache.
+    pub fn stricter(self, other: Wanted) -> Wanted {
+        use Wanted::{AtLeast, Cached, Store};
+        match (self, other) {
+            (Store, _) | (_, Store) => Store,
+            (AtLeast(x), AtLeast(y)) => AtLeast(x.max(y)),
+            (AtLeast(x), Cached) | (Cached, AtLeast(x)) => AtLeast(x),
+            (Cached, Cached) => Cached,
+        }
+    }
+}
+
 /// Where one attempt reads.
 #[derive(Debug, Clone, Copy)]
 enum Source {

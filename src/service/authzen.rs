@@ -41,24 +41,52 @@ const REQUEST_ID: &str = "x-request-id";
 /// The well-known path of the PDP metadata (before the issuer's own path, if any).
 pub const WELL_KNOWN: &str = "/.well-known/authzen-configuration";
 
-/// Each endpoint: its method, path and `rpc` label.
-const ENDPOINTS: [(&str, &str); 4] = [
-    ("/access/v1/evaluation", "authzen.evaluation"),
-    ("/access/v1/evaluations", "authzen.evaluations"),
-    ("/access/v1/search/action", "authzen.search.action"),
-    ("/access/v1/search/resource", "authzen.search.resource"),
-];
+/// The `POST` endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Evaluation,
+    Evaluations,
+    SearchAction,
+    SearchResource,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 4] = [
+        Endpoint::Evaluation,
+        Endpoint::Evaluations,
+        Endpoint::SearchAction,
+        Endpoint::SearchResource,
+    ];
+
+    /// Its path, under the identifier's.
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Evaluation => "/access/v1/evaluation",
+            Endpoint::Evaluations => "/access/v1/evaluations",
+            Endpoint::SearchAction => "/access/v1/search/action",
+            Endpoint::SearchResource => "/access/v1/search/resource",
+        }
+    }
+
+    /// Its `rpc` label.
+    fn rpc(self) -> &'static str {
+        match self {
+            Endpoint::Evaluation => "authzen.evaluation",
+            Endpoint::Evaluations => "authzen.evaluations",
+            Endpoint::SearchAction => "authzen.search.action",
+            Endpoint::SearchResource => "authzen.search.resource",
+        }
+    }
+}
+
 /// The `rpc` label of the metadata.
 const METADATA_RPC: &str = "authzen.metadata";
 
 /// The `rpc` labels of the AuthZEN listener, for [`crate::service::ObserveLayer::admission`].
-pub const RPCS: [&str; 5] = [
-    "authzen.evaluation",
-    "authzen.evaluations",
-    "authzen.search.action",
-    "authzen.search.resource",
-    METADATA_RPC,
-];
+pub fn rpcs() -> [&'static str; 5] {
+    let [a, b, c, d] = Endpoint::ALL.map(Endpoint::rpc);
+    [a, b, c, d, METADATA_RPC]
+}
 
 /// The AuthZEN API over the cache's reader.
 pub struct AuthzenApi {
@@ -107,11 +135,11 @@ impl AuthzenApi {
             .filter(|rest| rest.starts_with("/access/"))
             .unwrap_or(full)
             .to_owned();
-        let endpoint = ENDPOINTS.iter().find(|(p, _)| *p == path);
-        let metadata_path = self.metadata_path();
+        let endpoint = Endpoint::ALL.into_iter().find(|e| e.path() == path);
+        let metadata = endpoint.is_none() && self.metadata_path().as_deref() == Some(path.as_str());
         let rpc = match endpoint {
-            Some((_, rpc)) => *rpc,
-            None if Some(path.as_str()) == metadata_path.as_deref() => METADATA_RPC,
+            Some(endpoint) => endpoint.rpc(),
+            None if metadata => METADATA_RPC,
             None => "unknown",
         };
         let call = self.admission.enter(rpc, request.headers().get(REQUEST_ID));
@@ -121,7 +149,7 @@ impl AuthzenApi {
             Err(Failure::Service(call.overloaded()))
         } else {
             let limit = self.admission.limit();
-            match tokio::time::timeout(limit, self.route(rpc, endpoint.is_some(), request)).await {
+            match tokio::time::timeout(limit, self.route(endpoint, metadata, request)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Failure::Service(ServiceError::Deadline {
                     by_caller: false,
@@ -134,19 +162,19 @@ impl AuthzenApi {
 
     async fn route(
         &self,
-        rpc: &str,
-        is_endpoint: bool,
+        endpoint: Option<Endpoint>,
+        metadata: bool,
         request: Request<Incoming>,
     ) -> Result<Value, Failure> {
-        if rpc == METADATA_RPC {
+        if metadata {
             if request.method() != Method::GET && request.method() != Method::HEAD {
                 return Err(Failure::Method("GET, HEAD"));
             }
             return self.metadata();
         }
-        if !is_endpoint {
+        let Some(endpoint) = endpoint else {
             return Err(Failure::NotFound);
-        }
+        };
         if request.method() != Method::POST {
             return Err(Failure::Method("POST"));
         }
@@ -167,11 +195,11 @@ impl AuthzenApi {
             limits: self.limits,
             page_secret: secret,
         };
-        match rpc {
-            "authzen.evaluation" => self.evaluation(&cx, at, &body).await,
-            "authzen.evaluations" => self.evaluations(&cx, at, &body).await,
-            "authzen.search.action" => self.search_action(&cx, at, &body).await,
-            _ => self.search_resource(&cx, at, &body).await,
+        match endpoint {
+            Endpoint::Evaluation => self.decide(at, az::evaluation(&cx, &body)?).await,
+            Endpoint::Evaluations => self.evaluations(&cx, at, &body).await,
+            Endpoint::SearchAction => self.search_action(&cx, at, &body).await,
+            Endpoint::SearchResource => self.search_resource(&cx, at, &body).await,
         }
     }
 
@@ -209,7 +237,7 @@ impl AuthzenApi {
                 }
             })?
             .to_bytes();
-        // A parsed value takes many times its bytes (`[{},{},…]` about eighty times): the
+        // A parsed value takes many times its bytes (each `{}` of `[{},{},…]` a map): the
         // values are counted first, so that one body never holds more than a bounded number.
         let max_values = VALUES_PER_ITEM * (self.limits.max_batch + 1) + 1024;
         if !values_within(&bytes, max_values) {
@@ -223,8 +251,8 @@ impl AuthzenApi {
         })
     }
 
-    async fn evaluation(&self, cx: &Parsing<'_>, at: At, body: &Value) -> Result<Value, Failure> {
-        let evaluation = az::evaluation(cx, body)?;
+    /// One evaluation's answer.
+    async fn decide(&self, at: At, evaluation: az::Evaluation) -> Result<Value, Failure> {
         let (decision, revision) = self
             .reader
             .check(at, evaluation.wanted, &evaluation.query)
@@ -236,43 +264,41 @@ impl AuthzenApi {
 
     async fn evaluations(&self, cx: &Parsing<'_>, at: At, body: &Value) -> Result<Value, Failure> {
         let (items, semantic) = match az::evaluations(cx, body)? {
-            Evaluations::Single(evaluation) => {
-                let (decision, revision) = self
-                    .reader
-                    .check(at, evaluation.wanted, &evaluation.query)
-                    .await
-                    .map_err(ServiceError::from)?;
-                self.decisions.record(decision.reason);
-                return Ok(az::decision_to_json(&decision, revision));
-            }
+            Evaluations::Single(evaluation) => return self.decide(at, evaluation).await,
             Evaluations::Many { items, semantic } => (items, semantic),
         };
-        // Every item at one revision, as freshly as the strictest item asks.
-        let wanted = items
-            .iter()
-            .filter_map(|i| i.as_ref().ok().map(|e| e.wanted))
-            .fold(crate::cache::Wanted::Cached, strictest);
-        let queries: Vec<_> = items
-            .iter()
-            .filter_map(|i| i.as_ref().ok().map(|e| e.query.clone()))
-            .collect();
+        // Every item at one revision, as freshly as the strictest item asks; an item a rule
+        // refused keeps its place, as its error.
+        let mut wanted = crate::cache::Wanted::Cached;
+        let mut queries = Vec::with_capacity(items.len());
+        let mut refused = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(evaluation) => {
+                    wanted = wanted.stricter(evaluation.wanted);
+                    queries.push(evaluation.query);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
         let (decisions, revision) = self
             .reader
             .check_all(at, wanted, &queries)
             .await
             .map_err(ServiceError::from)?;
         let mut decided = decisions.into_iter();
-        let mut answers = Vec::with_capacity(items.len());
-        for item in items {
+        let mut answers = Vec::with_capacity(refused.len());
+        for item in refused {
             match item {
-                Ok(_) => {
+                None => {
                     let Some(decision) = decided.next() else {
                         break;
                     };
                     self.decisions.record(decision.reason);
                     answers.push(az::decision_to_json(&decision, revision));
                 }
-                Err(e) => {
+                Some(e) => {
                     let (code, message) = code_and_message(e);
                     answers.push(az::item_error_to_json(http_status(code), &message));
                 }
@@ -363,10 +389,10 @@ impl AuthzenApi {
         let url = |path: &str| format!("{issuer}{path}");
         Ok(json!({
             "policy_decision_point": issuer,
-            "access_evaluation_endpoint": url(ENDPOINTS[0].0),
-            "access_evaluations_endpoint": url(ENDPOINTS[1].0),
-            "search_action_endpoint": url(ENDPOINTS[2].0),
-            "search_resource_endpoint": url(ENDPOINTS[3].0),
+            "access_evaluation_endpoint": url(Endpoint::Evaluation.path()),
+            "access_evaluations_endpoint": url(Endpoint::Evaluations.path()),
+            "search_action_endpoint": url(Endpoint::SearchAction.path()),
+            "search_resource_endpoint": url(Endpoint::SearchResource.path()),
         }))
     }
 }
@@ -403,18 +429,6 @@ fn values_within(bytes: &[u8], max: usize) -> bool {
         }
     }
     true
-}
-
-/// The stricter of two consistencies: the store over any token, the newer token over the older,
-/// any token over the cache.
-fn strictest(a: crate::cache::Wanted, b: crate::cache::Wanted) -> crate::cache::Wanted {
-    use crate::cache::Wanted::{AtLeast, Cached, Store};
-    match (a, b) {
-        (Store, _) | (_, Store) => Store,
-        (AtLeast(x), AtLeast(y)) => AtLeast(x.max(y)),
-        (AtLeast(x), Cached) | (Cached, AtLeast(x)) => AtLeast(x),
-        (Cached, Cached) => Cached,
-    }
 }
 
 /// Why a request was not answered with a body of its own.

@@ -16,7 +16,7 @@ use super::status::ServiceError;
 use crate::cache::{Reader, Wanted};
 use crate::convert::envoy as ev;
 use crate::domain::mesh::{self, ExtAuthzSettings};
-use crate::domain::{Capability, Reason, context_grant};
+use crate::domain::{Capability, check_access, context_grant};
 use crate::proto::envoy::service::auth::v3::authorization_server::Authorization;
 use crate::proto::envoy::service::auth::v3::{CheckRequest, CheckResponse};
 use crate::token::{TokenIssuer, TokenRequest};
@@ -56,47 +56,48 @@ impl ExtAuthzApi {
         caller.require(Capability::Query)?;
         let placed = ev::place(&self.settings, request.get_ref())?;
         caller.require_tenant(&placed.query.tenant_id)?;
-        let (decision, revision) = self.reader.check(at, Wanted::Cached, &placed.query).await?;
-        self.decisions.record(decision.reason);
-        let token = match (&self.settings.context_token, &self.tokens) {
-            (Some((audience, ttl)), Some(issuer)) if decision.reason == Reason::Allowed => {
-                self.context_token(at, &placed.query, audience, *ttl, issuer)
-                    .await?
-            }
+        let signer = match (&self.settings.context_token, &self.tokens) {
+            (Some(token), Some(issuer)) => Some((token, issuer)),
             _ => None,
         };
-        Ok(ev::decided(&decision, revision, placed.smuggled, token))
-    }
-
-    /// A context token for the upstream: the question's grant, signed for `audience`.
-    async fn context_token(
-        &self,
-        at: crate::cache::At,
-        query: &crate::domain::AccessQuery,
-        audience: &str,
-        ttl: std::time::Duration,
-        issuer: &TokenIssuer,
-    ) -> Result<Option<String>, ServiceError> {
-        let (outcome, revision) = self
+        let Some(((audience, ttl), issuer)) = signer else {
+            let (decision, revision) = self.reader.check(at, Wanted::Cached, &placed.query).await?;
+            self.decisions.record(decision.reason);
+            return Ok(ev::decided(&decision, revision, placed.smuggled, None));
+        };
+        // The decision and the token's grant from one gathering of the snapshots, at one
+        // revision.
+        let ((decision, grant), revision) = self
             .reader
-            .evaluate(at, Wanted::Cached, query, context_grant)
+            .evaluate(at, Wanted::Cached, &placed.query, |q, app, users| {
+                let decision = check_access(q, app, users);
+                let grant = decision
+                    .allowed
+                    .then(|| context_grant(q, app, users).ok())
+                    .flatten();
+                (decision, grant)
+            })
             .await?;
-        let Ok(grant) = outcome else {
-            return Ok(None);
+        self.decisions.record(decision.reason);
+        let token = match grant {
+            Some(grant) => {
+                let request = TokenRequest {
+                    tenant_id: placed.query.tenant_id.clone(),
+                    app_id: placed.query.app_id.clone(),
+                    audience: audience.clone(),
+                    ttl: *ttl,
+                };
+                let (jws, _) = issuer
+                    .issue(&request, grant, revision, std::time::SystemTime::now())
+                    .map_err(|cause| ServiceError::Internal {
+                        what: "signing the context token",
+                        cause,
+                    })?;
+                Some(jws)
+            }
+            None => None,
         };
-        let request = TokenRequest {
-            tenant_id: query.tenant_id.clone(),
-            app_id: query.app_id.clone(),
-            audience: audience.to_owned(),
-            ttl,
-        };
-        let (jws, _) = issuer
-            .issue(&request, grant, revision, std::time::SystemTime::now())
-            .map_err(|cause| ServiceError::Internal {
-                what: "signing the context token",
-                cause,
-            })?;
-        Ok(Some(jws))
+        Ok(ev::decided(&decision, revision, placed.smuggled, token))
     }
 }
 
